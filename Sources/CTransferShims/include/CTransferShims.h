@@ -1,0 +1,47 @@
+// Typed wrappers for C functions Swift cannot call: variadic functions (curl_easy_setopt,
+// curl_easy_getinfo, MHD_start_daemon, MHD_get_daemon_info) and calls whose argument types
+// depend on the option. Each wrapper fixes one argument type. They can go when Swift imports
+// C variadics with typed arguments.
+#ifndef C_TRANSFER_SHIMS_H
+#define C_TRANSFER_SHIMS_H
+
+#include <curl/curl.h>
+#include <microhttpd.h>
+#include <stddef.h>
+#include <stdint.h>
+
+// MARK: libcurl
+CURLcode tx_curl_easy_setopt_long(CURL *handle, CURLoption option, long value);
+CURLcode tx_curl_easy_setopt_offset(CURL *handle, CURLoption option, curl_off_t value);
+CURLcode tx_curl_easy_setopt_pointer(CURL *handle, CURLoption option, void *value);
+CURLcode tx_curl_easy_setopt_string(CURL *handle, CURLoption option, const char *value);
+CURLcode tx_curl_easy_setopt_read_function(CURL *handle, curl_read_callback callback);
+CURLcode tx_curl_easy_setopt_write_function(CURL *handle, curl_write_callback callback);
+CURLcode tx_curl_easy_setopt_xferinfo_function(CURL *handle, curl_xferinfo_callback callback);
+CURLcode tx_curl_easy_getinfo_long(CURL *handle, CURLINFO info, long *value);
+
+// MARK: libmicrohttpd
+/// Starts a thread-per-connection daemon bound to `address` (IPv4 or IPv6 sockaddr).
+/// `tls_key_pem`/`tls_cert_pem` may be NULL for plain HTTP.
+struct MHD_Daemon *tx_mhd_start_daemon(unsigned int flags, const struct sockaddr *address,
+                                       MHD_AccessHandlerCallback handler, void *handler_context,
+                                       MHD_RequestCompletedCallback completed, void *completed_context,
+                                       unsigned int connection_timeout_seconds,
+                                       size_t connection_memory_limit,
+                                       const char *tls_key_pem, const char *tls_cert_pem);
+/// The port the daemon is bound to (useful after binding port 0), or 0.
+uint16_t tx_mhd_bound_port(struct MHD_Daemon *daemon);
+/// The peer address as text ("127.0.0.1"), written to `buffer`; empty on failure.
+void tx_mhd_client_address(struct MHD_Connection *connection, char *buffer, size_t buffer_size);
+
+// MARK: GNU extensions (glibc hides them unless _GNU_SOURCE is defined before any include)
+/// memmem(3): first occurrence of needle in haystack, or NULL.
+void *tx_memmem(const void *haystack, size_t haystack_length, const void *needle, size_t needle_length);
+/// syncfs(2): flush the file system holding fd.
+int tx_syncfs(int fd);
+/// renameat2(2) with RENAME_EXCHANGE: atomically swap two paths (both must exist).
+int tx_rename_exchange(int old_dirfd, const char *old_path, int new_dirfd, const char *new_path);
+/// renameat2(2) with RENAME_NOREPLACE: fails with EEXIST instead of replacing.
+int tx_rename_noreplace(int old_dirfd, const char *old_path, int new_dirfd, const char *new_path);
+
+#endif

@@ -1,0 +1,105 @@
+#define _GNU_SOURCE
+#include "CTransferShims.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <string.h>
+#include <stdio.h>
+#include <unistd.h>
+#include <fcntl.h>
+
+CURLcode tx_curl_easy_setopt_long(CURL *handle, CURLoption option, long value) {
+    return curl_easy_setopt(handle, option, value);
+}
+
+CURLcode tx_curl_easy_setopt_offset(CURL *handle, CURLoption option, curl_off_t value) {
+    return curl_easy_setopt(handle, option, value);
+}
+
+CURLcode tx_curl_easy_setopt_pointer(CURL *handle, CURLoption option, void *value) {
+    return curl_easy_setopt(handle, option, value);
+}
+
+CURLcode tx_curl_easy_setopt_string(CURL *handle, CURLoption option, const char *value) {
+    return curl_easy_setopt(handle, option, value);
+}
+
+CURLcode tx_curl_easy_setopt_read_function(CURL *handle, curl_read_callback callback) {
+    return curl_easy_setopt(handle, CURLOPT_READFUNCTION, callback);
+}
+
+CURLcode tx_curl_easy_setopt_write_function(CURL *handle, curl_write_callback callback) {
+    return curl_easy_setopt(handle, CURLOPT_WRITEFUNCTION, callback);
+}
+
+CURLcode tx_curl_easy_setopt_xferinfo_function(CURL *handle, curl_xferinfo_callback callback) {
+    return curl_easy_setopt(handle, CURLOPT_XFERINFOFUNCTION, callback);
+}
+
+CURLcode tx_curl_easy_getinfo_long(CURL *handle, CURLINFO info, long *value) {
+    return curl_easy_getinfo(handle, info, value);
+}
+
+struct MHD_Daemon *tx_mhd_start_daemon(unsigned int flags, const struct sockaddr *address,
+                                       MHD_AccessHandlerCallback handler, void *handler_context,
+                                       MHD_RequestCompletedCallback completed, void *completed_context,
+                                       unsigned int connection_timeout_seconds,
+                                       size_t connection_memory_limit,
+                                       const char *tls_key_pem, const char *tls_cert_pem) {
+    uint16_t port = 0;
+    if (address->sa_family == AF_INET6) {
+        flags |= MHD_USE_IPv6;
+        port = ntohs(((const struct sockaddr_in6 *)address)->sin6_port);
+    } else {
+        port = ntohs(((const struct sockaddr_in *)address)->sin_port);
+    }
+    if (tls_key_pem != NULL && tls_cert_pem != NULL) {
+        flags |= MHD_USE_TLS;
+        return MHD_start_daemon(flags, port, NULL, NULL, handler, handler_context,
+                                MHD_OPTION_SOCK_ADDR, address,
+                                MHD_OPTION_NOTIFY_COMPLETED, completed, completed_context,
+                                MHD_OPTION_CONNECTION_TIMEOUT, connection_timeout_seconds,
+                                MHD_OPTION_CONNECTION_MEMORY_LIMIT, connection_memory_limit,
+                                MHD_OPTION_HTTPS_MEM_KEY, tls_key_pem,
+                                MHD_OPTION_HTTPS_MEM_CERT, tls_cert_pem,
+                                MHD_OPTION_END);
+    }
+    return MHD_start_daemon(flags, port, NULL, NULL, handler, handler_context,
+                            MHD_OPTION_SOCK_ADDR, address,
+                            MHD_OPTION_NOTIFY_COMPLETED, completed, completed_context,
+                            MHD_OPTION_CONNECTION_TIMEOUT, connection_timeout_seconds,
+                            MHD_OPTION_CONNECTION_MEMORY_LIMIT, connection_memory_limit,
+                            MHD_OPTION_END);
+}
+
+uint16_t tx_mhd_bound_port(struct MHD_Daemon *daemon) {
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(daemon, MHD_DAEMON_INFO_BIND_PORT);
+    return info == NULL ? 0 : info->port;
+}
+
+void tx_mhd_client_address(struct MHD_Connection *connection, char *buffer, size_t buffer_size) {
+    buffer[0] = '\0';
+    const union MHD_ConnectionInfo *info =
+        MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    if (info == NULL || info->client_addr == NULL) return;
+    const struct sockaddr *sa = info->client_addr;
+    if (sa->sa_family == AF_INET) {
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, buffer, (socklen_t)buffer_size);
+    } else if (sa->sa_family == AF_INET6) {
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, buffer, (socklen_t)buffer_size);
+    }
+}
+
+void *tx_memmem(const void *haystack, size_t haystack_length, const void *needle, size_t needle_length) {
+    return memmem(haystack, haystack_length, needle, needle_length);
+}
+
+int tx_syncfs(int fd) { return syncfs(fd); }
+
+int tx_rename_exchange(int old_dirfd, const char *old_path, int new_dirfd, const char *new_path) {
+    return renameat2(old_dirfd, old_path, new_dirfd, new_path, RENAME_EXCHANGE);
+}
+
+int tx_rename_noreplace(int old_dirfd, const char *old_path, int new_dirfd, const char *new_path) {
+    return renameat2(old_dirfd, old_path, new_dirfd, new_path, RENAME_NOREPLACE);
+}

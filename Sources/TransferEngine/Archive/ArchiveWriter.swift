@@ -1,0 +1,119 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+private import CLibArchive
+
+/// Writes a tar stream (pax where needed, plain ustar otherwise, as GNU tar and Go's
+/// archive/tar read) through a compressor, pushing the output bytes to `sink`.
+///
+/// ```
+///  entries ──▶ libarchive (tar + gzip filter) ──write callback──▶ sink(bytes)
+/// ```
+/// `sink` is called on the writing thread with buffers valid only for the call.
+/// Call order: `append…`/`writeData` any number of times, then `finish()` once.
+public final class ArchiveWriter {
+    private let handle: OpaquePointer
+    private let entry: OpaquePointer
+    private let sink: (UnsafeRawBufferPointer) throws -> Void
+    /// The first error the sink threw; libarchive sees only "-1".
+    private var sinkError: (any Error)?
+    private var finished = false
+    /// Compressed bytes written to the sink.
+    public private(set) var bytesOut: Int64 = 0
+
+    public init(compression: ArchiveCompression, sink: @escaping (UnsafeRawBufferPointer) throws -> Void) throws {
+        _ = LibArchiveLocale.configured
+        guard let handle = archive_write_new(), let entry = archive_entry_new() else {
+            throw TransferError(.internal, .archive, "libarchive: out of memory")
+        }
+        self.handle = handle
+        self.entry = entry
+        self.sink = sink
+        try check(archive_write_set_format_pax_restricted(handle))
+        switch compression {
+        case .gzip(let level):
+            try check(archive_write_add_filter_gzip(handle))
+            try check(archive_write_set_filter_option(handle, "gzip", "compression-level", String(level)))
+        case .none:
+            try check(archive_write_add_filter_none(handle))
+        }
+        // Emit whatever libarchive has as soon as it has it; no 10 KiB tar record padding at the end.
+        try check(archive_write_set_bytes_per_block(handle, 0))
+        let opaqueSelf = Unmanaged.passUnretained(self).toOpaque()
+        try check(
+            archive_write_open(
+                handle, opaqueSelf, nil,
+                { _, context, buffer, length in
+                    let writer = Unmanaged<ArchiveWriter>.fromOpaque(context!).takeUnretainedValue()
+                    return writer.deliver(UnsafeRawBufferPointer(start: buffer, count: length))
+                }, nil))
+    }
+
+    deinit {
+        archive_entry_free(entry)
+        archive_write_free(handle)
+    }
+
+    private func deliver(_ buffer: UnsafeRawBufferPointer) -> Int {
+        do {
+            try sink(buffer)
+            bytesOut += Int64(buffer.count)
+            return buffer.count
+        } catch {
+            if sinkError == nil { sinkError = error }
+            return -1
+        }
+    }
+
+    /// Adds a header for a directory, regular file (data follows via `writeData`) or symlink.
+    public func appendHeader(path: PathBytes, status: FileStatus, symlinkTarget: [UInt8]? = nil) throws {
+        precondition(!finished, "append after finish")
+        archive_entry_clear(entry)
+        archive_entry_set_filetype(entry, status.fileType)
+        archive_entry_set_perm(entry, status.permissions)
+        archive_entry_set_size(entry, status.size)
+        archive_entry_set_mtime(entry, time_t(status.mtime.seconds), Int(status.mtime.nanoseconds))
+        archive_entry_set_uid(entry, status.uid)
+        archive_entry_set_gid(entry, status.gid)
+        archive_entry_copy_pathname(entry, path.cString)
+        // Names for owners are not portable between nodes; numeric ids are kept.
+        archive_entry_set_uname(entry, nil)
+        archive_entry_set_gname(entry, nil)
+        if let target = symlinkTarget {
+            archive_entry_copy_symlink(entry, CString.terminated(target))
+            archive_entry_set_size(entry, 0)
+        }
+        // Directories and links carry no data; pax_restricted adds records only when ustar can't hold a field.
+        let status = archive_write_header(handle, entry)
+        if status == ARCHIVE_WARN {
+            Log.warning("archive: \(path): \(LibArchiveError.from(handle, status: status))")
+        } else {
+            try check(status, path: path)
+        }
+    }
+
+    /// Appends file data for the current entry.
+    public func writeData(_ buffer: UnsafeRawBufferPointer) throws {
+        var offset = 0
+        while offset < buffer.count {
+            let n = archive_write_data(handle, buffer.baseAddress! + offset, buffer.count - offset)
+            if n < 0 { try check(Int32(n)) }
+            offset += n
+        }
+    }
+
+    /// Closes the stream: tar end blocks and compressor trailer reach the sink before this returns.
+    public func finish() throws {
+        precondition(!finished, "finish called twice")
+        finished = true
+        try check(archive_write_close(handle))
+    }
+
+    private func check(_ status: Int32, path: PathBytes? = nil) throws {
+        guard status < ARCHIVE_WARN else { return }
+        if let sinkError { throw sinkError }
+        let cause = LibArchiveError.from(handle, status: status)
+        let prefix = path.map { "\($0): " } ?? ""
+        throw TransferError(.io, .archive, "archive: \(prefix)\(cause.message)", cause: cause)
+    }
+}

@@ -1,0 +1,93 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The source half of the pipeline: walks a volume and writes it as a compressed tar stream.
+///
+/// ```
+///  VolumeWalker ─▶ read(file, 256 KiB) ─▶ ArchiveWriter(tar + gzip) ─▶ sink
+/// ```
+/// Memory is one read buffer plus libarchive's compressor state, whatever the volume's size.
+public struct VolumeArchiver {
+    public var root: String
+    public var compression: ArchiveCompression
+    /// Called after every block of file data with the volume bytes archived so far.
+    public var progress: ((Int64) -> Void)?
+    /// Chunk size for reading files.
+    public var readSize = 256 * 1024
+
+    public init(root: String, compression: ArchiveCompression = .wingsCompatible) {
+        self.root = root
+        self.compression = compression
+    }
+
+    /// Summary of what went into the archive.
+    public struct Summary: Sendable {
+        public var files = 0
+        public var directories = 0
+        public var symlinks = 0
+        public var skipped = 0
+        public var volumeBytes: Int64 = 0
+        public var archiveBytes: Int64 = 0
+    }
+
+    /// Writes the whole archive to `sink` and returns what it contained.
+    public func run(sink: @escaping (UnsafeRawBufferPointer) throws -> Void) throws -> Summary {
+        var summary = Summary()
+        let writer = try ArchiveWriter(compression: compression, sink: sink)
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: readSize, alignment: 64)
+        defer { buffer.deallocate() }
+        try VolumeWalker(root: root).walk(
+            visit: { entry in
+                switch entry.kind {
+                case .directory:
+                    try writer.appendHeader(path: entry.path, status: FileStatus(entry.status))
+                    summary.directories += 1
+                case .symlink:
+                    try writer.appendHeader(path: entry.path, status: FileStatus(entry.status), symlinkTarget: entry.symlinkTarget())
+                    summary.symlinks += 1
+                case .file:
+                    try archiveFile(entry, writer: writer, buffer: buffer, summary: &summary)
+                    summary.files += 1
+                }
+            },
+            skipped: { path, kind in
+                summary.skipped += 1
+                Log.warning("archive: skipping \(kind) \(path)")
+            })
+        try writer.finish()
+        summary.archiveBytes = writer.bytesOut
+        return summary
+    }
+
+    private func archiveFile(
+        _ entry: VolumeWalker.Entry, writer: ArchiveWriter, buffer: UnsafeMutableRawBufferPointer,
+        summary: inout Summary
+    ) throws {
+        let fd = try entry.openForReading()
+        defer { close(fd) }
+        // Size and times come from the open descriptor, so they match the bytes we read.
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw TransferError.system("fstat", path: entry.path.description) }
+        posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL)
+        try writer.appendHeader(path: entry.path, status: FileStatus(st))
+        var remaining = Int64(st.st_size)
+        while remaining > 0 {
+            let n = read(fd, buffer.baseAddress, min(buffer.count, Int(clamping: remaining)))
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw TransferError.system("read", path: entry.path.description)
+            }
+            if n == 0 {
+                // The file shrank while we read it; libarchive pads the entry with zeros to the size
+                // in its header. A live server should be stopped before a transfer.
+                Log.warning("archive: \(entry.path) shrank while being read; padded with zeros")
+                break
+            }
+            try writer.writeData(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
+            remaining -= Int64(n)
+            summary.volumeBytes += Int64(n)
+            progress?(summary.volumeBytes)
+        }
+    }
+}

@@ -1,0 +1,69 @@
+private import COpenSSL
+
+/// Streaming SHA-256 over OpenSSL's EVP interface (uses SHA-NI where the CPU has it).
+///
+/// ```
+///  bytes ──update()──▶ [EVP_MD_CTX] ──finalize()──▶ 32-byte digest / lowercase hex
+/// ```
+/// Not thread-safe: one stage owns it.
+public final class SHA256Hasher {
+    private let context: OpaquePointer
+    private var finalized = false
+    /// Bytes hashed so far.
+    public private(set) var byteCount: Int64 = 0
+
+    public init() {
+        guard let context = EVP_MD_CTX_new(), EVP_DigestInit_ex(context, EVP_sha256(), nil) == 1 else {
+            // Only fails when the process is out of memory or OpenSSL is broken: not recoverable.
+            fatalError("OpenSSL could not initialise SHA-256")
+        }
+        self.context = context
+    }
+
+    deinit { EVP_MD_CTX_free(context) }
+
+    public func update(_ bytes: UnsafeRawBufferPointer) {
+        precondition(!finalized, "update after finalize")
+        guard bytes.count > 0 else { return }
+        EVP_DigestUpdate(context, bytes.baseAddress, bytes.count)
+        byteCount += Int64(bytes.count)
+    }
+
+    public func update(_ bytes: [UInt8]) {
+        bytes.withUnsafeBytes { update($0) }
+    }
+
+    /// The 32-byte digest. Call once.
+    public func finalize() -> [UInt8] {
+        precondition(!finalized, "finalize called twice")
+        finalized = true
+        var digest = [UInt8](repeating: 0, count: 32)
+        var length: UInt32 = 0
+        EVP_DigestFinal_ex(context, &digest, &length)
+        return digest
+    }
+
+    /// The digest as lowercase hex (what the `checksum` part carries). Call once.
+    public func finalizeHex() -> String { Hex.encode(finalize()) }
+
+    /// One-shot digest of a buffer, as lowercase hex.
+    public static func hex(of bytes: [UInt8]) -> String {
+        let hasher = SHA256Hasher()
+        hasher.update(bytes)
+        return hasher.finalizeHex()
+    }
+}
+
+/// Lowercase hex encoding.
+public enum Hex {
+    public static func encode(_ bytes: [UInt8]) -> String {
+        let digits = Array("0123456789abcdef".utf8)
+        var out = [UInt8]()
+        out.reserveCapacity(bytes.count * 2)
+        for b in bytes {
+            out.append(digits[Int(b >> 4)])
+            out.append(digits[Int(b & 0xf)])
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+}

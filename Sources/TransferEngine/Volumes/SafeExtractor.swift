@@ -1,0 +1,284 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+private import CTransferShims
+
+/// Writes archive entries below a root directory (a staging directory) and refuses anything that
+/// could reach outside it.
+///
+/// ```
+///  ArchiveReader.Entry ─▶ check name ─▶ openat-walk parents (O_NOFOLLOW) ─▶ create ─▶ finish(): dir modes/times, link check
+/// ```
+/// Rules (any violation fails the whole extraction; the caller discards the staging directory):
+/// - names with `..` components or absolute names are refused; so are device nodes, FIFOs, sockets;
+/// - parents are opened with `O_NOFOLLOW`, so an entry never passes through a symlink;
+/// - hardlinks must name an entry already inside the root;
+/// - at `finish()`, every symlink's target is resolved inside the root (following other symlinks
+///   the archive made); one that leads outside fails the extraction, whatever the entry order;
+/// - setuid/setgid bits are stripped; directory modes and times are applied last, deepest first.
+public final class SafeExtractor {
+    private let rootDescriptor: Int32
+    private var parentCache: (path: [[UInt8]], fd: Int32)?
+    private var deferredDirectories: [(components: [[UInt8]], mode: Glibc.mode_t, mtime: FileTime)] = []
+    private var symlinks: [[[UInt8]]] = []
+    private let readBuffer: Int = 0
+
+    /// Counts of what was written.
+    public private(set) var files = 0
+    public private(set) var directories = 0
+    public private(set) var links = 0
+    public private(set) var bytes: Int64 = 0
+
+    /// Opens `root`, which must exist and be a directory the caller owns.
+    public init(root: String) throws {
+        rootDescriptor = open(root, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        guard rootDescriptor >= 0 else { throw TransferError.system("open", path: root) }
+    }
+
+    deinit {
+        if let cache = parentCache { close(cache.fd) }
+        close(rootDescriptor)
+    }
+
+    /// Extracts every entry `reader` yields, then finishes. Returns the volume bytes written.
+    public func extractAll(from reader: ArchiveReader) throws {
+        while let entry = try reader.nextEntry() {
+            try extract(entry, reader: reader)
+        }
+        try finish()
+    }
+
+    /// Extracts one entry; file data is pulled from `reader`.
+    public func extract(_ entry: ArchiveReader.Entry, reader: ArchiveReader) throws {
+        let components = try Self.components(of: entry.path, what: "entry")
+        let display = String(decoding: entry.path, as: UTF8.self)
+        guard let name = components.last else {
+            // The root itself ("./"): its mode and time are applied like any directory's.
+            if entry.kind == .directory { deferredDirectories.append(([], Self.safeMode(entry.mode), entry.mtime)) }
+            return
+        }
+        let parent = try openParent(Array(components.dropLast()), display: display)
+        let cName = CString.terminated(name)
+        switch entry.kind {
+        case .directory:
+            if mkdirat(parent, cName, 0o700) != 0 {
+                guard errno == EEXIST, kindAt(parent, cName) == S_IFDIR else {
+                    throw refuse(display, "conflicts with an existing non-directory entry")
+                }
+            }
+            deferredDirectories.append((components, Self.safeMode(entry.mode), entry.mtime))
+            directories += 1
+        case .file:
+            try removeExisting(parent, cName, display: display)
+            let fd = openat(parent, cName, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
+            guard fd >= 0 else { throw TransferError.system("openat", path: display) }
+            defer { close(fd) }
+            let written = try reader.readData { offset, block in
+                var done = 0
+                while done < block.count {
+                    let n = pwrite(fd, block.baseAddress! + done, block.count - done, off_t(offset) + off_t(done))
+                    if n < 0 {
+                        if errno == EINTR { continue }
+                        throw TransferError.system("write", path: display)
+                    }
+                    done += n
+                }
+            }
+            // Sparse entries may end in a hole: the size in the header is the truth.
+            if entry.size > 0 && ftruncate(fd, off_t(entry.size)) != 0 { throw TransferError.system("ftruncate", path: display) }
+            var times = [entry.mtime.timespec, entry.mtime.timespec]
+            guard fchmod(fd, Self.safeMode(entry.mode)) == 0, futimens(fd, &times) == 0 else {
+                throw TransferError.system("fchmod", path: display)
+            }
+            files += 1
+            bytes += written
+        case .symlink:
+            let target = entry.linkTarget ?? []
+            guard !target.isEmpty, target.first != 0x2f else { throw refuse(display, "is a symlink to an absolute path") }
+            guard Self.lexicallyInside(base: Array(components.dropLast()), target: target) else {
+                throw refuse(display, "is a symlink leading outside the volume")
+            }
+            try removeExisting(parent, cName, display: display)
+            guard symlinkat(CString.terminated(target), parent, cName) == 0 else {
+                throw TransferError.system("symlinkat", path: display)
+            }
+            var times = [entry.mtime.timespec, entry.mtime.timespec]
+            utimensat(parent, cName, &times, AT_SYMLINK_NOFOLLOW)
+            symlinks.append(components)
+            links += 1
+        case .hardlink:
+            let targetComponents = try Self.components(of: entry.linkTarget ?? [], what: "hardlink target")
+            guard let targetName = targetComponents.last else { throw refuse(display, "is a hardlink to the volume root") }
+            let targetParent = try openParent(Array(targetComponents.dropLast()), display: display, cache: false)
+            defer { close(targetParent) }
+            let cTarget = CString.terminated(targetName)
+            let kind = kindAt(targetParent, cTarget)
+            guard kind == S_IFREG || kind == S_IFLNK else { throw refuse(display, "is a hardlink to a missing or non-file entry") }
+            try removeExisting(parent, cName, display: display)
+            // No AT_SYMLINK_FOLLOW: linking to a symlink links the symlink itself, never what it points at.
+            guard linkat(targetParent, cTarget, parent, cName, 0) == 0 else { throw TransferError.system("linkat", path: display) }
+            files += 1
+        case .special(let what):
+            throw refuse(display, "is a \(what); refusing to create it")
+        }
+    }
+
+    /// Applies directory modes and times (deepest first, so setting a parent's time is last) and
+    /// checks that every symlink resolves inside the root.
+    public func finish() throws {
+        for link in symlinks {
+            guard resolvesInside(link) else {
+                throw refuse(link.map { String(decoding: $0, as: UTF8.self) }.joined(separator: "/"),
+                             "is a symlink leading outside the volume")
+            }
+        }
+        if let cache = parentCache {
+            close(cache.fd)
+            parentCache = nil
+        }
+        for dir in deferredDirectories.sorted(by: { $0.components.count > $1.components.count }) {
+            let display = dir.components.map { String(decoding: $0, as: UTF8.self) }.joined(separator: "/")
+            let fd: Int32
+            if dir.components.isEmpty {
+                fd = dup(rootDescriptor)
+            } else {
+                let parent = try openParent(Array(dir.components.dropLast()), display: display, cache: false)
+                fd = openat(parent, CString.terminated(dir.components.last!), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+                close(parent)
+            }
+            guard fd >= 0 else { throw TransferError.system("openat", path: display) }
+            defer { close(fd) }
+            var times = [dir.mtime.timespec, dir.mtime.timespec]
+            guard fchmod(fd, dir.mode) == 0, futimens(fd, &times) == 0 else { throw TransferError.system("fchmod", path: display) }
+        }
+        deferredDirectories.removeAll()
+    }
+
+    /// Flushes everything written below the root to disk (one `syncfs` instead of an fsync per file).
+    public func sync() throws {
+        guard tx_syncfs(rootDescriptor) == 0 else { throw TransferError.system("syncfs", path: "staging") }
+    }
+
+    // MARK: - Path checks
+
+    /// Splits an archive name into components, dropping `.` and empty ones; refuses `..` and absolute names.
+    static func components(of path: [UInt8], what: String) throws -> [[UInt8]] {
+        let display = String(decoding: path, as: UTF8.self)
+        if path.first == 0x2f { throw refuse(display, "\(what) has an absolute path") }
+        if path.contains(0) { throw refuse(display, "\(what) contains a NUL byte") }
+        var out: [[UInt8]] = []
+        for part in path.split(separator: 0x2f, omittingEmptySubsequences: true) {
+            if part.elementsEqual([0x2e]) { continue }
+            if part.elementsEqual([0x2e, 0x2e]) { throw refuse(display, "\(what) contains '..'") }
+            if part.count > 255 { throw refuse(display, "\(what) has a name component over 255 bytes") }
+            out.append(Array(part))
+        }
+        return out
+    }
+
+    /// Whether `target`, read relative to the directory `base`, stays inside the root by its text alone.
+    static func lexicallyInside(base: [[UInt8]], target: [UInt8]) -> Bool {
+        var stack = base
+        for part in target.split(separator: 0x2f, omittingEmptySubsequences: true) {
+            if part.elementsEqual([0x2e]) { continue }
+            if part.elementsEqual([0x2e, 0x2e]) {
+                if stack.isEmpty { return false }
+                stack.removeLast()
+            } else {
+                stack.append(Array(part))
+            }
+        }
+        return true
+    }
+
+    /// Resolves the symlink at `link` inside the root as the kernel would, following symlinks the
+    /// archive created (at most 40 hops). False if any step leads outside or cannot be resolved safely.
+    func resolvesInside(_ link: [[UInt8]]) -> Bool {
+        var resolved: [[UInt8]] = []
+        var pending: [[UInt8]] = link.reversed()
+        var hops = 0
+        while let part = pending.popLast() {
+            if part == [0x2e] { continue }
+            if part == [0x2e, 0x2e] {
+                if resolved.isEmpty { return false }
+                resolved.removeLast()
+                continue
+            }
+            resolved.append(part)
+            let path = CString.terminated(Array(resolved.joined(separator: [0x2f])))
+            var st = stat()
+            guard fstatat(rootDescriptor, path, &st, AT_SYMLINK_NOFOLLOW) == 0 else {
+                // A dangling link inside the volume is harmless: what it names does not exist yet.
+                continue
+            }
+            guard st.st_mode & S_IFMT == S_IFLNK else { continue }
+            hops += 1
+            if hops > 40 { return false }
+            var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+            let n = readlinkat(rootDescriptor, path, &buffer, buffer.count - 1)
+            guard n > 0, buffer[0] != 0x2f else { return false }
+            resolved.removeLast()
+            let target = buffer[0..<n].map { UInt8(bitPattern: $0) }
+            for piece in target.split(separator: 0x2f, omittingEmptySubsequences: true).reversed() {
+                pending.append(Array(piece))
+            }
+        }
+        return true
+    }
+
+    // MARK: - File system helpers
+
+    /// Opens the directory `components` below the root, creating missing ones, never following
+    /// symlinks. With `cache`, the descriptor is owned by the cache (do not close it).
+    private func openParent(_ components: [[UInt8]], display: String, cache: Bool = true) throws -> Int32 {
+        if cache, let cached = parentCache, cached.path == components { return cached.fd }
+        var fd = dup(rootDescriptor)
+        for part in components {
+            let cPart = CString.terminated(part)
+            var next = openat(fd, cPart, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+            if next < 0 && errno == ENOENT {
+                // Implicit parent (archives may omit directory entries), as tar does.
+                if mkdirat(fd, cPart, 0o755) != 0 && errno != EEXIST {
+                    let code = errno
+                    close(fd)
+                    throw TransferError.system("mkdirat", path: display, errno: code)
+                }
+                next = openat(fd, cPart, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+            }
+            let code = errno
+            close(fd)
+            guard next >= 0 else {
+                if code == ELOOP || code == ENOTDIR { throw refuse(display, "passes through a symlink or a non-directory") }
+                throw TransferError.system("openat", path: display, errno: code)
+            }
+            fd = next
+        }
+        if cache {
+            if let old = parentCache { close(old.fd) }
+            parentCache = (components, fd)
+        }
+        return fd
+    }
+
+    private func kindAt(_ parent: Int32, _ name: [CChar]) -> Glibc.mode_t? {
+        var st = stat()
+        guard fstatat(parent, name, &st, AT_SYMLINK_NOFOLLOW) == 0 else { return nil }
+        return st.st_mode & S_IFMT
+    }
+
+    /// A later entry replaces an earlier file or link of the same name (tar semantics), never a directory.
+    private func removeExisting(_ parent: Int32, _ name: [CChar], display: String) throws {
+        guard let kind = kindAt(parent, name) else { return }
+        if kind == S_IFDIR { throw refuse(display, "conflicts with an existing directory") }
+        guard unlinkat(parent, name, 0) == 0 else { throw TransferError.system("unlinkat", path: display) }
+    }
+
+    /// Permission bits plus sticky; never setuid/setgid from an archive.
+    static func safeMode(_ mode: UInt32) -> Glibc.mode_t { Glibc.mode_t(mode & 0o1777) }
+
+    private func refuse(_ path: String, _ reason: String) -> TransferError { Self.refuse(path, reason) }
+
+    static func refuse(_ path: String, _ reason: String) -> TransferError {
+        TransferError(.invalidInput, .archive, "unsafe archive entry '\(path)': \(reason)")
+    }
+}

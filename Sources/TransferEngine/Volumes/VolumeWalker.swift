@@ -1,0 +1,105 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Walks a volume depth-first with `openat`, never following symlinks, in a stable (sorted) order.
+///
+/// ```
+///  root fd ─▶ fdopendir ─▶ sorted names ─▶ fstatat(NOFOLLOW) ─▶ visit(entry) ─▶ recurse into dirs
+/// ```
+/// Directories are visited before their contents. Sockets, FIFOs and devices are reported to
+/// `skipped` and not visited: they cannot be moved meaningfully and must never be recreated.
+public struct VolumeWalker {
+    /// One file system object inside the volume.
+    public struct Entry {
+        public enum Kind: Sendable { case file, directory, symlink }
+        public let path: PathBytes
+        public let kind: Kind
+        public let status: stat
+        /// The directory holding the entry, open while `visit` runs (for `openat`/`readlinkat`).
+        public let parentDescriptor: Int32
+        public let name: [UInt8]
+
+        /// Opens a regular file for reading without following a symlink swapped in since the walk.
+        public func openForReading() throws -> Int32 {
+            let fd = openat(parentDescriptor, CString.terminated(name), O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+            guard fd >= 0 else { throw TransferError.system("openat", path: path.description) }
+            return fd
+        }
+
+        /// The target of a symlink, as bytes.
+        public func symlinkTarget() throws -> [UInt8] {
+            var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+            let n = readlinkat(parentDescriptor, CString.terminated(name), &buffer, buffer.count - 1)
+            guard n >= 0 else { throw TransferError.system("readlinkat", path: path.description) }
+            return buffer[0..<n].map { UInt8(bitPattern: $0) }
+        }
+    }
+
+    public let root: String
+
+    public init(root: String) { self.root = root }
+
+    /// Visits every entry below the root (not the root itself).
+    public func walk(visit: (Entry) throws -> Void, skipped: (PathBytes, String) -> Void = { _, _ in }) throws {
+        let fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else { throw TransferError.system("open", path: root) }
+        try walkDirectory(fd, path: PathBytes([]), visit: visit, skipped: skipped)
+    }
+
+    /// Totals for progress reporting (a stat-only pass, cheap next to reading the data).
+    public func totals() throws -> (files: Int, bytes: Int64) {
+        var files = 0
+        var bytes: Int64 = 0
+        try walk { entry in
+            if entry.kind == .file {
+                files += 1
+                bytes += Int64(entry.status.st_size)
+            }
+        }
+        return (files, bytes)
+    }
+
+    /// Takes ownership of `fd` and closes it.
+    private func walkDirectory(
+        _ fd: Int32, path: PathBytes, visit: (Entry) throws -> Void, skipped: (PathBytes, String) -> Void
+    ) throws {
+        guard let dir = fdopendir(fd) else {
+            close(fd)
+            throw TransferError.system("fdopendir", path: path.description)
+        }
+        defer { closedir(dir) }
+        var names: [[UInt8]] = []
+        while let item = readdir(dir) {
+            let name = withUnsafePointer(to: item.pointee.d_name) {
+                $0.withMemoryRebound(to: CChar.self, capacity: 256) { CString.bytes($0) }
+            }
+            if name == [0x2e] || name == [0x2e, 0x2e] { continue }
+            names.append(name)
+        }
+        names.sort { $0.lexicographicallyPrecedes($1) }
+        for name in names {
+            let childPath = path.appending(name)
+            var st = stat()
+            guard fstatat(fd, CString.terminated(name), &st, AT_SYMLINK_NOFOLLOW) == 0 else {
+                if errno == ENOENT { continue }  // removed while walking: nothing to send
+                throw TransferError.system("fstatat", path: childPath.description)
+            }
+            let kind: Entry.Kind
+            switch st.st_mode & S_IFMT {
+            case S_IFREG: kind = .file
+            case S_IFDIR: kind = .directory
+            case S_IFLNK: kind = .symlink
+            case S_IFIFO: skipped(childPath, "FIFO"); continue
+            case S_IFSOCK: skipped(childPath, "socket"); continue
+            default: skipped(childPath, "device node"); continue
+            }
+            try visit(Entry(path: childPath, kind: kind, status: st, parentDescriptor: fd, name: name))
+            if kind == .directory {
+                let child = openat(fd, CString.terminated(name), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+                guard child >= 0 else { throw TransferError.system("openat", path: childPath.description) }
+                try walkDirectory(child, path: childPath, visit: visit, skipped: skipped)
+            }
+        }
+    }
+}
