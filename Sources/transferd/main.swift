@@ -1,1 +1,9 @@
-print("stub")
+import TransferEngine
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+// Thin entry point: all parsing and behaviour live in TransferEngine.DaemonCommand.
+SignalWaiter.blockTerminationSignals()
+exit(DaemonCommand.main(Array(CommandLine.arguments.dropFirst())))

@@ -8,11 +8,11 @@ import Glibc
 ///  VolumeWalker ─▶ read(file, 256 KiB) ─▶ ArchiveWriter(tar + gzip) ─▶ sink
 /// ```
 /// Memory is one read buffer plus libarchive's compressor state, whatever the volume's size.
-public struct VolumeArchiver {
+public struct VolumeArchiver: Sendable {
     public var root: String
     public var compression: ArchiveCompression
     /// Called after every block of file data with the volume bytes archived so far.
-    public var progress: ((Int64) -> Void)?
+    public var progress: (@Sendable (Int64) -> Void)?
     /// Chunk size for reading files.
     public var readSize = 256 * 1024
 

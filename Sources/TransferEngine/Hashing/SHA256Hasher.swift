@@ -5,8 +5,9 @@ private import COpenSSL
 /// ```
 ///  bytes ──update()──▶ [EVP_MD_CTX] ──finalize()──▶ 32-byte digest / lowercase hex
 /// ```
-/// Not thread-safe: one stage owns it.
-public final class SHA256Hasher {
+/// Not thread-safe: one stage uses it at a time. It may be handed to another thread after a
+/// synchronising hand-off (a `BoundedChunkBuffer` end-of-stream), hence `@unchecked Sendable`.
+public final class SHA256Hasher: @unchecked Sendable {
     private let context: OpaquePointer
     private var finalized = false
     /// Bytes hashed so far.

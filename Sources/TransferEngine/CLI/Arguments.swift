@@ -1,0 +1,78 @@
+/// A small command-line parser: `--name value`, `--name=value`, boolean `--flag`s and positionals.
+/// Unknown options are usage errors (exit 64), never silently ignored.
+public struct Arguments {
+    public private(set) var values: [String: String] = [:]
+    public private(set) var flags: Set<String> = []
+    public private(set) var positionals: [String] = []
+
+    /// Parses `argv` (without the program name). `valued` names options that take a value,
+    /// `booleans` those that do not.
+    public init(_ argv: [String], valued: Set<String>, booleans: Set<String>) throws {
+        var index = 0
+        while index < argv.count {
+            let arg = argv[index]
+            index += 1
+            if arg == "--" {
+                positionals += argv[index...]
+                break
+            }
+            guard arg.hasPrefix("-"), arg != "-" else {
+                positionals.append(arg)
+                continue
+            }
+            var name = String(arg.drop(while: { $0 == "-" }))
+            var inline: String?
+            if let eq = name.firstIndex(of: "=") {
+                inline = String(name[name.index(after: eq)...])
+                name = String(name[..<eq])
+            }
+            if arg == "-h" { name = "help" }
+            if booleans.contains(name) {
+                guard inline == nil else { throw Self.usage("--\(name) takes no value") }
+                flags.insert(name)
+            } else if valued.contains(name) {
+                if let inline {
+                    values[name] = inline
+                } else {
+                    guard index < argv.count else { throw Self.usage("--\(name) needs a value") }
+                    values[name] = argv[index]
+                    index += 1
+                }
+            } else {
+                throw Self.usage("unknown option \(arg)")
+            }
+        }
+    }
+
+    public subscript(_ name: String) -> String? { values[name] }
+    public func has(_ flag: String) -> Bool { flags.contains(flag) }
+
+    public func required(_ name: String) throws -> String {
+        guard let value = values[name], !value.isEmpty else { throw Self.usage("--\(name) is required") }
+        return value
+    }
+
+    public static func usage(_ message: String) -> TransferError {
+        TransferError(.invalidInput, .cli, message, cause: UsageMarker())
+    }
+
+    /// Parses durations like `900`, `90s`, `15m`, `2h`, `1d` into seconds.
+    public static func duration(_ text: String) throws -> Int64 {
+        let units: [Character: Int64] = ["s": 1, "m": 60, "h": 3600, "d": 86400]
+        var number = text
+        var scale: Int64 = 1
+        if let last = text.last, let unit = units[last] {
+            number = String(text.dropLast())
+            scale = unit
+        }
+        guard let value = Int64(number), value > 0 else { throw usage("'\(text)' is not a duration (e.g. 90s, 15m, 2h)") }
+        return value * scale
+    }
+}
+
+/// Marks a TransferError as a usage error, so the CLI exits 64 and prints the usage line.
+public struct UsageMarker: Error, Sendable {}
+
+extension TransferError {
+    public var isUsageError: Bool { cause is UsageMarker }
+}

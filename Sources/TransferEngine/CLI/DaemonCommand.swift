@@ -1,0 +1,103 @@
+import Foundation
+
+/// `transferd`: the node daemon's command line. Builds the configuration (file or embedded
+/// default, then flags), starts the daemon, and stops it gracefully on SIGTERM/SIGINT.
+public enum DaemonCommand {
+    public static let help = """
+        transferd — node daemon that receives game-server volumes (Wings/Pelican wire protocol)
+
+        usage: transferd [--config FILE] [--listen HOST:PORT] [--data DIR] [--backups DIR]
+                         [--state DIR] [--allow-unscoped-tokens] [--log-level LEVEL]
+
+        With no --config, runs on the embedded default: 127.0.0.1:8080, state in ./transferd-data
+        (volumes/, backups/, and node-token, generated once with mode 0600).
+
+        Options
+          --config FILE            a Wings-style config.yml (token, api.host, api.port, api.ssl.*,
+                                   api.upload_limit, system.data, system.backup_directory, remote)
+          --listen HOST:PORT       listen address (port 0 picks a free port); overrides the config
+          --data DIR               volumes directory (system.data)
+          --backups DIR            backup directory (system.backup_directory)
+          --state DIR              embedded default's state directory (default ./transferd-data)
+          --allow-unscoped-tokens  accept panel tokens without a scope claim (panels before 2026)
+          --log-level LEVEL        debug | info (default) | warning | error
+          --version                print the version
+
+        Endpoints: POST /api/transfers (bearer JWT, scope transfer), GET /api/system (node token).
+        SIGTERM or SIGINT stops it: running transfers are abandoned and nothing partial is committed.
+        """
+
+    /// Parses flags into a configuration (nil when the command only printed help/version).
+    public static func configuration(_ argv: [String]) throws -> DaemonConfiguration? {
+        let args = try Arguments(
+            argv, valued: ["config", "listen", "data", "backups", "state", "log-level"],
+            booleans: ["allow-unscoped-tokens", "help", "version"])
+        if args.has("help") {
+            print(help)
+            return nil
+        }
+        if args.has("version") {
+            print("transferd \(TransferEngineVersion.current)")
+            return nil
+        }
+        guard args.positionals.isEmpty else { throw Arguments.usage("unexpected argument '\(args.positionals[0])'") }
+        if let level = args["log-level"] {
+            switch level {
+            case "debug": Log.minimumLevel = .debug
+            case "info": Log.minimumLevel = .info
+            case "warning": Log.minimumLevel = .warning
+            case "error": Log.minimumLevel = .error
+            default: throw Arguments.usage("--log-level must be debug, info, warning or error")
+            }
+        }
+        var config =
+            try args["config"].map(DaemonConfiguration.load(file:))
+            ?? DaemonConfiguration.embeddedDefault(stateDirectory: args["state"] ?? "transferd-data")
+        if let listen = args["listen"] {
+            guard let colon = listen.lastIndex(of: ":"), let port = UInt16(listen[listen.index(after: colon)...]) else {
+                throw Arguments.usage("--listen must be HOST:PORT (e.g. 127.0.0.1:8080)")
+            }
+            var host = String(listen[..<colon])
+            if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+            config.host = host.isEmpty ? "0.0.0.0" : host
+            config.port = port
+        }
+        if let data = args["data"] { config.dataDirectory = data }
+        if let backups = args["backups"] { config.backupDirectory = backups }
+        if args.has("allow-unscoped-tokens") { config.allowUnscopedTokens = true }
+        return config
+    }
+
+    /// Runs the daemon until SIGTERM/SIGINT. Returns the exit status.
+    public static func main(_ argv: [String]) -> Int32 {
+        do {
+            guard let config = try configuration(argv) else { return 0 }
+            let daemon = try TransferDaemon(configuration: config)
+            try daemon.start()
+            let tokenHint = config.tokenFile.map { "--secret-file \($0)" } ?? "--secret-file <file with the node token>"
+            print(
+                """
+                transferd \(TransferEngineVersion.current) listening on \(daemon.baseURL) (config: \(config.source))
+                  volumes: \(config.dataDirectory)   backups: \(config.backupDirectory)
+                  push a volume here:  transfer-send push --volume DIR --url \(daemon.baseURL) \(tokenHint) --server <uuid>
+                  mint a token:        transfer-send token \(tokenHint) --scope transfer --server <uuid>
+                """)
+            fflush(nil)
+            let signal = SignalWaiter.wait()
+            Log.info("transferd: \(signal) received, shutting down (running transfers are abandoned, nothing partial is committed)")
+            daemon.stop()
+            Log.info("transferd: stopped")
+            return 0
+        } catch let error as TransferError {
+            FileHandle.standardError.write(Data("transferd: error: \(error.message)\n".utf8))
+            if error.isUsageError {
+                FileHandle.standardError.write(Data("Run 'transferd --help' for the options.\n".utf8))
+                return 64
+            }
+            return ErrorMapping.exitStatus(for: error.code)
+        } catch {
+            FileHandle.standardError.write(Data("transferd: error: \(error)\n".utf8))
+            return 1
+        }
+    }
+}

@@ -1,0 +1,211 @@
+import Foundation
+
+/// `transfer-send`: push a volume to a node, mint tokens. Parsing, validation and output live
+/// here so they can be tested; the executable only calls `main`.
+public enum SendCommand {
+    public static let usage = """
+        usage: transfer-send push --volume DIR --url URL (--token JWT | --secret S | --secret-file F) [--server UUID]
+               transfer-send token (--secret S | --secret-file F) --scope SCOPE [--server UUID] [--ttl 15m]
+        """
+
+    public static let help = """
+        transfer-send — move game-server volumes between nodes (Wings/Pelican wire protocol)
+
+        \(usage)
+
+        Commands
+          push     stream a volume to a node's POST /api/transfers as tar.gz + SHA-256; the
+                   destination commits it only after the checksum matches. Exit 0 only on success.
+          token    mint a JWT signed with a node's token, shaped like a panel's, with a scope.
+
+        push options
+          --volume DIR        the server's volume directory to send
+          --url URL           destination node (http(s)://host:port) or its full /api/transfers URL
+          --token JWT         transfer token from the panel ("Bearer " prefix optional)
+          --secret S          or mint one here with the destination's node token
+          --secret-file F     ... read from a file (keeps it out of `ps`)
+          --server UUID       the server's UUID (needed when minting; defaults to the volume
+                              directory's name when that is a UUID)
+          --insecure          skip TLS certificate checks (self-signed test nodes only)
+          --cacert FILE       trust this CA certificate for TLS
+          --json              print the result as one JSON object on stdout
+          --quiet             no progress bar
+
+        token options
+          --scope SCOPE       transfer | file-download | backup-download | file-upload | websocket
+          --server UUID       the server (sub for transfer, server_uuid for the others)
+          --user UUID         user_uuid (file-upload, websocket)
+          --file PATH         file_path (file-download)
+          --backup UUID       backup_uuid (backup-download)
+          --permissions LIST  comma-separated websocket permissions (default websocket.connect)
+          --ttl DURATION      lifetime: 90s, 15m (default), 2h
+          --no-scope          leave out the scope claim, as panels before 2026 do
+          --issuer URL        iss claim (default transfer-send)
+          --audience URL      aud claim
+
+        Exit status: 0 ok, 64 usage, 65 rejected data, 69 destination unreachable, 74 I/O error,
+        77 token refused, 130 cancelled, 1 other.
+        """
+
+    /// Runs the command line and returns the exit status.
+    public static func main(_ argv: [String]) -> Int32 {
+        do {
+            guard let command = argv.first else {
+                print(help)
+                return 64
+            }
+            let rest = Array(argv.dropFirst())
+            switch command {
+            case "push": return try push(rest)
+            case "token": return try token(rest)
+            case "--help", "-h", "help":
+                print(help)
+                return 0
+            case "--version":
+                print("transfer-send \(TransferEngineVersion.current)")
+                return 0
+            default:
+                throw Arguments.usage("unknown command '\(command)'")
+            }
+        } catch let error as TransferError {
+            return report(error)
+        } catch {
+            return report(TransferError(.internal, .cli, "\(error)"))
+        }
+    }
+
+    /// Prints one clear line (plus the usage line for usage errors) and picks the exit status.
+    static func report(_ error: TransferError) -> Int32 {
+        FileHandle.standardError.write(Data("transfer-send: error: \(error.message)\n".utf8))
+        if error.isUsageError {
+            FileHandle.standardError.write(Data("\(usage)\nRun 'transfer-send --help' for all options.\n".utf8))
+            return 64
+        }
+        return ErrorMapping.exitStatus(for: error.code)
+    }
+
+    static func secret(_ args: Arguments) throws -> [UInt8]? {
+        if let secret = args["secret"] { return Array(secret.utf8) }
+        if let file = args["secret-file"] {
+            guard let data = FileManager.default.contents(atPath: file) else {
+                throw TransferError(.notFound, .cli, "cannot read secret file \(file)")
+            }
+            let text = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            guard !text.isEmpty else { throw TransferError(.invalidInput, .cli, "secret file \(file) is empty") }
+            return Array(text.utf8)
+        }
+        return nil
+    }
+
+    // MARK: - push
+
+    static func push(_ argv: [String]) throws -> Int32 {
+        let args = try Arguments(
+            argv, valued: ["volume", "url", "token", "secret", "secret-file", "server", "cacert"],
+            booleans: ["insecure", "json", "quiet", "help"])
+        if args.has("help") {
+            print(help)
+            return 0
+        }
+        let volume = try args.required("volume")
+        let url = try args.required("url")
+        guard url.hasPrefix("http://") || url.hasPrefix("https://") else {
+            throw Arguments.usage("--url must start with http:// or https://")
+        }
+        let token: String
+        if let given = args["token"] {
+            token = given
+        } else if let secret = try secret(args) {
+            let server = args["server"] ?? URL(fileURLWithPath: volume).standardized.lastPathComponent
+            guard VolumeStore.isValidServerID(server) else {
+                throw Arguments.usage("--server UUID is required to mint a token (the volume directory is not named by a UUID)")
+            }
+            token = TokenMinter(secret: secret, audience: url).mint(scope: .transfer, claims: ["sub": .string(server)])
+        } else {
+            throw Arguments.usage("give --token, or --secret/--secret-file to mint one")
+        }
+        var options = OutgoingTransfer.Options(volume: volume, url: url, token: token)
+        options.insecureTLS = args.has("insecure")
+        options.caCertificate = args["cacert"]
+        let transfer = OutgoingTransfer(options: options)
+        let bar = ProgressBar(enabled: !args.has("quiet") && !args.has("json") && isatty(2) == 1)
+        transfer.onProgress = { progress in
+            bar.update(done: progress.volumeBytes, total: progress.totalBytes, seconds: progress.seconds)
+        }
+        SignalWaiter.onSignal { name in
+            FileHandle.standardError.write(Data("\ntransfer-send: \(name) received, cancelling (nothing is committed at the destination)\n".utf8))
+            transfer.cancel()
+        }
+        let result: OutgoingTransfer.Result
+        do {
+            result = try transfer.run()
+        } catch {
+            bar.finish()
+            throw error
+        }
+        bar.finish()
+        let ratio = result.volumeBytes > 0 ? Double(result.archiveBytes) / Double(result.volumeBytes) : 0
+        if args.has("json") {
+            let json: JSONValue = [
+                "success": true, "checksum": .string(result.checksum), "volume_bytes": .number(Double(result.volumeBytes)),
+                "archive_bytes": .number(Double(result.archiveBytes)), "files": .number(Double(result.files)),
+                "seconds": .number(result.seconds),
+                "mb_per_second": .number(result.seconds > 0 ? Double(result.volumeBytes) / result.seconds / 1e6 : 0),
+            ]
+            print(String(decoding: json.serialized(), as: UTF8.self))
+        } else {
+            print(
+                """
+                pushed \(ByteCount.format(result.volumeBytes)) in \(result.files) files to \(OutgoingTransfer.transfersURL(url)) \
+                in \(ByteCount.fixed(result.seconds, 2)) s (\(ByteCount.rate(bytes: result.volumeBytes, seconds: result.seconds)))
+                  archive \(ByteCount.format(result.archiveBytes)) (ratio \(ByteCount.fixed(ratio, 2))), sha256 \(result.checksum)
+                  the destination verified the checksum and committed the volume
+                """)
+        }
+        return 0
+    }
+
+    // MARK: - token
+
+    static func token(_ argv: [String]) throws -> Int32 {
+        let args = try Arguments(
+            argv,
+            valued: ["secret", "secret-file", "scope", "server", "user", "file", "backup", "permissions", "ttl", "issuer", "audience"],
+            booleans: ["no-scope", "help"])
+        if args.has("help") {
+            print(help)
+            return 0
+        }
+        guard let secret = try secret(args) else { throw Arguments.usage("--secret or --secret-file is required") }
+        let scopeName = try args.required("scope")
+        guard let scope = TokenScope(rawValue: scopeName) else {
+            throw Arguments.usage("unknown scope '\(scopeName)' (transfer, file-download, backup-download, file-upload, websocket)")
+        }
+        let ttl = try args["ttl"].map(Arguments.duration) ?? 900
+        var claims: [String: JSONValue] = [:]
+        let server = try args.required("server")
+        guard VolumeStore.isValidServerID(server) else { throw Arguments.usage("--server must be a UUID") }
+        switch scope {
+        case .transfer:
+            claims["sub"] = .string(server)
+        case .fileDownload:
+            claims["server_uuid"] = .string(server)
+            claims["file_path"] = .string(try args.required("file"))
+        case .backupDownload:
+            claims["server_uuid"] = .string(server)
+            claims["backup_uuid"] = .string(try args.required("backup"))
+        case .fileUpload:
+            claims["server_uuid"] = .string(server)
+            claims["user_uuid"] = .string(try args.required("user"))
+        case .websocket:
+            claims["server_uuid"] = .string(server)
+            claims["user_uuid"] = .string(try args.required("user"))
+            let permissions = (args["permissions"] ?? "websocket.connect").split(separator: ",").map { JSONValue.string(String($0)) }
+            claims["permissions"] = .array(permissions)
+        }
+        if let user = args["user"], claims["user_uuid"] == nil { claims["user_uuid"] = .string(user) }
+        let minter = TokenMinter(secret: secret, issuer: args["issuer"] ?? "transfer-send", audience: args["audience"] ?? "")
+        print(minter.mint(scope: args.has("no-scope") ? nil : scope, ttl: ttl, claims: claims))
+        return 0
+    }
+}

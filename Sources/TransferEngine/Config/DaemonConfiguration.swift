@@ -1,0 +1,113 @@
+import Foundation
+
+/// Everything `transferd` needs to run: read from a Wings-style `config.yml`, or the embedded
+/// default (loopback, a state directory under the working directory, a generated token);
+/// command-line flags override both.
+public struct DaemonConfiguration: Sendable {
+    public var nodeUUID: String?
+    public var tokenID: String?
+    /// The node token: HS256 secret for panel-minted JWTs and the bearer token of node endpoints.
+    public var token: String
+    public var host = "127.0.0.1"
+    public var port: UInt16 = 8080
+    public var tlsEnabled = false
+    public var tlsCertificatePath: String?
+    public var tlsKeyPath: String?
+    /// Largest file accepted by `/upload/file`, in MiB.
+    public var uploadLimitMiB = 100
+    public var dataDirectory: String
+    public var backupDirectory: String
+    /// Panel URL for transfer callbacks.
+    public var remote: String?
+    public var allowUnscopedTokens = false
+    public var allowedOrigins: [String] = []
+    /// Where the configuration came from, for the start-up log.
+    public var source = "embedded default"
+    /// The file holding the token when it was generated here (printed for operators).
+    public var tokenFile: String?
+
+    public init(token: String, dataDirectory: String, backupDirectory: String) {
+        self.token = token
+        self.dataDirectory = dataDirectory
+        self.backupDirectory = backupDirectory
+    }
+
+    /// Reads a Wings `config.yml`. Unknown keys are ignored, so an existing node's file works as is.
+    public static func load(file path: String) throws -> DaemonConfiguration {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw TransferError(.notFound, .config, "cannot read config file \(path)")
+        }
+        let yaml: YAMLNode
+        do {
+            yaml = try YAMLNode.parse(String(decoding: data, as: UTF8.self))
+        } catch let error as TransferError {
+            throw TransferError(.invalidInput, .config, "\(path): \(error.message)")
+        }
+        guard let token = yaml["token"]?.string, !token.isEmpty else {
+            throw TransferError(.invalidInput, .config, "\(path): 'token' is missing (the node token from the panel)")
+        }
+        var config = DaemonConfiguration(
+            token: token,
+            dataDirectory: yaml["system.data"]?.string ?? "/var/lib/pterodactyl/volumes",
+            backupDirectory: yaml["system.backup_directory"]?.string ?? "/var/lib/pterodactyl/backups")
+        config.source = path
+        config.nodeUUID = yaml["uuid"]?.string
+        config.tokenID = yaml["token_id"]?.string
+        config.host = yaml["api.host"]?.string ?? "0.0.0.0"
+        if let port = yaml["api.port"] {
+            guard let value = port.int, (0...65535).contains(value) else {
+                throw TransferError(.invalidInput, .config, "\(path): api.port must be a port number")
+            }
+            config.port = UInt16(value)
+        }
+        config.tlsEnabled = yaml["api.ssl.enabled"]?.bool ?? false
+        config.tlsCertificatePath = yaml["api.ssl.cert"]?.string
+        config.tlsKeyPath = yaml["api.ssl.key"]?.string
+        if let limit = yaml["api.upload_limit"] {
+            guard let value = limit.int, value > 0 else {
+                throw TransferError(.invalidInput, .config, "\(path): api.upload_limit must be a positive number of MiB")
+            }
+            config.uploadLimitMiB = value
+        }
+        config.allowUnscopedTokens = yaml["api.allow_unscoped_tokens"]?.bool ?? false
+        config.remote = yaml["remote"]?.string
+        config.allowedOrigins = yaml["allowed_origins"]?.strings ?? []
+        return config
+    }
+
+    /// The no-config default: loopback on port 8080, state under `stateDirectory`
+    /// (`volumes/`, `backups/`, and `node-token`, generated once and kept 0600).
+    public static func embeddedDefault(stateDirectory: String = "transferd-data") throws -> DaemonConfiguration {
+        try FileTree.makeDirectories(stateDirectory, mode: 0o700)
+        let tokenFile = stateDirectory + "/node-token"
+        var config = DaemonConfiguration(
+            token: try NodeTokenFile.loadOrCreate(tokenFile), dataDirectory: stateDirectory + "/volumes",
+            backupDirectory: stateDirectory + "/backups")
+        config.tokenFile = tokenFile
+        return config
+    }
+}
+
+/// A node token kept in a file readable by its owner only.
+public enum NodeTokenFile {
+    /// Reads the token in `path`, creating it (64 random characters, mode 0600) if missing.
+    public static func loadOrCreate(_ path: String) throws -> String {
+        if let existing = FileManager.default.contents(atPath: path) {
+            let token = String(decoding: existing, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            guard !token.isEmpty else { throw TransferError(.invalidInput, .config, "token file \(path) is empty") }
+            var st = stat()
+            if stat(path, &st) == 0, st.st_mode & 0o077 != 0 {
+                Log.warning("config: \(path) is readable by other users; chmod 600 it")
+            }
+            return token
+        }
+        let token = SecureRandom.alphanumeric(64)
+        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw TransferError.system("open", path: path, stage: .config) }
+        defer { close(fd) }
+        let bytes = Array((token + "\n").utf8)
+        guard write(fd, bytes, bytes.count) == bytes.count else { throw TransferError.system("write", path: path, stage: .config) }
+        Log.info("config: generated a node token in \(path) (mode 0600)")
+        return token
+    }
+}

@@ -1,0 +1,126 @@
+import Foundation
+
+/// The node daemon: configuration, volume store, token checks and HTTP routes, wired together.
+///
+/// ```
+///  HTTPServer ─▶ TransferDaemon.route ─▶ POST /api/transfers      ─▶ IncomingTransfer (stream → staging → commit)
+///                                     └▶ GET  /api/system          ─▶ node info (node token)
+/// ```
+/// `transferd` only parses flags and calls `start()`; everything testable lives here.
+public final class TransferDaemon: Sendable {
+    public let configuration: DaemonConfiguration
+    public let store: VolumeStore
+    let verifier: TokenVerifier
+    private let server: HTTPServerBox
+
+    public init(configuration: DaemonConfiguration) throws {
+        self.configuration = configuration
+        self.store = try VolumeStore(dataDirectory: configuration.dataDirectory)
+        try FileTree.makeDirectories(configuration.backupDirectory, mode: 0o700)
+        self.verifier = TokenVerifier(
+            secret: Array(configuration.token.utf8), allowUnscopedTokens: configuration.allowUnscopedTokens)
+        self.server = HTTPServerBox()
+    }
+
+    /// The bound port once started.
+    public var port: UInt16 { server.value?.port ?? 0 }
+
+    /// Binds and serves in background threads; returns once listening.
+    public func start() throws {
+        var options = HTTPServer.Options()
+        options.host = configuration.host
+        options.port = configuration.port
+        if configuration.tlsEnabled {
+            guard let certPath = configuration.tlsCertificatePath, let keyPath = configuration.tlsKeyPath,
+                let cert = FileManager.default.contents(atPath: certPath),
+                let key = FileManager.default.contents(atPath: keyPath)
+            else {
+                throw TransferError(.invalidInput, .config, "api.ssl is enabled but api.ssl.cert/api.ssl.key cannot be read")
+            }
+            options.tls = (String(decoding: key, as: UTF8.self), String(decoding: cert, as: UTF8.self))
+        }
+        let http = HTTPServer(options: options) { [self] request in route(request) }
+        try http.start()
+        server.value = http
+    }
+
+    /// Stops accepting connections and waits for running requests to end.
+    public func stop() {
+        server.value?.stop()
+    }
+
+    public var baseURL: String {
+        let scheme = configuration.tlsEnabled ? "https" : "http"
+        let host = configuration.host.contains(":") ? "[\(configuration.host)]" : configuration.host
+        return "\(scheme)://\(host):\(port)"
+    }
+
+    // MARK: - Routing
+
+    func route(_ request: HTTPRequest) -> RouteResult {
+        let segments = request.pathSegments
+        switch (request.method, segments.count, segments.first) {
+        case (_, 2, "api") where segments[1] == "transfers":
+            guard request.method == "POST" else { return .respond(methodNotAllowed(request, allowed: "POST")) }
+            return receiveTransfer(request)
+        case (_, 2, "api") where segments[1] == "system":
+            guard request.method == "GET" else { return .respond(methodNotAllowed(request, allowed: "GET")) }
+            return .respond(systemInfo(request))
+        default:
+            return .respond(.error(TransferError(.notFound, .http, "no route for \(request.method) \(request.path)")))
+        }
+    }
+
+    private func methodNotAllowed(_ request: HTTPRequest, allowed: String) -> HTTPResponse {
+        var response = HTTPResponse.json(405, ["error": .string("\(request.method) is not allowed on \(request.path)")])
+        response.headers.append(("Allow", allowed))
+        return response
+    }
+
+    /// The bearer token of the Authorization header, or a 401 error.
+    func bearerToken(_ request: HTTPRequest) throws -> String {
+        guard let header = request.header("authorization") else {
+            throw TransferError(.unauthorized, .auth, "missing Authorization header (expected: Bearer <token>)")
+        }
+        let parts = header.split(separator: " ", maxSplits: 1, omittingEmptySubsequences: true)
+        guard parts.count == 2, parts[0].lowercased() == "bearer", !parts[1].trimmingSpaces().isEmpty else {
+            throw TransferError(.unauthorized, .auth, "malformed Authorization header (expected: Bearer <token>)")
+        }
+        return parts[1].trimmingSpaces()
+    }
+
+    /// Node-token endpoints (panel → node): constant-time compare with the configured token.
+    func requireNodeToken(_ request: HTTPRequest) throws {
+        let presented = try bearerToken(request)
+        guard HMACSHA256.constantTimeEqual(Array(presented.utf8), Array(configuration.token.utf8)) else {
+            throw TransferError(.forbidden, .auth, "the node token is not valid")
+        }
+    }
+
+    private func systemInfo(_ request: HTTPRequest) -> HTTPResponse {
+        do {
+            try requireNodeToken(request)
+            return .json(200, [
+                "version": .string(TransferEngineVersion.current), "os": "linux",
+                "capabilities": ["transfer", "gzip"],
+            ])
+        } catch {
+            return .error(error)
+        }
+    }
+}
+
+/// Holds the HTTP server once started (set once from `start`, read from any thread).
+final class HTTPServerBox: @unchecked Sendable {
+    private let lock = NSLock()
+    private var server: HTTPServer?
+    var value: HTTPServer? {
+        get { lock.withLock { server } }
+        set { lock.withLock { server = newValue } }
+    }
+}
+
+/// The engine's version, reported by `--version` and `/api/system`.
+public enum TransferEngineVersion {
+    public static let current = "0.1.0"
+}

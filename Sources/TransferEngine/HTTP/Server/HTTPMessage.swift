@@ -1,0 +1,87 @@
+/// An HTTP request as routes see it: everything but the body, which streams separately.
+public struct HTTPRequest: Sendable {
+    public var method: String
+    /// The URL path, without the query string.
+    public var path: String
+    /// Query arguments, already URL-decoded (the last value wins for repeated names).
+    public var query: [String: String]
+    /// Header fields with lowercased names (the last value wins for repeated names).
+    public var headers: [String: String]
+    public var clientAddress: String
+
+    public init(method: String, path: String, query: [String: String] = [:], headers: [String: String] = [:],
+                clientAddress: String = "")
+    {
+        self.method = method
+        self.path = path
+        self.query = query
+        self.headers = headers
+        self.clientAddress = clientAddress
+    }
+
+    public func header(_ name: String) -> String? { headers[name.lowercased()] }
+
+    /// The path split on `/`, without empty segments.
+    public var pathSegments: [Substring] { path.split(separator: "/") }
+
+    /// The request line for logs, with credentials in the query masked.
+    public var loggable: String {
+        let shown = query.keys.sorted().map { key in "\(key)=\(key == "token" ? "***" : query[key]!)" }
+        return shown.isEmpty ? "\(method) \(path)" : "\(method) \(path)?\(shown.joined(separator: "&"))"
+    }
+}
+
+/// A response: status, headers and a body that is either bytes or a range of an open file
+/// (served by the HTTP layer with sendfile; the server closes the descriptor). For HEAD requests
+/// libmicrohttpd sends the headers, including the body's Content-Length, and no body.
+public struct HTTPResponse: Sendable {
+    public enum Body: Sendable {
+        case bytes([UInt8])
+        case file(descriptor: Int32, offset: Int64, length: Int64)
+    }
+
+    public var status: Int
+    public var headers: [(String, String)]
+    public var body: Body
+
+    public init(status: Int, headers: [(String, String)] = [], body: Body = .bytes([])) {
+        self.status = status
+        self.headers = headers
+        self.body = body
+    }
+
+    /// A JSON response.
+    public static func json(_ status: Int, _ value: JSONValue) -> HTTPResponse {
+        HTTPResponse(status: status, headers: [("Content-Type", "application/json")], body: .bytes(value.serialized() + [0x0a]))
+    }
+
+    /// The JSON error body every failure gets: `{"error": "...", "code": "..."}`.
+    public static func error(_ error: TransferError) -> HTTPResponse {
+        var response = json(
+            ErrorMapping.httpStatus(for: error.code), ["error": .string(error.message), "code": .string(error.code.description)])
+        if error.code == .unauthorized { response.headers.append(("WWW-Authenticate", "Bearer")) }
+        return response
+    }
+
+    public static func error(_ error: any Error) -> HTTPResponse {
+        if let transferError = error as? TransferError { return self.error(transferError) }
+        return self.error(TransferError(.internal, .http, "internal error: \(error)"))
+    }
+}
+
+/// Receives a request body in pieces on the connection's thread.
+///
+/// `receive` may block (that is the backpressure on the client); if it throws, the rest of the
+/// body is discarded and `finish` is still called, and must answer with the error. `abort` is
+/// called instead of `finish` when the connection ends before the body did.
+public protocol RequestBodyHandler: AnyObject, Sendable {
+    func receive(_ bytes: UnsafeRawBufferPointer) throws
+    func finish(error: (any Error)?) -> HTTPResponse
+    func abort()
+}
+
+/// What a route does with a request: answer at once, or stream the body into a handler.
+public enum RouteResult: Sendable {
+    case respond(HTTPResponse)
+    case consumeBody(any RequestBodyHandler)
+}

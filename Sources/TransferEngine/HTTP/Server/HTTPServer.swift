@@ -1,0 +1,226 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Synchronization
+private import CMicroHTTPD
+private import CTransferShims
+
+/// The daemon's HTTP/1.1 server: libmicrohttpd with a thread per connection.
+///
+/// ```
+///  MHD connection thread ─▶ access handler ─▶ router(request) ─▶ .respond(response)
+///                                                             └▶ .consumeBody(handler): receive(chunk)… finish()
+/// ```
+/// Request bodies are streamed to the handler as libmicrohttpd reads them (~60 KiB per call with
+/// a 1 MiB connection memory limit); a handler that blocks holds the client back. Responses with
+/// a file body are sent with sendfile from the descriptor.
+public final class HTTPServer: @unchecked Sendable {
+    public typealias Router = @Sendable (HTTPRequest) -> RouteResult
+
+    public struct Options: Sendable {
+        public var host = "127.0.0.1"
+        public var port: UInt16 = 8080
+        /// Seconds a connection may stay idle.
+        public var idleTimeout: UInt32 = 120
+        /// PEM key and certificate to serve HTTPS; nil for plain HTTP.
+        public var tls: (key: String, certificate: String)?
+        /// After a handler failed, how much more body to read (so the client sees the JSON error)
+        /// before closing the connection.
+        public var discardLimit: Int64 = 64 << 20
+        public init() {}
+    }
+
+    private let options: Options
+    private let router: Router
+    private var daemon: OpaquePointer?
+    /// The bound port (differs from `options.port` when that was 0).
+    public private(set) var port: UInt16 = 0
+
+    public init(options: Options, router: @escaping Router) {
+        self.options = options
+        self.router = router
+    }
+
+    deinit { stop() }
+
+    /// Binds and starts serving. Throws if the address is invalid or the port is taken.
+    public func start() throws {
+        precondition(daemon == nil, "start called twice")
+        var storage = sockaddr_storage()
+        try Self.fillAddress(&storage, host: options.host, port: options.port)
+        let flags =
+            MHD_USE_THREAD_PER_CONNECTION.rawValue | MHD_USE_INTERNAL_POLLING_THREAD.rawValue | MHD_USE_POLL.rawValue
+            | MHD_USE_ERROR_LOG.rawValue
+        let context = Unmanaged.passUnretained(self).toOpaque()
+        let started = withUnsafePointer(to: &storage) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { address in
+                tx_mhd_start_daemon(
+                    flags, address, Self.accessHandler, context, Self.completedHandler, context,
+                    options.idleTimeout, 1 << 20, options.tls?.key, options.tls?.certificate)
+            }
+        }
+        guard let started else {
+            throw TransferError(.io, .http, "cannot listen on \(options.host):\(options.port) (address in use or not local?)")
+        }
+        daemon = started
+        port = tx_mhd_bound_port(started)
+    }
+
+    /// Stops accepting and waits for connection threads to end.
+    public func stop() {
+        if let daemon {
+            MHD_stop_daemon(daemon)
+            self.daemon = nil
+        }
+    }
+
+    fileprivate static func fillAddress(_ storage: inout sockaddr_storage, host: String, port: UInt16) throws {
+        try withUnsafeMutablePointer(to: &storage) { pointer in
+            var v4 = sockaddr_in()
+            if inet_pton(AF_INET, host, &v4.sin_addr) == 1 {
+                v4.sin_family = sa_family_t(AF_INET)
+                v4.sin_port = port.bigEndian
+                UnsafeMutableRawPointer(pointer).storeBytes(of: v4, as: sockaddr_in.self)
+                return
+            }
+            var v6 = sockaddr_in6()
+            let bare = host.hasPrefix("[") && host.hasSuffix("]") ? String(host.dropFirst().dropLast()) : host
+            if inet_pton(AF_INET6, bare, &v6.sin6_addr) == 1 {
+                v6.sin6_family = sa_family_t(AF_INET6)
+                v6.sin6_port = port.bigEndian
+                UnsafeMutableRawPointer(pointer).storeBytes(of: v6, as: sockaddr_in6.self)
+                return
+            }
+            throw TransferError(.invalidInput, .config, "listen address '\(host)' is not an IP address")
+        }
+    }
+
+    // MARK: - Per-connection state
+
+    /// One request's state, owned by libmicrohttpd's `con_cls` pointer from the first call to completion.
+    final class Exchange {
+        let request: HTTPRequest
+        let started = MonotonicClock.now()
+        var handler: (any RequestBodyHandler)?
+        var handlerError: (any Error)?
+        var discarded: Int64 = 0
+        var bodyBytes: Int64 = 0
+        var responded = false
+        var status = 0
+        init(request: HTTPRequest) { self.request = request }
+    }
+
+    private static let accessHandler: MHD_AccessHandlerCallback = {
+        context, connection, url, method, _, uploadData, uploadSize, exchangePointer in
+        let server = Unmanaged<HTTPServer>.fromOpaque(context!).takeUnretainedValue()
+        return server.handle(connection!, url!, method!, uploadData, uploadSize!, exchangePointer!)
+    }
+
+    private static let completedHandler: MHD_RequestCompletedCallback = { context, _, exchangePointer, code in
+        guard let raw = exchangePointer?.pointee else { return }
+        let exchange = Unmanaged<Exchange>.fromOpaque(raw).takeRetainedValue()
+        exchangePointer!.pointee = nil
+        if let handler = exchange.handler, !exchange.responded {
+            handler.abort()
+        }
+        let seconds = MonotonicClock.now() - exchange.started
+        let outcome = exchange.responded ? "\(exchange.status)" : "connection closed before a response"
+        let body = exchange.bodyBytes > 0 ? " body=\(ByteCount.format(exchange.bodyBytes))" : ""
+        Log.info(
+            "http \(exchange.request.clientAddress) \(exchange.request.loggable) -> \(outcome)\(body) "
+                + "\(ByteCount.fixed(seconds * 1000, 1)) ms")
+        _ = code
+    }
+
+    private func handle(
+        _ connection: OpaquePointer, _ url: UnsafePointer<CChar>, _ method: UnsafePointer<CChar>,
+        _ uploadData: UnsafePointer<CChar>?, _ uploadSize: UnsafeMutablePointer<Int>,
+        _ exchangePointer: UnsafeMutablePointer<UnsafeMutableRawPointer?>
+    ) -> MHD_Result {
+        guard let raw = exchangePointer.pointee else {
+            // First call: headers are complete, no body yet.
+            let request = Self.makeRequest(connection, url: url, method: method)
+            let exchange = Exchange(request: request)
+            exchangePointer.pointee = Unmanaged.passRetained(exchange).toOpaque()
+            switch router(request) {
+            case .respond(let response):
+                return queue(response, on: connection, exchange: exchange)
+            case .consumeBody(let handler):
+                exchange.handler = handler
+                return .YES
+            }
+        }
+        let exchange = Unmanaged<Exchange>.fromOpaque(raw).takeUnretainedValue()
+        let size = uploadSize.pointee
+        if size > 0 {
+            uploadSize.pointee = 0
+            exchange.bodyBytes += Int64(size)
+            guard let handler = exchange.handler, !exchange.responded else { return .YES }
+            if exchange.handlerError == nil {
+                do {
+                    try handler.receive(UnsafeRawBufferPointer(start: uploadData, count: size))
+                } catch {
+                    exchange.handlerError = error
+                }
+            } else {
+                exchange.discarded += Int64(size)
+                // The client keeps sending after we failed: stop reading (it sees the connection close).
+                if exchange.discarded > options.discardLimit { return .NO }
+            }
+            return .YES
+        }
+        if let handler = exchange.handler, !exchange.responded {
+            return queue(handler.finish(error: exchange.handlerError), on: connection, exchange: exchange)
+        }
+        return .YES
+    }
+
+    private func queue(_ response: HTTPResponse, on connection: OpaquePointer, exchange: Exchange) -> MHD_Result {
+        exchange.responded = true
+        exchange.status = response.status
+        let created: OpaquePointer?
+        switch response.body {
+        case .bytes(let bytes):
+            created = bytes.withUnsafeBytes {
+                MHD_create_response_from_buffer($0.count, UnsafeMutableRawPointer(mutating: $0.baseAddress), .RESPMEM_MUST_COPY)
+            }
+        case .file(let fd, let offset, let length):
+            created = MHD_create_response_from_fd_at_offset64(UInt64(length), fd, UInt64(offset))
+        }
+        guard let created else { return .NO }
+        defer { MHD_destroy_response(created) }
+        for (name, value) in response.headers {
+            MHD_add_response_header(created, name, value)
+        }
+        return MHD_queue_response(connection, UInt32(response.status), created)
+    }
+
+    private static func makeRequest(
+        _ connection: OpaquePointer, url: UnsafePointer<CChar>, method: UnsafePointer<CChar>
+    ) -> HTTPRequest {
+        final class Collector {
+            var values: [String: String] = [:]
+            var lowercaseKeys = false
+        }
+        func collect(_ kind: MHD_ValueKind, lowercase: Bool) -> [String: String] {
+            let collector = Collector()
+            collector.lowercaseKeys = lowercase
+            let pointer = Unmanaged.passUnretained(collector).toOpaque()
+            _ = MHD_get_connection_values(
+                connection, kind,
+                { context, _, key, value in
+                    let collector = Unmanaged<Collector>.fromOpaque(context!).takeUnretainedValue()
+                    guard let key else { return .YES }
+                    let name = String(cString: key)
+                    collector.values[collector.lowercaseKeys ? name.lowercased() : name] = value.map { String(cString: $0) } ?? ""
+                    return .YES
+                }, pointer)
+            return collector.values
+        }
+        var address = [CChar](repeating: 0, count: 64)
+        tx_mhd_client_address(connection, &address, address.count)
+        return HTTPRequest(
+            method: String(cString: method), path: String(cString: url), query: collect(.GET_ARGUMENT_KIND, lowercase: false),
+            headers: collect(.HEADER_KIND, lowercase: true), clientAddress: String(cString: address))
+    }
+}

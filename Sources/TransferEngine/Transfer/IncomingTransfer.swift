@@ -1,0 +1,178 @@
+import Foundation
+
+/// The destination half of a transfer: one `POST /api/transfers` body, streamed into staging and
+/// committed only after the archive's SHA-256 matches the `checksum` part.
+///
+/// ```
+///  HTTP body ─▶ MultipartDecoder ─▶ "archive" ─▶ SHA256Hasher ─▶ BoundedChunkBuffer ═▶ extractor thread:
+///                                                                     ArchiveReader ─▶ SafeExtractor ─▶ staging
+///                                └▶ "checksum" / "checksum_archive" (must follow the archive)
+///  finish: closing boundary seen · extractor done · checksum equal ─▶ VolumeStore.commit
+/// ```
+/// Both cores work: the connection thread parses and hashes, the extractor thread decompresses
+/// and writes. Any failure, or the connection closing early, discards staging: nothing is committed.
+public final class IncomingTransfer: RequestBodyHandler, @unchecked Sendable {
+    private enum Part { case archive, checksum, ignored }
+
+    public let server: String
+    private let store: VolumeStore
+    private let staging: String
+    private let client: String
+    private var decoder: MultipartDecoder
+    private let hasher = SHA256Hasher()
+    private let buffer = BoundedChunkBuffer(capacity: 8 << 20)
+    private var part: Part = .ignored
+    private var archiveStarted = false
+    private var archiveEnded = false
+    private var checksum: [UInt8]?
+    private var extractor: Thread?
+    private let extractorDone = DispatchSemaphore(value: 0)
+    private var extractorResult: Result<(files: Int, bytes: Int64), any Error>?
+    private let started = MonotonicClock.now()
+    private var closed = false
+    /// Called once with the outcome (for the transfer list, websocket events and panel callbacks).
+    public var onFinish: (@Sendable (Result<String, TransferError>) -> Void)?
+
+    public init(server: String, boundary: String, store: VolumeStore, staging: String, client: String) {
+        self.server = server
+        self.store = store
+        self.staging = staging
+        self.client = client
+        self.decoder = MultipartDecoder(boundary: boundary)
+        Log.info("transfer \(server): receiving from \(client)")
+    }
+
+    public func receive(_ bytes: UnsafeRawBufferPointer) throws {
+        try decoder.feed(bytes) { event in
+            switch event {
+            case .partBegin(let headers):
+                try begin(headers)
+            case .partData(let data):
+                switch part {
+                case .archive:
+                    hasher.update(data)
+                    try buffer.send(Array(data))
+                case .checksum:
+                    checksum!.append(contentsOf: data)
+                    guard checksum!.count <= 512 else { throw invalid("checksum part is too long") }
+                case .ignored:
+                    break
+                }
+            case .partEnd:
+                if part == .archive {
+                    archiveEnded = true
+                    buffer.finish()
+                }
+                part = .ignored
+            }
+        }
+    }
+
+    private func begin(_ headers: PartHeaders) throws {
+        switch headers.name {
+        case "archive":
+            guard !archiveStarted else { throw invalid("the body has two archive parts") }
+            archiveStarted = true
+            part = .archive
+            startExtractor()
+        case "checksum", "checksum_archive":
+            guard archiveEnded else { throw invalid("the checksum part came before the archive part") }
+            guard checksum == nil else { throw invalid("the body has two checksum parts") }
+            checksum = []
+            part = .checksum
+        default:
+            // Pelican's backup_*/install_logs parts and anything newer: not ours to interpret.
+            Log.debug("transfer \(server): ignoring part \(headers.name ?? "(unnamed)")")
+            part = .ignored
+        }
+    }
+
+    private func startExtractor() {
+        let thread = Thread { [self] in
+            defer { extractorDone.signal() }
+            do {
+                let reader = try ArchiveReader(source: { [buffer] in try buffer.receive() })
+                let extractor = try SafeExtractor(root: staging)
+                try extractor.extractAll(from: reader)
+                // Bytes after the tar end marker must still be read, or the sender would block.
+                try reader.drain()
+                extractorResult = .success((extractor.files, extractor.bytes))
+            } catch {
+                extractorResult = .failure(error)
+                // Wake the connection thread if it is blocked sending into a buffer nobody reads.
+                buffer.fail(error)
+            }
+        }
+        thread.name = "extract-\(server.prefix(8))"
+        extractor = thread
+        thread.start()
+    }
+
+    public func finish(error: (any Error)?) -> HTTPResponse {
+        do {
+            if let error { throw error }
+            try decoder.finish()
+            guard archiveStarted else { throw invalid("the body has no archive part") }
+            guard let checksum else { throw invalid("the body has no checksum part (checksum or checksum_archive)") }
+            let (files, volumeBytes) = try waitForExtractor()
+            let sent = String(decoding: checksum, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines).lowercased()
+            let actual = hasher.finalizeHex()
+            guard sent == actual else {
+                throw TransferError(.integrity, .transfer, "checksum mismatch: the sender says \(sent.prefix(64)), the archive received hashes to \(actual)")
+            }
+            try store.commit(staging: staging, server: server)
+            close()
+            let seconds = MonotonicClock.now() - started
+            Log.info(
+                "transfer \(server): committed \(files) files, \(ByteCount.format(volumeBytes)) "
+                    + "(archive \(ByteCount.format(hasher.byteCount))) in \(ByteCount.fixed(seconds, 2)) s, "
+                    + "\(ByteCount.rate(bytes: volumeBytes, seconds: seconds)), sha256 \(actual)")
+            onFinish?(.success(actual))
+            return .json(200, [
+                "success": true, "server": .string(server), "checksum": .string(actual),
+                "archive_bytes": .number(Double(hasher.byteCount)), "volume_bytes": .number(Double(volumeBytes)),
+                "files": .number(Double(files)),
+            ])
+        } catch {
+            let failure = fail(error)
+            return .error(failure)
+        }
+    }
+
+    public func abort() {
+        _ = fail(TransferError(.cancelled, .transfer, "the connection closed before the transfer body ended"))
+    }
+
+    /// Stops the extractor, discards staging, frees the server. Returns the error as a TransferError.
+    private func fail(_ error: any Error) -> TransferError {
+        let failure =
+            error as? TransferError ?? TransferError(.internal, .transfer, "\(error)")
+        buffer.fail(failure)
+        if extractor != nil { _ = try? waitForExtractor() }
+        store.discard(staging: staging)
+        close()
+        Log.error("transfer \(server): failed, nothing committed: \(failure.message)")
+        onFinish?(.failure(failure))
+        return failure
+    }
+
+    private func waitForExtractor() throws -> (Int, Int64) {
+        guard extractor != nil else { throw invalid("the body has no archive part") }
+        extractorDone.wait()
+        extractorDone.signal()  // later waits return at once
+        switch extractorResult! {
+        case .success(let value): return value
+        case .failure(let error): throw error
+        }
+    }
+
+    private func close() {
+        guard !closed else { return }
+        closed = true
+        store.release(server)
+    }
+
+    private func invalid(_ message: String) -> TransferError {
+        TransferError(.invalidInput, .transfer, message)
+    }
+}

@@ -1,0 +1,229 @@
+import Foundation
+
+/// The source half of a transfer: pushes a volume to a destination's `POST /api/transfers`, as a
+/// Wings source node does, and succeeds only when the destination answers 200.
+///
+/// ```
+///  producer thread: VolumeArchiver ─▶ SHA256Hasher ─▶ BoundedChunkBuffer
+///  curl thread:     "archive" part header · archive chunks · "checksum" part (hex) · closing ─▶ chunked POST
+/// ```
+/// The checksum part is written after the archive, when the digest is known; the whole body is
+/// streamed, so memory stays at the buffer's capacity whatever the volume's size.
+public final class OutgoingTransfer: @unchecked Sendable {
+    public struct Options: Sendable {
+        public var volume: String
+        /// The destination: a node URL (`https://node:8080`) or the full `/api/transfers` URL.
+        public var url: String
+        /// The JWT, with or without the `Bearer ` prefix (panels send it prefixed).
+        public var token: String
+        public var compression: ArchiveCompression = .wingsCompatible
+        public var insecureTLS = false
+        public var caCertificate: String?
+
+        public init(volume: String, url: String, token: String) {
+            self.volume = volume
+            self.url = url
+            self.token = token
+        }
+    }
+
+    /// What a finished push reports.
+    public struct Result: Sendable {
+        public var checksum: String
+        public var volumeBytes: Int64
+        public var archiveBytes: Int64
+        public var files: Int
+        public var seconds: Double
+    }
+
+    /// Progress as the archive is produced.
+    public struct Progress: Sendable {
+        public var volumeBytes: Int64
+        public var totalBytes: Int64
+        public var archiveBytes: Int64
+        public var seconds: Double
+    }
+
+    public let options: Options
+    /// Called from the producer thread, at most ~10 times a second.
+    public var onProgress: (@Sendable (Progress) -> Void)?
+    private let cancelled = NSLock()
+    private var isCancelled = false
+
+    public init(options: Options) {
+        self.options = options
+    }
+
+    /// Aborts a running push from any thread; `run` then throws `.cancelled`.
+    public func cancel() {
+        cancelled.withLock { isCancelled = true }
+    }
+
+    private var wasCancelled: Bool { cancelled.withLock { isCancelled } }
+
+    /// The endpoint URL for `options.url`.
+    public static func transfersURL(_ url: String) -> String {
+        var base = url
+        while base.hasSuffix("/") { base.removeLast() }
+        return base.hasSuffix("/api/transfers") ? base : base + "/api/transfers"
+    }
+
+    public func run() throws -> Result {
+        guard FileTree.isDirectory(options.volume) else {
+            throw TransferError(.notFound, .volumes, "volume directory \(options.volume) does not exist")
+        }
+        let totals = try VolumeWalker(root: options.volume).totals()
+        let started = MonotonicClock.now()
+        let buffer = BoundedChunkBuffer(capacity: 8 << 20)
+        let hasher = SHA256Hasher()
+        let producerDone = DispatchSemaphore(value: 0)
+        let summaryBox = SummaryBox()
+
+        var archiver = VolumeArchiver(root: options.volume, compression: options.compression)
+        let throttle = Throttle(interval: 0.1)
+        archiver.progress = { [onProgress] bytes in
+            guard throttle.ready() else { return }
+            let now = MonotonicClock.now()
+            onProgress?(Progress(volumeBytes: bytes, totalBytes: totals.bytes, archiveBytes: hasher.byteCount, seconds: now - started))
+        }
+        let producer = Thread { [archiver] in
+            defer { producerDone.signal() }
+            do {
+                summaryBox.summary = try archiver.run { bytes in
+                    hasher.update(bytes)
+                    try buffer.send(Array(bytes))
+                }
+                buffer.finish()
+            } catch {
+                summaryBox.error = error
+                buffer.fail(error)
+            }
+        }
+        producer.name = "archive"
+        producer.start()
+
+        var body = OutgoingBody(buffer: buffer, hasher: hasher)
+        let easy = try CurlEasyHandle(url: Self.transfersURL(options.url))
+        let bearer = options.token.lowercased().hasPrefix("bearer ") ? options.token : "Bearer \(options.token)"
+        easy.addHeader("Authorization: \(bearer)")
+        easy.addHeader("Content-Type: \(body.encoder.contentType)")
+        easy.addHeader("Accept: application/json")
+        if options.insecureTLS { easy.allowInsecureTLS() }
+        if let ca = options.caCertificate { easy.setCACertificate(ca) }
+        easy.shouldCancel = { [weak self] in self?.wasCancelled ?? true }
+        easy.setStreamingPOST { out in try body.read(into: out) }
+
+        let status: Int
+        do {
+            status = try easy.perform()
+        } catch {
+            // Unblock and stop the producer before reporting.
+            buffer.fail(error)
+            producerDone.wait()
+            if let producerError = summaryBox.error as? TransferError, producerError.code != .cancelled,
+                !(error is TransferError && (error as! TransferError).code == .cancelled)
+            {
+                throw producerError
+            }
+            throw error
+        }
+        producerDone.wait()
+        if let error = summaryBox.error { throw error }
+        guard status == 200 else { throw Self.remoteError(status: status, body: easy.responseBody) }
+        let checksum = body.checksum ?? ""
+        if let reply = try? JSONValue.parse(easy.responseBody), let theirs = reply["checksum"]?.stringValue, theirs != checksum {
+            throw TransferError(.integrity, .transfer, "the destination reports checksum \(theirs), we sent \(checksum)")
+        }
+        let summary = summaryBox.summary ?? VolumeArchiver.Summary()
+        return Result(
+            checksum: checksum, volumeBytes: summary.volumeBytes, archiveBytes: summary.archiveBytes, files: summary.files,
+            seconds: MonotonicClock.now() - started)
+    }
+
+    /// Turns a non-200 answer into an error carrying the destination's own message.
+    static func remoteError(status: Int, body: [UInt8]) -> TransferError {
+        let message = (try? JSONValue.parse(body))?["error"]?.stringValue
+            ?? String(decoding: body.prefix(200), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        let code: TransferError.Code =
+            switch status {
+            case 401, 403: .forbidden
+            case 404: .notFound
+            case 409: .conflict
+            case 413: .tooLarge
+            case 422: .integrity
+            case 400..<500: .invalidInput
+            default: .network
+            }
+        return TransferError(code, .transfer, "destination answered \(status): \(message.isEmpty ? "(no message)" : message)")
+    }
+}
+
+/// Lets through at most one event per `interval` seconds; used from one thread at a time.
+final class Throttle: @unchecked Sendable {
+    private let interval: Double
+    private var last = 0.0
+    init(interval: Double) { self.interval = interval }
+    func ready() -> Bool {
+        let now = MonotonicClock.now()
+        guard now - last >= interval else { return false }
+        last = now
+        return true
+    }
+}
+
+/// Written by the producer thread, read after it signalled completion.
+private final class SummaryBox: @unchecked Sendable {
+    var summary: VolumeArchiver.Summary?
+    var error: (any Error)?
+}
+
+/// The multipart body as a pull source for libcurl: archive part, then the checksum part.
+struct OutgoingBody {
+    private enum Stage { case archiveHeader, archive, checksum, done }
+    var encoder = MultipartEncoder()
+    private let buffer: BoundedChunkBuffer
+    private let hasher: SHA256Hasher
+    private var stage = Stage.archiveHeader
+    private var pending: [UInt8] = []
+    private var offset = 0
+    private(set) var checksum: String?
+
+    init(buffer: BoundedChunkBuffer, hasher: SHA256Hasher) {
+        self.buffer = buffer
+        self.hasher = hasher
+    }
+
+    /// Copies the next bytes into `out`; 0 at the end of the body.
+    mutating func read(into out: UnsafeMutableRawBufferPointer) throws -> Int {
+        while offset == pending.count {
+            offset = 0
+            switch stage {
+            case .archiveHeader:
+                pending = encoder.partHeader(name: "archive", filename: "archive.tar.gz", contentType: "application/octet-stream")
+                stage = .archive
+            case .archive:
+                if let chunk = try buffer.receive() {
+                    pending = chunk
+                } else {
+                    let digest = hasher.finalizeHex()
+                    checksum = digest
+                    pending = encoder.partHeader(name: "checksum") + Array(digest.utf8) + encoder.closing()
+                    stage = .checksum
+                }
+            case .checksum:
+                stage = .done
+                pending = []
+                return 0
+            case .done:
+                pending = []
+                return 0
+            }
+        }
+        let n = min(out.count, pending.count - offset)
+        pending.withUnsafeBytes { src in
+            out.baseAddress!.copyMemory(from: src.baseAddress! + offset, byteCount: n)
+        }
+        offset += n
+        return n
+    }
+}

@@ -1,0 +1,73 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Whole-tree operations that never follow symlinks.
+public enum FileTree {
+    /// Removes `path` and everything below it. Symlinks are removed, never followed. Missing is fine.
+    public static func remove(_ path: String) throws {
+        var st = stat()
+        guard lstat(path, &st) == 0 else {
+            if errno == ENOENT { return }
+            throw TransferError.system("lstat", path: path)
+        }
+        if st.st_mode & S_IFMT != S_IFDIR {
+            guard unlink(path) == 0 || errno == ENOENT else { throw TransferError.system("unlink", path: path) }
+            return
+        }
+        let fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        guard fd >= 0 else { throw TransferError.system("open", path: path) }
+        try removeContents(of: fd, display: path)
+        guard rmdir(path) == 0 || errno == ENOENT else { throw TransferError.system("rmdir", path: path) }
+    }
+
+    /// Empties the directory open at `fd` and closes `fd`.
+    private static func removeContents(of fd: Int32, display: String) throws {
+        guard let dir = fdopendir(fd) else {
+            close(fd)
+            throw TransferError.system("fdopendir", path: display)
+        }
+        defer { closedir(dir) }
+        var names: [[CChar]] = []
+        while let item = readdir(dir) {
+            let name = withUnsafePointer(to: item.pointee.d_name) {
+                $0.withMemoryRebound(to: CChar.self, capacity: 256) { Array(UnsafeBufferPointer(start: $0, count: strlen($0) + 1)) }
+            }
+            if name == [0x2e, 0] || name == [0x2e, 0x2e, 0] { continue }
+            names.append(name)
+        }
+        for name in names {
+            if unlinkat(fd, name, 0) == 0 || errno == ENOENT { continue }
+            guard errno == EISDIR else { throw TransferError.system("unlinkat", path: display) }
+            let child = openat(fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+            guard child >= 0 else { throw TransferError.system("openat", path: display) }
+            // A directory without write/exec permission (an archive may set 0555) must be opened up first.
+            fchmod(child, 0o700)
+            try removeContents(of: child, display: display)
+            guard unlinkat(fd, name, AT_REMOVEDIR) == 0 || errno == ENOENT else {
+                throw TransferError.system("rmdir", path: display)
+            }
+        }
+    }
+
+    /// Creates `path` and missing parents with `mode`.
+    public static func makeDirectories(_ path: String, mode: mode_t = 0o755) throws {
+        var current = path.hasPrefix("/") ? "" : "."
+        for part in path.split(separator: "/") {
+            current += "/" + part
+            if mkdir(current, mode) != 0 && errno != EEXIST { throw TransferError.system("mkdir", path: current) }
+        }
+    }
+
+    /// Whether `path` exists (without following a final symlink).
+    public static func exists(_ path: String) -> Bool {
+        var st = stat()
+        return lstat(path, &st) == 0
+    }
+
+    /// Whether `path` is a directory (following symlinks).
+    public static func isDirectory(_ path: String) -> Bool {
+        var st = stat()
+        return stat(path, &st) == 0 && st.st_mode & S_IFMT == S_IFDIR
+    }
+}

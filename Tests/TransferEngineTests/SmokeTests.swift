@@ -1,4 +1,0 @@
-import Testing
-@testable import TransferEngine
-
-@Test func smoke() { #expect(Hex.encode([0xab]) == "ab") }
