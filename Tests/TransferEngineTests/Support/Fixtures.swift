@@ -82,3 +82,10 @@ struct ProcessResult {
         }
     }
 }
+
+extension Fixtures {
+    /// The bytes of any file.
+    static func bytes(atPath path: String) throws -> [UInt8] {
+        [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
+    }
+}

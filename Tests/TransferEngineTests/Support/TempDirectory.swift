@@ -40,16 +40,22 @@ struct TempDirectory {
     }
 
     /// Every path below the root, relative to it, sorted; symlinks are listed, never followed.
+    /// The contents of `excluded` (a relative path) are left out.
     func listing(excludingSubtree excluded: String? = nil) throws -> [String] {
+        try Self.listing(of: path, excludingSubtree: excluded)
+    }
+
+    /// Every path below `root`, relative to it, sorted; symlinks are listed, never followed.
+    static func listing(of root: String, excludingSubtree excluded: String? = nil) throws -> [String] {
         var out: [String] = []
         func walk(_ relative: String) throws {
-            let full = relative.isEmpty ? path : appending(relative)
+            let full = relative.isEmpty ? root : root + "/" + relative
             for name in try FileManager.default.contentsOfDirectory(atPath: full).sorted() {
                 let child = relative.isEmpty ? name : relative + "/" + name
                 out.append(child)
                 if child == excluded { continue }
                 var st = stat()
-                if lstat(appending(child), &st) == 0, st.st_mode & S_IFMT == S_IFDIR { try walk(child) }
+                if lstat(root + "/" + child, &st) == 0, st.st_mode & S_IFMT == S_IFDIR { try walk(child) }
             }
         }
         try walk("")
@@ -58,12 +64,10 @@ struct TempDirectory {
 
     private func remove() {
         // Extracted trees may hold directories without write permission; make them removable first.
-        if let enumerator = FileManager.default.enumerator(atPath: path) {
-            for case let relative as String in enumerator {
-                var st = stat()
-                let full = appending(relative)
-                if lstat(full, &st) == 0, st.st_mode & S_IFMT == S_IFDIR { chmod(full, 0o700) }
-            }
+        for relative in (try? Self.listing(of: path)) ?? [] {
+            var st = stat()
+            let full = appending(relative)
+            if lstat(full, &st) == 0, st.st_mode & S_IFMT == S_IFDIR { chmod(full, 0o700) }
         }
         try? FileManager.default.removeItem(atPath: path)
     }

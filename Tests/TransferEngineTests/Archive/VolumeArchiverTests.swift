@@ -1,0 +1,149 @@
+import Foundation
+import Testing
+@testable import TransferEngine
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The source half against the destination half, and against GNU tools. The sample volume is
+/// `fixtures/make_sample_volume.py`: 21 files, 17 directories (two empty), 2 symlinks, unicode
+/// names, a > 255-byte path, modes 0444/0600/0700/0755 and distinct mtimes.
+struct VolumeArchiverTests {
+    static let sampleFiles = 21
+    static let sampleDirectories = 17
+    static let sampleSymlinks = 2
+
+    /// Sample volume → archive in memory → ArchiveReader + SafeExtractor → the same tree.
+    @Test func roundTripPreservesSampleVolume() throws {
+        try TempDirectory.with { temp in
+            let source = temp.appending("source")
+            try Fixtures.makeSampleVolume(at: source)
+            let (bytes, summary) = try ArchiveHarness.archive(source)
+            #expect(Array(bytes.prefix(2)) == [0x1f, 0x8b], "gzip magic")
+            #expect(summary.files == Self.sampleFiles)
+            #expect(summary.directories == Self.sampleDirectories)
+            #expect(summary.symlinks == Self.sampleSymlinks)
+            #expect(summary.skipped == 0)
+            #expect(summary.archiveBytes == Int64(bytes.count))
+            #expect(summary.volumeBytes == (try Self.regularFileBytes(source)))
+
+            let destination = try temp.makeDirectory("destination")
+            let extractor = try ArchiveHarness.extract(bytes, into: destination)
+            #expect(extractor.files == Self.sampleFiles)
+            #expect(extractor.directories == Self.sampleDirectories)
+            #expect(extractor.links == Self.sampleSymlinks)
+            #expect(extractor.bytes == summary.volumeBytes)
+            try ArchiveHarness.expectSameTree(source, destination)
+        }
+    }
+
+    @Test func uncompressedRoundTrip() throws {
+        try TempDirectory.with { temp in
+            let source = temp.appending("source")
+            try Fixtures.makeSampleVolume(at: source)
+            let (bytes, _) = try ArchiveHarness.archive(source, compression: .none)
+            #expect(Array(bytes[257..<262]) == Array("ustar".utf8), "a plain tar stream")
+            let destination = try temp.makeDirectory("destination")
+            try ArchiveHarness.extract(bytes, into: destination)
+            try ArchiveHarness.expectSameTree(source, destination)
+        }
+    }
+
+    /// `gzip -t` and GNU `tar -tzvf` accept our archive and list every entry, without warnings.
+    @Test func gnuToolsAcceptOurArchive() throws {
+        try TempDirectory.with { temp in
+            let source = temp.appending("source")
+            try Fixtures.makeSampleVolume(at: source)
+            let path = temp.appending("volume.tar.gz")
+            try ArchiveHarness.write(try ArchiveHarness.archive(source).bytes, to: path)
+
+            let gzip = try ProcessResult.run("/usr/bin/env", ["gzip", "-t", path])
+            #expect(gzip.status == 0, "gzip -t: \(gzip.stderr)")
+
+            let tar = try ProcessResult.run("/usr/bin/env", ["tar", "-tzvf", path], environment: ["LC_ALL": "C.UTF-8"])
+            #expect(tar.status == 0, "tar -tzvf: \(tar.stderr)")
+            #expect(tar.stderr.isEmpty, "tar warned: \(tar.stderr)")
+            let lines = tar.stdout.split(separator: "\n")
+            #expect(lines.count == Self.sampleFiles + Self.sampleDirectories + Self.sampleSymlinks)
+            for expected in [
+                "current-world -> world", "latest.log -> logs/latest.log", "😀 emoji.txt", "schematics/城堡 castle.schem",
+                "plugins/Essentials/userdata/Jürgen Ölmann.yml", "plugins/Empty Dir/", "-r--r--r--", "drwx------",
+                "very-long-file-name-" + String(repeating: "x", count: 140) + ".txt",
+            ] {
+                #expect(tar.stdout.contains(expected), "tar listing lacks \(expected)")
+            }
+        }
+    }
+
+    /// GNU tar extracts our archive into the same tree (what a Wings-less peer with plain tools sees).
+    @Test func gnuTarExtractsOurArchiveIdentically() throws {
+        try TempDirectory.with { temp in
+            let source = temp.appending("source")
+            try Fixtures.makeSampleVolume(at: source)
+            let path = temp.appending("volume.tar.gz")
+            try ArchiveHarness.write(try ArchiveHarness.archive(source).bytes, to: path)
+            let destination = try temp.makeDirectory("gnu")
+            let tar = try ProcessResult.run(
+                "/usr/bin/env", ["tar", "-xzpf", path, "-C", destination], environment: ["LC_ALL": "C.UTF-8"])
+            #expect(tar.status == 0, "tar -x: \(tar.stderr)")
+            try ArchiveHarness.expectSameTree(source, destination)
+        }
+    }
+
+    @Test func emptyVolume() throws {
+        try TempDirectory.with { temp in
+            let source = try temp.makeDirectory("empty")
+            let (bytes, summary) = try ArchiveHarness.archive(source)
+            #expect(summary.files == 0 && summary.directories == 0 && summary.symlinks == 0 && summary.volumeBytes == 0)
+            #expect(try ArchiveHarness.entries(bytes).isEmpty)
+            let destination = try temp.makeDirectory("destination")
+            try ArchiveHarness.extract(bytes, into: destination)
+            #expect(try FileManager.default.contentsOfDirectory(atPath: destination).isEmpty)
+        }
+    }
+
+    /// FIFOs and sockets in a volume are skipped and counted, never archived.
+    @Test func specialFilesSkipped() throws {
+        try TempDirectory.with { temp in
+            let source = try temp.makeDirectory("source")
+            try ArchiveHarness.write(Array("data\n".utf8), to: source + "/file.txt")
+            #expect(mkfifo(source + "/pipe", 0o644) == 0)
+            let (bytes, summary) = try ArchiveHarness.archive(source)
+            #expect(summary.skipped == 1)
+            #expect(summary.files == 1)
+            #expect(try ArchiveHarness.entries(bytes).map { String(decoding: $0.path, as: UTF8.self) } == ["file.txt"])
+        }
+    }
+
+    /// Progress reports grow to the volume's byte count.
+    @Test func progressReachesVolumeBytes() throws {
+        try TempDirectory.with { temp in
+            let source = try temp.makeDirectory("source")
+            var rng = SplitMix64(seed: 9)
+            try ArchiveHarness.write(rng.bytes(700_000), to: source + "/big.bin")
+            try ArchiveHarness.write(rng.bytes(10), to: source + "/small.bin")
+            let reported = Locked<[Int64]>([])
+            var archiver = VolumeArchiver(root: source)
+            archiver.readSize = 64 * 1024
+            archiver.progress = { value in reported.set(reported.get() + [value]) }
+            let summary = try archiver.run { _ in }
+            let reports = reported.get()
+            #expect(reports.last == 700_010)
+            #expect(reports == reports.sorted())
+            #expect(reports.count >= 700_000 / (64 * 1024))
+            #expect(summary.volumeBytes == 700_010)
+        }
+    }
+
+    /// Sum of regular file sizes below `root` (counted independently of `VolumeWalker`).
+    static func regularFileBytes(_ root: String) throws -> Int64 {
+        var total: Int64 = 0
+        for relative in try TempDirectory.listing(of: root) {
+            if let st = ArchiveHarness.status(root + "/" + relative), st.st_mode & S_IFMT == S_IFREG {
+                total += Int64(st.st_size)
+            }
+        }
+        return total
+    }
+}

@@ -1,0 +1,110 @@
+import Foundation
+import Testing
+@testable import TransferEngine
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The hostile archives of `fixtures/hostile` (copied to `Fixtures/hostile`; see its README.md for
+/// each attack). Each is extracted into `T/outer/staging` of a fresh temp dir `T`, so an escape by
+/// `..` or `../..` lands inside `T` where the test can see it.
+struct SafeExtractorTests {
+    /// README.md: "REFUSED" — the whole extraction fails and nothing is written outside the volume.
+    static let refused = [
+        "absolute", "device-node", "dir-then-file-conflict", "dotdot-nested", "dotdot", "fifo",
+        "gnu-longname-dotdot", "hardlink-dotdot", "hardlink-outside", "huge-name", "not-gzip", "pax-path-dotdot",
+        "symlink-chain", "symlink-escape-write", "symlink-outside-target", "symlink-relative-escape", "truncated",
+    ]
+
+    /// Names the attacks try to create outside the volume (absolute ones land in /tmp).
+    static let escapeNames = ["escaped.txt", "escaped-absolute.txt", "escaped-pax.txt"]
+
+    @Test(arguments: refused)
+    func hostileArchiveRefused(name: String) throws {
+        let bytes = try Fixtures.bytes("hostile/\(name).tar.gz")
+        let tmpBefore = Self.escapeNames.map { FileManager.default.fileExists(atPath: "/tmp/" + $0) }
+        try TempDirectory.with { temp in
+            let staging = try temp.makeDirectory("outer/staging")
+            let error = #expect(throws: TransferError.self, "\(name).tar.gz must be refused") {
+                try ArchiveHarness.extract(bytes, into: staging)
+            }
+            #expect(error?.code == .invalidInput, "\(name): \(error?.code.description ?? "-"): \(error?.message ?? "-")")
+            // Nothing next to or above the staging directory.
+            #expect(try temp.listing(excludingSubtree: "outer/staging") == ["outer", "outer/staging"])
+        }
+        for (escape, existed) in zip(Self.escapeNames, tmpBefore) where !existed {
+            #expect(!FileManager.default.fileExists(atPath: "/tmp/" + escape), "\(name) wrote /tmp/\(escape)")
+        }
+    }
+
+    /// The same refusal whatever the order in which bytes arrive (7-byte pulls).
+    @Test(arguments: ["pax-path-dotdot", "gnu-longname-dotdot", "symlink-chain", "symlink-relative-escape"])
+    func hostileArchiveRefusedInSmallPulls(name: String) throws {
+        let bytes = try Fixtures.bytes("hostile/\(name).tar.gz")
+        try TempDirectory.with { temp in
+            let staging = try temp.makeDirectory("outer/staging")
+            #expect(throws: TransferError.self) { try ArchiveHarness.extract(bytes, into: staging, pieceSize: 7) }
+            #expect(try temp.listing(excludingSubtree: "outer/staging") == ["outer", "outer/staging"])
+        }
+    }
+
+    /// README.md: "ALLOWED: extracted, but setuid/setgid stripped -> 0775, 0755, 0644".
+    @Test func setuidAndSetgidBitsStripped() throws {
+        let bytes = try Fixtures.bytes("hostile/setuid.tar.gz")
+        try TempDirectory.with { temp in
+            let staging = try temp.makeDirectory("outer/staging")
+            try ArchiveHarness.extract(bytes, into: staging)
+            let expected: [(String, mode_t, mode_t)] = [
+                ("shared", S_IFDIR, 0o775), ("shared/suid-tool", S_IFREG, 0o755), ("sgid-file", S_IFREG, 0o644),
+            ]
+            for (path, type, mode) in expected {
+                let st = try #require(ArchiveHarness.status(staging + "/" + path), "\(path) missing")
+                #expect(st.st_mode & S_IFMT == type, "\(path) type")
+                #expect(st.st_mode & 0o7777 == mode, "\(path): mode \(String(st.st_mode & 0o7777, radix: 8))")
+                #expect(st.st_mtim.tv_sec == 1_704_067_200, "\(path) mtime")
+            }
+            #expect(try Fixtures.bytes(atPath: staging + "/shared/suid-tool") == Array("#!/bin/sh\nid\n".utf8))
+            #expect(try Fixtures.bytes(atPath: staging + "/sgid-file") == Array("x\n".utf8))
+            #expect(try temp.listing() == ["outer", "outer/staging", "outer/staging/sgid-file", "outer/staging/shared",
+                                           "outer/staging/shared/suid-tool"])
+        }
+    }
+
+    /// Symlinks that stay inside the volume are kept, even when they point through other links.
+    @Test func insideSymlinksKept() throws {
+        try TempDirectory.with { temp in
+            let source = try temp.makeDirectory("source")
+            try temp.makeDirectory("source/world/region")
+            try ArchiveHarness.write(Array("r".utf8), to: source + "/world/region/r.0.0.mca")
+            #expect(symlink("world", source + "/current") == 0)
+            #expect(symlink("../current/region", source + "/world/regions") == 0)  // via another link
+            #expect(symlink("missing-yet", source + "/dangling") == 0)  // dangling, but inside
+            let bytes = try ArchiveHarness.archive(source).bytes
+            let destination = try temp.makeDirectory("destination")
+            try ArchiveHarness.extract(bytes, into: destination)
+            try ArchiveHarness.expectSameTree(source, destination)
+        }
+    }
+
+    @Test func missingRootRefused() throws {
+        try TempDirectory.with { temp in
+            #expect(throws: TransferError.self) { _ = try SafeExtractor(root: temp.appending("does-not-exist")) }
+        }
+    }
+
+    @Test func nameChecks() throws {
+        #expect(try SafeExtractor.components(of: Array("./a//b/./c".utf8), what: "entry") == [[0x61], [0x62], [0x63]])
+        for bad in ["../x", "a/../../x", "/etc/passwd", "a/..", "a\u{0}b"] {
+            #expect(throws: TransferError.self, "\(bad.debugDescription)") {
+                _ = try SafeExtractor.components(of: Array(bad.utf8), what: "entry")
+            }
+        }
+        #expect(SafeExtractor.lexicallyInside(base: [], target: Array("a/../b".utf8)))
+        #expect(SafeExtractor.lexicallyInside(base: [[0x64]], target: Array("../b".utf8)))
+        #expect(!SafeExtractor.lexicallyInside(base: [[0x64]], target: Array("../../b".utf8)))
+        #expect(!SafeExtractor.lexicallyInside(base: [], target: Array("..".utf8)))
+        #expect(SafeExtractor.safeMode(0o6755) == 0o755)
+        #expect(SafeExtractor.safeMode(0o1777) == 0o1777)
+    }
+}
