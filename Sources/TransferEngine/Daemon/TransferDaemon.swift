@@ -4,6 +4,9 @@ import Foundation
 ///
 /// ```
 ///  HTTPServer ─▶ TransferDaemon.route ─▶ POST /api/transfers      ─▶ IncomingTransfer (stream → staging → commit)
+///                                     ├▶ GET  /download/file|backup ─▶ FileResponse (sendfile, ranges)
+///                                     ├▶ POST /upload/file          ─▶ UploadReceiver (temp files → rename)
+///                                     ├▶ POST /api/servers/:uuid/backup ─▶ BackupService (archive → temp → rename)
 ///                                     └▶ GET  /api/system          ─▶ node info (node token)
 /// ```
 /// `transferd` only parses flags and calls `start()`; everything testable lives here.
@@ -11,6 +14,8 @@ public final class TransferDaemon: Sendable {
     public let configuration: DaemonConfiguration
     public let store: VolumeStore
     let verifier: TokenVerifier
+    let oneTimeTokens = OneTimeTokenStore()
+    let backups: BackupService
     private let server: HTTPServerBox
 
     public init(configuration: DaemonConfiguration) throws {
@@ -20,6 +25,7 @@ public final class TransferDaemon: Sendable {
         self.verifier = TokenVerifier(
             secret: Array(configuration.token.utf8), allowUnscopedTokens: configuration.allowUnscopedTokens)
         self.server = HTTPServerBox()
+        self.backups = BackupService(store: store, directory: configuration.backupDirectory)
     }
 
     /// The bound port once started.
@@ -58,14 +64,32 @@ public final class TransferDaemon: Sendable {
     // MARK: - Routing
 
     func route(_ request: HTTPRequest) -> RouteResult {
-        let segments = request.pathSegments
-        switch (request.method, segments.count, segments.first) {
-        case (_, 2, "api") where segments[1] == "transfers":
-            guard request.method == "POST" else { return .respond(methodNotAllowed(request, allowed: "POST")) }
+        let s = request.pathSegments.map(String.init)
+        let method = request.method
+        let readMethods = ["GET", "HEAD"]
+        switch s.count {
+        case 2 where s == ["api", "transfers"]:
+            guard method == "POST" else { return .respond(methodNotAllowed(request, allowed: "POST")) }
             return receiveTransfer(request)
-        case (_, 2, "api") where segments[1] == "system":
-            guard request.method == "GET" else { return .respond(methodNotAllowed(request, allowed: "GET")) }
+        case 2 where s == ["api", "system"]:
+            guard readMethods.contains(method) else { return .respond(methodNotAllowed(request, allowed: "GET")) }
             return .respond(systemInfo(request))
+        case 2 where s == ["download", "file"]:
+            guard readMethods.contains(method) else { return .respond(methodNotAllowed(request, allowed: "GET, HEAD")) }
+            return .respond(downloadFile(request))
+        case 2 where s == ["download", "backup"]:
+            guard readMethods.contains(method) else { return .respond(methodNotAllowed(request, allowed: "GET, HEAD")) }
+            return .respond(downloadBackup(request))
+        case 2 where s == ["upload", "file"]:
+            // The seed document says GET; panels send POST. Both carry a multipart body.
+            guard ["POST", "GET"].contains(method) else { return .respond(methodNotAllowed(request, allowed: "POST")) }
+            return receiveUpload(request)
+        case 4 where s[0] == "api" && s[1] == "servers" && s[3] == "backup":
+            guard method == "POST" else { return .respond(methodNotAllowed(request, allowed: "POST")) }
+            return createBackup(request, server: s[2])
+        case 5 where s[0] == "api" && s[1] == "servers" && s[3] == "backup":
+            guard ["GET", "DELETE"].contains(method) else { return .respond(methodNotAllowed(request, allowed: "GET, DELETE")) }
+            return .respond(backupStatus(request, server: s[2], backup: s[4]))
         default:
             return .respond(.error(TransferError(.notFound, .http, "no route for \(request.method) \(request.path)")))
         }

@@ -17,11 +17,11 @@ private import CTransferShims
 ///   the archive made); one that leads outside fails the extraction, whatever the entry order;
 /// - setuid/setgid bits are stripped; directory modes and times are applied last, deepest first.
 public final class SafeExtractor {
-    private let rootDescriptor: Int32
+    private let root: VolumeRoot
+    private var rootDescriptor: Int32 { root.descriptor }
     private var parentCache: (path: [[UInt8]], fd: Int32)?
     private var deferredDirectories: [(components: [[UInt8]], mode: Glibc.mode_t, mtime: FileTime)] = []
     private var symlinks: [[[UInt8]]] = []
-    private let readBuffer: Int = 0
 
     /// Counts of what was written.
     public private(set) var files = 0
@@ -31,13 +31,11 @@ public final class SafeExtractor {
 
     /// Opens `root`, which must exist and be a directory the caller owns.
     public init(root: String) throws {
-        rootDescriptor = open(root, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-        guard rootDescriptor >= 0 else { throw TransferError.system("open", path: root) }
+        self.root = try VolumeRoot(path: root)
     }
 
     deinit {
         if let cache = parentCache { close(cache.fd) }
-        close(rootDescriptor)
     }
 
     /// Extracts every entry `reader` yields, then finishes. Returns the volume bytes written.
@@ -161,19 +159,12 @@ public final class SafeExtractor {
 
     // MARK: - Path checks
 
-    /// Splits an archive name into components, dropping `.` and empty ones; refuses `..` and absolute names.
     static func components(of path: [UInt8], what: String) throws -> [[UInt8]] {
-        let display = String(decoding: path, as: UTF8.self)
-        if path.first == 0x2f { throw refuse(display, "\(what) has an absolute path") }
-        if path.contains(0) { throw refuse(display, "\(what) contains a NUL byte") }
-        var out: [[UInt8]] = []
-        for part in path.split(separator: 0x2f, omittingEmptySubsequences: true) {
-            if part.elementsEqual([0x2e]) { continue }
-            if part.elementsEqual([0x2e, 0x2e]) { throw refuse(display, "\(what) contains '..'") }
-            if part.count > 255 { throw refuse(display, "\(what) has a name component over 255 bytes") }
-            out.append(Array(part))
+        do {
+            return try VolumeRoot.components(of: path, what: what)
+        } catch let error as TransferError {
+            throw TransferError(.invalidInput, .archive, "unsafe archive entry: \(error.message)")
         }
-        return out
     }
 
     /// Whether `target`, read relative to the directory `base`, stays inside the root by its text alone.
@@ -191,40 +182,7 @@ public final class SafeExtractor {
         return true
     }
 
-    /// Resolves the symlink at `link` inside the root as the kernel would, following symlinks the
-    /// archive created (at most 40 hops). False if any step leads outside or cannot be resolved safely.
-    func resolvesInside(_ link: [[UInt8]]) -> Bool {
-        var resolved: [[UInt8]] = []
-        var pending: [[UInt8]] = link.reversed()
-        var hops = 0
-        while let part = pending.popLast() {
-            if part == [0x2e] { continue }
-            if part == [0x2e, 0x2e] {
-                if resolved.isEmpty { return false }
-                resolved.removeLast()
-                continue
-            }
-            resolved.append(part)
-            let path = CString.terminated(Array(resolved.joined(separator: [0x2f])))
-            var st = stat()
-            guard fstatat(rootDescriptor, path, &st, AT_SYMLINK_NOFOLLOW) == 0 else {
-                // A dangling link inside the volume is harmless: what it names does not exist yet.
-                continue
-            }
-            guard st.st_mode & S_IFMT == S_IFLNK else { continue }
-            hops += 1
-            if hops > 40 { return false }
-            var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
-            let n = readlinkat(rootDescriptor, path, &buffer, buffer.count - 1)
-            guard n > 0, buffer[0] != 0x2f else { return false }
-            resolved.removeLast()
-            let target = buffer[0..<n].map { UInt8(bitPattern: $0) }
-            for piece in target.split(separator: 0x2f, omittingEmptySubsequences: true).reversed() {
-                pending.append(Array(piece))
-            }
-        }
-        return true
-    }
+    func resolvesInside(_ link: [[UInt8]]) -> Bool { root.resolveInside(link) != nil }
 
     // MARK: - File system helpers
 
@@ -232,26 +190,11 @@ public final class SafeExtractor {
     /// symlinks. With `cache`, the descriptor is owned by the cache (do not close it).
     private func openParent(_ components: [[UInt8]], display: String, cache: Bool = true) throws -> Int32 {
         if cache, let cached = parentCache, cached.path == components { return cached.fd }
-        var fd = dup(rootDescriptor)
-        for part in components {
-            let cPart = CString.terminated(part)
-            var next = openat(fd, cPart, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-            if next < 0 && errno == ENOENT {
-                // Implicit parent (archives may omit directory entries), as tar does.
-                if mkdirat(fd, cPart, 0o755) != 0 && errno != EEXIST {
-                    let code = errno
-                    close(fd)
-                    throw TransferError.system("mkdirat", path: display, errno: code)
-                }
-                next = openat(fd, cPart, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-            }
-            let code = errno
-            close(fd)
-            guard next >= 0 else {
-                if code == ELOOP || code == ENOTDIR { throw refuse(display, "passes through a symlink or a non-directory") }
-                throw TransferError.system("openat", path: display, errno: code)
-            }
-            fd = next
+        let fd: Int32
+        do {
+            fd = try root.openDirectory(components, create: true, display: display)
+        } catch let error as TransferError where error.code == .invalidInput {
+            throw refuse(display, "passes through a symlink or a non-directory")
         }
         if cache {
             if let old = parentCache { close(old.fd) }

@@ -1,0 +1,121 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import Synchronization
+
+/// Local backups: `<backup_directory>/<backup-uuid>.tar.gz` plus a `.sha256` sidecar, made by
+/// the same archive producer and hasher as a transfer.
+///
+/// ```
+///  VolumeArchiver ─▶ SHA256Hasher ─▶ .<uuid>.tar.gz.partial ─fsync, rename─▶ <uuid>.tar.gz  (+ <uuid>.tar.gz.sha256)
+/// ```
+/// A backup appears under its final name only when complete; partial files are removed at start.
+public final class BackupService: Sendable {
+    public enum State: Sendable, Equatable {
+        case running
+        case completed(size: Int64, checksum: String)
+        case failed(String)
+    }
+
+    private let store: VolumeStore
+    public let directory: String
+    private let states = Mutex<[String: State]>([:])
+
+    public init(store: VolumeStore, directory: String) {
+        self.store = store
+        self.directory = directory
+        removePartials()
+    }
+
+    private func removePartials() {
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: directory) else { return }
+        for name in names where name.hasPrefix(".") && name.hasSuffix(".partial") {
+            unlink(directory + "/" + name)
+        }
+    }
+
+    func archivePath(_ backup: String) -> String { "\(directory)/\(backup).tar.gz" }
+
+    /// Starts a backup of `server` named `backup` on a background thread. Throws `.conflict` if a
+    /// backup of that name exists or is running.
+    public func start(server: String, backup: String) throws -> DispatchSemaphore {
+        let accepted = states.withLock { table -> Bool in
+            if table[backup] == .running || FileTree.exists(archivePath(backup)) { return false }
+            table[backup] = .running
+            return true
+        }
+        guard accepted else { throw TransferError(.conflict, .transfer, "backup \(backup) already exists") }
+        let done = DispatchSemaphore(value: 0)
+        let thread = Thread { [self] in
+            let outcome: State
+            do {
+                let (size, checksum) = try write(server: server, backup: backup)
+                outcome = .completed(size: size, checksum: checksum)
+                Log.info("backup \(backup) of \(server): \(ByteCount.format(size)), sha256 \(checksum)")
+            } catch {
+                outcome = .failed("\(error)")
+                Log.error("backup \(backup) of \(server) failed: \(error)")
+            }
+            states.withLock { $0[backup] = outcome }
+            done.signal()
+        }
+        thread.name = "backup"
+        thread.start()
+        return done
+    }
+
+    private func write(server: String, backup: String) throws -> (Int64, String) {
+        let partial = "\(directory)/.\(backup).tar.gz.partial"
+        let fd = open(partial, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw TransferError.system("open", path: partial) }
+        var closed = false
+        defer {
+            if !closed { close(fd) }
+        }
+        do {
+            let hasher = SHA256Hasher()
+            let summary = try VolumeArchiver(root: store.volumePath(server)).run { bytes in
+                hasher.update(bytes)
+                var offset = 0
+                while offset < bytes.count {
+                    let n = Glibc.write(fd, bytes.baseAddress! + offset, bytes.count - offset)
+                    if n < 0 {
+                        if errno == EINTR { continue }
+                        throw TransferError.system("write", path: partial)
+                    }
+                    offset += n
+                }
+            }
+            guard fsync(fd) == 0 else { throw TransferError.system("fsync", path: partial) }
+            close(fd)
+            closed = true
+            let checksum = hasher.finalizeHex()
+            try Data("\(checksum)  \(backup).tar.gz\n".utf8).write(to: URL(fileURLWithPath: archivePath(backup) + ".sha256"))
+            guard rename(partial, archivePath(backup)) == 0 else { throw TransferError.system("rename", path: partial) }
+            return (summary.archiveBytes, checksum)
+        } catch {
+            unlink(partial)
+            throw error
+        }
+    }
+
+    /// The state of a backup: from memory while this daemon made it, else from disk.
+    public func state(_ backup: String) -> State? {
+        if let known = states.withLock({ $0[backup] }) { return known }
+        var st = stat()
+        guard stat(archivePath(backup), &st) == 0 else { return nil }
+        let sidecar = (try? String(contentsOfFile: archivePath(backup) + ".sha256", encoding: .utf8)) ?? ""
+        return .completed(size: Int64(st.st_size), checksum: String(sidecar.prefix(64)))
+    }
+
+    /// Deletes a finished backup. Throws `.notFound` or `.conflict` (still running).
+    public func delete(_ backup: String) throws {
+        if states.withLock({ $0[backup] }) == .running {
+            throw TransferError(.conflict, .transfer, "backup \(backup) is still running")
+        }
+        guard unlink(archivePath(backup)) == 0 else { throw TransferError(.notFound, .volumes, "backup \(backup) not found") }
+        unlink(archivePath(backup) + ".sha256")
+        _ = states.withLock { $0.removeValue(forKey: backup) }
+    }
+}

@@ -1,0 +1,147 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `POST /upload/file`: files from a multipart form's `files` field, written into one directory
+/// of a volume.
+///
+/// ```
+///  body ─▶ MultipartDecoder ─▶ "files" part ─▶ .upload-<random>.part (O_EXCL, in the target dir)
+///  finish: every part complete ─▶ rename each temp file over its final name
+/// ```
+/// All or nothing: until the whole body has arrived nothing visible changes, so a failed or cut
+/// upload leaves no partial file and never touches an existing file of the same name.
+public final class UploadReceiver: RequestBodyHandler, @unchecked Sendable {
+    private struct Pending {
+        let temporary: [CChar]
+        let name: String
+        var bytes: Int64
+    }
+
+    private let volume: VolumeRoot
+    private let directory: [[UInt8]]
+    private let directoryDisplay: String
+    private let limitBytes: Int64
+    private var decoder: MultipartDecoder
+    private var directoryDescriptor: Int32 = -1
+    private var current: (fd: Int32, file: Pending)?
+    private var completed: [Pending] = []
+    private var sawSingularField = false
+
+    /// - Parameter directory: symlink-free components of the target directory inside `volume`.
+    public init(volume: VolumeRoot, directory: [[UInt8]], directoryDisplay: String, limitBytes: Int64, boundary: String) {
+        self.volume = volume
+        self.directory = directory
+        self.directoryDisplay = directoryDisplay
+        self.limitBytes = limitBytes
+        self.decoder = MultipartDecoder(boundary: boundary)
+    }
+
+    deinit {
+        if directoryDescriptor >= 0 { close(directoryDescriptor) }
+    }
+
+    public func receive(_ bytes: UnsafeRawBufferPointer) throws {
+        try decoder.feed(bytes) { event in
+            switch event {
+            case .partBegin(let headers):
+                if headers.name == "files" {
+                    try beginFile(headers)
+                } else if headers.name == "file" {
+                    sawSingularField = true
+                }
+            case .partData(let data):
+                guard var open = current else { return }
+                open.file.bytes += Int64(data.count)
+                guard open.file.bytes <= limitBytes else {
+                    throw TransferError(.invalidInput, .http, "file '\(open.file.name)' is over the upload limit of \(limitBytes >> 20) MiB")
+                }
+                current = open
+                try writeAll(open.fd, data, name: open.file.name)
+            case .partEnd:
+                guard let open = current else { return }
+                current = nil
+                let ok = fchmod(open.fd, 0o644) == 0
+                close(open.fd)
+                guard ok else { throw TransferError.system("fchmod", path: open.file.name) }
+                completed.append(open.file)
+            }
+        }
+    }
+
+    private func beginFile(_ headers: PartHeaders) throws {
+        guard let raw = headers.filename else {
+            throw TransferError(.invalidInput, .http, "a 'files' part has no filename")
+        }
+        // Browsers may send a client-side path; only the base name is ever used.
+        let name = String(raw.split(whereSeparator: { $0 == "/" || $0 == "\\" }).last ?? "")
+        guard !name.isEmpty, name != ".", name != "..", !name.contains("\0"), name.utf8.count <= 255 else {
+            throw TransferError(.invalidInput, .http, "invalid file name '\(raw)'")
+        }
+        if directoryDescriptor < 0 {
+            directoryDescriptor = try volume.openDirectory(directory, create: true, display: directoryDisplay)
+        }
+        let temporary = CString.terminated(Array(".upload-\(SecureRandom.alphanumeric(12)).part".utf8))
+        let fd = openat(directoryDescriptor, temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw TransferError.system("openat", path: "\(directoryDisplay)/\(name)") }
+        current = (fd, Pending(temporary: temporary, name: name, bytes: 0))
+    }
+
+    private func writeAll(_ fd: Int32, _ data: UnsafeRawBufferPointer, name: String) throws {
+        var offset = 0
+        while offset < data.count {
+            let n = write(fd, data.baseAddress! + offset, data.count - offset)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw TransferError.system("write", path: name)
+            }
+            offset += n
+        }
+    }
+
+    public func finish(error: (any Error)?) -> HTTPResponse {
+        do {
+            if let error { throw error }
+            try decoder.finish()
+            guard !completed.isEmpty else {
+                let hint = sawSingularField ? " (the field is named 'files', not 'file')" : ""
+                throw TransferError(.invalidInput, .http, "no files in the form\(hint)")
+            }
+            for file in completed {
+                let final = CString.terminated(Array(file.name.utf8))
+                var st = stat()
+                if fstatat(directoryDescriptor, final, &st, AT_SYMLINK_NOFOLLOW) == 0, st.st_mode & S_IFMT == S_IFDIR {
+                    throw TransferError(.conflict, .http, "'\(file.name)' is a directory")
+                }
+            }
+            for file in completed {
+                guard renameat(directoryDescriptor, file.temporary, directoryDescriptor, CString.terminated(Array(file.name.utf8))) == 0 else {
+                    throw TransferError.system("renameat", path: file.name)
+                }
+            }
+            let total = completed.reduce(Int64(0)) { $0 + $1.bytes }
+            Log.info("upload: \(completed.count) files, \(ByteCount.format(total)) into /\(directoryDisplay)")
+            let names = completed.map { JSONValue.string($0.name) }
+            completed.removeAll()
+            return .json(200, ["files": .array(names), "bytes": .number(Double(total))])
+        } catch {
+            cleanUp()
+            return .error(error)
+        }
+    }
+
+    public func abort() {
+        cleanUp()
+        Log.warning("upload: connection closed mid-upload; nothing was written")
+    }
+
+    private func cleanUp() {
+        if let open = current {
+            close(open.fd)
+            unlinkat(directoryDescriptor, open.file.temporary, 0)
+            current = nil
+        }
+        for file in completed { unlinkat(directoryDescriptor, file.temporary, 0) }
+        completed.removeAll()
+    }
+}
