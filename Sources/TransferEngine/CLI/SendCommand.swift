@@ -6,6 +6,8 @@ public enum SendCommand {
     public static let usage = """
         usage: transfer-send push --volume DIR --url URL (--token JWT | --secret S | --secret-file F) [--server UUID]
                transfer-send token (--secret S | --secret-file F) --scope SCOPE [--server UUID] [--ttl 15m]
+               transfer-send download --url URL (--token JWT | --secret-file F --server UUID) (--file PATH | --backup UUID)
+               transfer-send upload --url URL (--token JWT | --secret-file F --server UUID --user UUID) FILE...
         """
 
     public static let help = """
@@ -17,6 +19,9 @@ public enum SendCommand {
           push     stream a volume to a node's POST /api/transfers as tar.gz + SHA-256; the
                    destination commits it only after the checksum matches. Exit 0 only on success.
           token    mint a JWT signed with a node's token, shaped like a panel's, with a scope.
+          download fetch a file of a server's volume (/download/file) or a backup (/download/backup)
+                   into --output (default: its own name); --resume continues a partial download.
+          upload   send files into a server's volume (/upload/file), into --directory (default /).
 
         push options
           --volume DIR        the server's volume directory to send
@@ -30,6 +35,17 @@ public enum SendCommand {
           --cacert FILE       trust this CA certificate for TLS
           --json              print the result as one JSON object on stdout
           --quiet             no progress bar
+
+        download / upload options
+          --url URL           the node (http(s)://host:port)
+          --token JWT         a signed-URL token from the panel, or --secret/--secret-file + --server to mint one
+          --file PATH         (download) the file inside the volume, e.g. /logs/latest.log
+          --backup UUID       (download) a backup instead of a file
+          --output FILE       (download) where to write it; the name appears only when complete
+          --resume            (download) continue FILE.part from where it stopped
+          --user UUID         (upload) the panel user the token is for (default: a random UUID)
+          --directory DIR     (upload) target directory inside the volume (default /)
+          --insecure, --quiet as for push
 
         token options
           --scope SCOPE       transfer | file-download | backup-download | file-upload | websocket
@@ -58,6 +74,8 @@ public enum SendCommand {
             switch command {
             case "push": return try push(rest)
             case "token": return try token(rest)
+            case "download": return try download(rest)
+            case "upload": return try upload(rest)
             case "--help", "-h", "help":
                 print(help)
                 return 0

@@ -154,7 +154,7 @@ public final class OutgoingTransfer: @unchecked Sendable {
             case 400..<500: .invalidInput
             default: .network
             }
-        return TransferError(code, .transfer, "destination answered \(status): \(message.isEmpty ? "(no message)" : message)")
+        return TransferError(code, .transfer, "the node answered \(status): \(message.isEmpty ? "(no message)" : message)")
     }
 }
 

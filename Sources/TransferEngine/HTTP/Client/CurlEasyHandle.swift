@@ -24,6 +24,11 @@ final class CurlEasyHandle {
     private(set) var responseBody: [UInt8] = []
     /// Checked about every second and on each callback; returning true aborts the request.
     var shouldCancel: (() -> Bool)?
+    /// Receives the body of a successful (2xx) response; error bodies still go to `responseBody`.
+    var successSink: ((UnsafeRawBufferPointer) throws -> Void)?
+    private var sinkError: (any Error)?
+    /// Bytes (downloaded so far, expected total or 0, uploaded so far), from libcurl's progress callback.
+    var onProgress: ((Int64, Int64, Int64) -> Void)?
 
     init(url: String) throws {
         _ = Self.globalInit
@@ -42,14 +47,24 @@ final class CurlEasyHandle {
         tx_curl_easy_setopt_write_function(handle) { data, size, count, context in
             let easy = Unmanaged<CurlEasyHandle>.fromOpaque(context!).takeUnretainedValue()
             let n = size * count
+            if let sink = easy.successSink, let data, (200..<300).contains(easy.statusSoFar) {
+                do {
+                    try sink(UnsafeRawBufferPointer(start: data, count: n))
+                    return n
+                } catch {
+                    easy.sinkError = error
+                    return 0  // anything but n aborts the transfer
+                }
+            }
             if easy.responseBody.count < 1 << 20, let data {
                 easy.responseBody.append(contentsOf: UnsafeRawBufferPointer(start: data, count: min(n, (1 << 20) - easy.responseBody.count)))
             }
             return n
         }
         tx_curl_easy_setopt_pointer(handle, CURLOPT_XFERINFODATA, context)
-        tx_curl_easy_setopt_xferinfo_function(handle) { context, _, _, _, _ in
+        tx_curl_easy_setopt_xferinfo_function(handle) { context, downloadTotal, downloaded, _, uploaded in
             let easy = Unmanaged<CurlEasyHandle>.fromOpaque(context!).takeUnretainedValue()
+            easy.onProgress?(Int64(downloaded), Int64(downloadTotal), Int64(uploaded))
             return easy.shouldCancel?() == true ? 1 : 0
         }
         tx_curl_easy_setopt_long(handle, CURLOPT_NOPROGRESS, 0)
@@ -95,6 +110,13 @@ final class CurlEasyHandle {
         }
     }
 
+    /// The response status as far as libcurl knows it (0 before the status line arrived).
+    var statusSoFar: Int {
+        var status = 0
+        tx_curl_easy_getinfo_long(handle, CURLINFO_RESPONSE_CODE, &status)
+        return status
+    }
+
     func setMethod(_ method: String) {
         tx_curl_easy_setopt_string(handle, CURLOPT_CUSTOMREQUEST, method)
     }
@@ -104,6 +126,7 @@ final class CurlEasyHandle {
         tx_curl_easy_setopt_pointer(handle, CURLOPT_HTTPHEADER, headerList.map { UnsafeMutableRawPointer($0) })
         let code = curl_easy_perform(handle)
         if let bodyError { throw bodyError }
+        if let sinkError { throw sinkError }
         guard code == CURLE_OK else { throw error(for: code) }
         var status = 0
         tx_curl_easy_getinfo_long(handle, CURLINFO_RESPONSE_CODE, &status)

@@ -1,0 +1,110 @@
+import Foundation
+
+/// `transfer-send download` and `transfer-send upload`.
+extension SendCommand {
+    static func download(_ argv: [String]) throws -> Int32 {
+        let args = try Arguments(
+            argv, valued: ["url", "token", "secret", "secret-file", "server", "file", "backup", "output"],
+            booleans: ["resume", "insecure", "quiet", "help"])
+        if args.has("help") {
+            print(help)
+            return 0
+        }
+        let node = try nodeURL(args)
+        let isBackup = args["backup"] != nil
+        guard isBackup != (args["file"] != nil) else { throw Arguments.usage("give exactly one of --file PATH or --backup UUID") }
+        let token: String
+        if let given = args["token"] {
+            token = given
+        } else if let secret = try secret(args) {
+            let server = try serverArgument(args)
+            var claims: [String: JSONValue] = ["server_uuid": .string(server)]
+            if isBackup { claims["backup_uuid"] = .string(args["backup"]!) } else { claims["file_path"] = .string(args["file"]!) }
+            token = TokenMinter(secret: secret, audience: node).mint(scope: isBackup ? .backupDownload : .fileDownload, ttl: 900, claims: claims)
+        } else {
+            throw Arguments.usage("give --token, or --secret/--secret-file with --server to mint one")
+        }
+        let endpoint = isBackup ? "/download/backup" : "/download/file"
+        let defaultName = isBackup ? "\(args["backup"]!).tar.gz" : (args["file"]!.split(separator: "/").last.map(String.init) ?? "download")
+        let client = DownloadClient(url: "\(node)\(endpoint)?token=\(percentEncodeQuery(token))", output: args["output"] ?? defaultName)
+        client.resume = args.has("resume")
+        client.insecureTLS = args.has("insecure")
+        let bar = ProgressBar(enabled: !args.has("quiet") && isatty(2) == 1)
+        client.onProgress = { done, total, seconds in bar.update(done: done, total: total, seconds: seconds) }
+        SignalWaiter.onSignal { _ in client.cancel() }
+        defer { bar.finish() }
+        let result = try client.run()
+        bar.finish()
+        let resumed = result.resumedFrom > 0 ? " (resumed at \(ByteCount.format(result.resumedFrom)))" : ""
+        print("downloaded \(ByteCount.format(result.bytes)) to \(client.output)\(resumed) in \(ByteCount.fixed(result.seconds, 2)) s "
+            + "(\(ByteCount.rate(bytes: result.bytes - result.resumedFrom, seconds: result.seconds)))")
+        return 0
+    }
+
+    static func upload(_ argv: [String]) throws -> Int32 {
+        let args = try Arguments(
+            argv, valued: ["url", "token", "secret", "secret-file", "server", "user", "directory"],
+            booleans: ["insecure", "quiet", "help"])
+        if args.has("help") {
+            print(help)
+            return 0
+        }
+        let node = try nodeURL(args)
+        guard !args.positionals.isEmpty else { throw Arguments.usage("name at least one FILE to upload") }
+        let token: String
+        if let given = args["token"] {
+            token = given
+        } else if let secret = try secret(args) {
+            let claims: [String: JSONValue] = [
+                "server_uuid": .string(try serverArgument(args)), "user_uuid": .string(args["user"] ?? SecureRandom.uuid()),
+            ]
+            token = TokenMinter(secret: secret, audience: node).mint(scope: .fileUpload, ttl: 900, claims: claims)
+        } else {
+            throw Arguments.usage("give --token, or --secret/--secret-file with --server to mint one")
+        }
+        var url = "\(node)/upload/file?token=\(percentEncodeQuery(token))"
+        if let directory = args["directory"] { url += "&directory=\(percentEncodeQuery(directory))" }
+        let client = UploadClient(url: url, files: args.positionals)
+        client.insecureTLS = args.has("insecure")
+        let bar = ProgressBar(enabled: !args.has("quiet") && isatty(2) == 1)
+        client.onProgress = { done, total, seconds in bar.update(done: done, total: total, seconds: seconds) }
+        SignalWaiter.onSignal { _ in client.cancel() }
+        defer { bar.finish() }
+        let started = MonotonicClock.now()
+        let (bytes, _) = try client.run()
+        bar.finish()
+        let seconds = MonotonicClock.now() - started
+        print("uploaded \(args.positionals.count) files, \(ByteCount.format(bytes)) in \(ByteCount.fixed(seconds, 2)) s "
+            + "(\(ByteCount.rate(bytes: bytes, seconds: seconds)))")
+        return 0
+    }
+
+    static func nodeURL(_ args: Arguments) throws -> String {
+        var url = try args.required("url")
+        guard url.hasPrefix("http://") || url.hasPrefix("https://") else {
+            throw Arguments.usage("--url must start with http:// or https://")
+        }
+        while url.hasSuffix("/") { url.removeLast() }
+        return url
+    }
+
+    static func serverArgument(_ args: Arguments) throws -> String {
+        let server = try args.required("server")
+        guard VolumeStore.isValidServerID(server) else { throw Arguments.usage("--server must be a UUID") }
+        return server
+    }
+
+    /// Percent-encodes a query value (RFC 3986 unreserved characters pass).
+    static func percentEncodeQuery(_ value: String) -> String {
+        let unreserved = Set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~".utf8)
+        var out = ""
+        for byte in value.utf8 {
+            if unreserved.contains(byte) {
+                out.append(Character(Unicode.Scalar(byte)))
+            } else {
+                out += "%" + String(byte, radix: 16, uppercase: true).leftPadded(2)
+            }
+        }
+        return out
+    }
+}

@@ -1,0 +1,90 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+
+/// Fetches a signed download URL (`/download/file` or `/download/backup`) into a local file,
+/// resuming a previous partial download when asked.
+///
+/// ```
+///  GET url (Range: bytes=<have>- when resuming) ─▶ <output>.part ─complete─▶ rename to <output>
+/// ```
+/// The final name appears only when the whole file has arrived.
+public final class DownloadClient: @unchecked Sendable {
+    public struct Result: Sendable {
+        public var bytes: Int64
+        public var resumedFrom: Int64
+        public var seconds: Double
+    }
+
+    public let url: String
+    public let output: String
+    public var resume = false
+    public var insecureTLS = false
+    public var onProgress: (@Sendable (Int64, Int64, Double) -> Void)?
+    private let cancelLock = NSLock()
+    private var cancelled = false
+
+    public init(url: String, output: String) {
+        self.url = url
+        self.output = output
+    }
+
+    public func cancel() { cancelLock.withLock { cancelled = true } }
+
+    public var partialPath: String { output + ".part" }
+
+    public func run() throws -> Result {
+        let started = MonotonicClock.now()
+        var have: Int64 = 0
+        var st = stat()
+        if resume, stat(partialPath, &st) == 0 { have = Int64(st.st_size) }
+        let easy = try CurlEasyHandle(url: url)
+        if have > 0 { easy.addHeader("Range: bytes=\(have)-") }
+        if insecureTLS { easy.allowInsecureTLS() }
+        easy.shouldCancel = { [weak self] in self?.cancelLock.withLock { self?.cancelled ?? true } ?? true }
+        var fd: Int32 = -1
+        var received: Int64 = 0
+        defer { if fd >= 0 { close(fd) } }
+        easy.successSink = { [partialPath, unowned easy] bytes in
+            if fd < 0 {
+                // 206 continues the partial file; 200 means the server sent everything again.
+                let append = easy.statusSoFar == 206
+                fd = open(partialPath, O_WRONLY | O_CREAT | O_CLOEXEC | (append ? O_APPEND : O_TRUNC), 0o644)
+                guard fd >= 0 else { throw TransferError.system("open", path: partialPath) }
+                if !append { have = 0 }
+            }
+            var offset = 0
+            while offset < bytes.count {
+                let n = write(fd, bytes.baseAddress! + offset, bytes.count - offset)
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    throw TransferError.system("write", path: partialPath)
+                }
+                offset += n
+            }
+            received += Int64(bytes.count)
+        }
+        easy.onProgress = { [onProgress] now, total, _ in
+            onProgress?(have + now, total > 0 ? have + total : 0, MonotonicClock.now() - started)
+        }
+        let status = try easy.perform()
+        if status == 416 && have > 0 {
+            // The partial file is already whole.
+            try finishFile()
+            return Result(bytes: have, resumedFrom: have, seconds: MonotonicClock.now() - started)
+        }
+        guard status == 200 || status == 206 else { throw OutgoingTransfer.remoteError(status: status, body: easy.responseBody) }
+        if fd < 0 {
+            // An empty file: nothing was written, but it must exist.
+            fd = open(partialPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        }
+        guard fsync(fd) == 0 else { throw TransferError.system("fsync", path: partialPath) }
+        try finishFile()
+        return Result(bytes: have + received, resumedFrom: status == 206 ? have : 0, seconds: MonotonicClock.now() - started)
+    }
+
+    private func finishFile() throws {
+        guard rename(partialPath, output) == 0 else { throw TransferError.system("rename", path: output) }
+    }
+}
