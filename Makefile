@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 export PATH := $(PATH):/opt/swift/usr/bin
 
-.PHONY: setup build release demo test unit e2e bench-push clean
+.PHONY: setup build release demo test unit e2e bench-push bench-http clean
 
 setup:
 	@scripts/setup.sh
@@ -31,6 +31,10 @@ e2e: build
 ## Push a 1 GiB corpus through release binaries and report rate and each side's peak RSS.
 bench-push: release
 	@scripts/bench-push.sh
+
+## Download and upload MB/s of a large file: transferd next to nginx serving the same file, same run.
+bench-http: release
+	@scripts/bench-http.sh
 
 clean:
 	rm -rf .build .demo
