@@ -103,3 +103,7 @@ int tx_rename_exchange(int old_dirfd, const char *old_path, int new_dirfd, const
 int tx_rename_noreplace(int old_dirfd, const char *old_path, int new_dirfd, const char *new_path) {
     return renameat2(old_dirfd, old_path, new_dirfd, new_path, RENAME_NOREPLACE);
 }
+
+int tx_mhd_upgrade_close(struct MHD_UpgradeResponseHandle *handle) {
+    return MHD_upgrade_action(handle, MHD_UPGRADE_ACTION_CLOSE) == MHD_YES ? 0 : -1;
+}

@@ -34,6 +34,9 @@ uint16_t tx_mhd_bound_port(struct MHD_Daemon *daemon);
 /// The peer address as text ("127.0.0.1"), written to `buffer`; empty on failure.
 void tx_mhd_client_address(struct MHD_Connection *connection, char *buffer, size_t buffer_size);
 
+/// MHD_upgrade_action(urh, MHD_UPGRADE_ACTION_CLOSE): hands an upgraded socket back for closing.
+int tx_mhd_upgrade_close(struct MHD_UpgradeResponseHandle *handle);
+
 // MARK: GNU extensions (glibc hides them unless _GNU_SOURCE is defined before any include)
 /// memmem(3): first occurrence of needle in haystack, or NULL.
 void *tx_memmem(const void *haystack, size_t haystack_length, const void *needle, size_t needle_length);

@@ -22,8 +22,24 @@ extension TransferDaemon {
                 store.release(server)
                 throw error
             }
-            return .consumeBody(
-                IncomingTransfer(server: server, boundary: boundary, store: store, staging: staging, client: request.clientAddress))
+            let transfer = IncomingTransfer(
+                server: server, boundary: boundary, store: store, staging: staging, client: request.clientAddress)
+            let total = request.header("content-length").flatMap { Int64($0) } ?? 0
+            let id = registry.begin(direction: .incoming, server: server, total: total) { transfer.cancel() }
+            events.log(server, "receiving transfer from \(request.clientAddress)")
+            transfer.onProgress = { [registry] bytes in registry.progress(id, bytes: bytes) }
+            transfer.onFinish = { [registry, panel, events] result in
+                switch result {
+                case .success(let checksum):
+                    events.log(server, "transfer verified (sha256 \(checksum)) and committed")
+                    registry.finish(id, error: nil)
+                    panel?.reportTransfer(server: server, successful: true)
+                case .failure(let error):
+                    registry.finish(id, error: error)
+                    panel?.reportTransfer(server: server, successful: false)
+                }
+            }
+            return .consumeBody(transfer)
         } catch {
             if let failure = error as? TransferError, failure.stage == .auth {
                 Log.warning("transfer: refused request from \(request.clientAddress): \(failure.message)")

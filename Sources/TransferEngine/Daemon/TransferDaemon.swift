@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// The node daemon: configuration, volume store, token checks and HTTP routes, wired together.
 ///
@@ -16,6 +17,13 @@ public final class TransferDaemon: Sendable {
     let verifier: TokenVerifier
     let oneTimeTokens = OneTimeTokenStore()
     let backups: BackupService
+    public let events = TransferEvents()
+    public let registry: TransferRegistry
+    let denyList = WebsocketDenyList()
+    /// Open websockets, closed on shutdown (libmicrohttpd waits for upgraded sockets to be released).
+    let websockets = Mutex<[ObjectIdentifier: WebSocketConnection]>([:])
+    /// Set when `remote`, `token_id` and `token` are configured.
+    let panel: PanelClient?
     private let server: HTTPServerBox
 
     public init(configuration: DaemonConfiguration) throws {
@@ -26,6 +34,12 @@ public final class TransferDaemon: Sendable {
             secret: Array(configuration.token.utf8), allowUnscopedTokens: configuration.allowUnscopedTokens)
         self.server = HTTPServerBox()
         self.backups = BackupService(store: store, directory: configuration.backupDirectory)
+        self.registry = TransferRegistry(events: events)
+        if let remote = configuration.remote, !remote.isEmpty, let tokenID = configuration.tokenID, !tokenID.isEmpty {
+            self.panel = PanelClient(remote: remote, tokenID: tokenID, token: configuration.token)
+        } else {
+            self.panel = nil
+        }
     }
 
     /// The bound port once started.
@@ -50,8 +64,11 @@ public final class TransferDaemon: Sendable {
         server.value = http
     }
 
-    /// Stops accepting connections and waits for running requests to end.
+    /// Stops accepting connections: cancels running transfers (nothing partial is committed),
+    /// closes websockets with 1001 "going away", and waits for connection threads to end.
     public func stop() {
+        registry.cancelAll()
+        for session in websockets.withLock({ Array($0.values) }) { session.close(code: 1001, reason: "node shutting down") }
         server.value?.stop()
     }
 
@@ -69,8 +86,21 @@ public final class TransferDaemon: Sendable {
         let readMethods = ["GET", "HEAD"]
         switch s.count {
         case 2 where s == ["api", "transfers"]:
-            guard method == "POST" else { return .respond(methodNotAllowed(request, allowed: "POST")) }
+            if readMethods.contains(method) { return .respond(listTransfers(request)) }
+            guard method == "POST" else { return .respond(methodNotAllowed(request, allowed: "GET, POST")) }
             return receiveTransfer(request)
+        case 3 where s[0] == "api" && s[1] == "transfers":
+            guard method == "DELETE" else { return .respond(methodNotAllowed(request, allowed: "DELETE")) }
+            return .respond(cancelTransfer(request, server: s[2], direction: .incoming))
+        case 4 where s[0] == "api" && s[1] == "servers" && s[3] == "transfer":
+            if method == "DELETE" { return .respond(cancelTransfer(request, server: s[2], direction: .outgoing)) }
+            guard method == "POST" else { return .respond(methodNotAllowed(request, allowed: "POST, DELETE")) }
+            return startOutgoingTransfer(request, server: s[2])
+        case 4 where s[0] == "api" && s[1] == "servers" && s[3] == "ws":
+            return .respond(openWebsocket(request, server: s[2]))
+        case 5 where s[0] == "api" && s[1] == "servers" && s[3] == "ws" && s[4] == "deny":
+            guard method == "POST" else { return .respond(methodNotAllowed(request, allowed: "POST")) }
+            return denyWebsocketTokens(request)
         case 2 where s == ["api", "system"]:
             guard readMethods.contains(method) else { return .respond(methodNotAllowed(request, allowed: "GET")) }
             return .respond(systemInfo(request))

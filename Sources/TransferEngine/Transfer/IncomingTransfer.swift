@@ -30,8 +30,12 @@ public final class IncomingTransfer: RequestBodyHandler, @unchecked Sendable {
     private var extractorResult: Result<(files: Int, bytes: Int64), any Error>?
     private let started = MonotonicClock.now()
     private var closed = false
+    private var finished = false
+    private let progressThrottle = Throttle(interval: 0.25)
     /// Called once with the outcome (for the transfer list, websocket events and panel callbacks).
     public var onFinish: (@Sendable (Result<String, TransferError>) -> Void)?
+    /// Archive bytes received so far, at most four times a second.
+    public var onProgress: (@Sendable (Int64) -> Void)?
 
     public init(server: String, boundary: String, store: VolumeStore, staging: String, client: String) {
         self.server = server
@@ -52,6 +56,7 @@ public final class IncomingTransfer: RequestBodyHandler, @unchecked Sendable {
                 case .archive:
                     hasher.update(data)
                     try buffer.send(Array(data))
+                    if progressThrottle.ready() { onProgress?(hasher.byteCount) }
                 case .checksum:
                     checksum!.append(contentsOf: data)
                     guard checksum!.count <= 512 else { throw invalid("checksum part is too long") }
@@ -121,6 +126,7 @@ public final class IncomingTransfer: RequestBodyHandler, @unchecked Sendable {
                 throw TransferError(.integrity, .transfer, "checksum mismatch: the sender says \(sent.prefix(64)), the archive received hashes to \(actual)")
             }
             try store.commit(staging: staging, server: server)
+            finished = true
             close()
             let seconds = MonotonicClock.now() - started
             Log.info(
@@ -139,6 +145,13 @@ public final class IncomingTransfer: RequestBodyHandler, @unchecked Sendable {
         }
     }
 
+    /// Stops the transfer from another thread (`DELETE /api/transfers/:uuid`): the connection
+    /// thread's next step fails with `.cancelled`, the HTTP layer drops the connection, and
+    /// staging is discarded.
+    public func cancel() {
+        buffer.fail(TransferError(.cancelled, .transfer, "the transfer was cancelled on this node"))
+    }
+
     public func abort() {
         _ = fail(TransferError(.cancelled, .transfer, "the connection closed before the transfer body ended"))
     }
@@ -147,6 +160,8 @@ public final class IncomingTransfer: RequestBodyHandler, @unchecked Sendable {
     private func fail(_ error: any Error) -> TransferError {
         let failure =
             error as? TransferError ?? TransferError(.internal, .transfer, "\(error)")
+        guard !finished else { return failure }
+        finished = true
         buffer.fail(failure)
         if extractor != nil { _ = try? waitForExtractor() }
         store.discard(staging: staging)

@@ -117,6 +117,18 @@ final class CurlEasyHandle {
         return status
     }
 
+    /// POSTs a small in-memory body with a Content-Length (panel callbacks).
+    func setBodyPOST(_ bytes: [UInt8]) {
+        tx_curl_easy_setopt_long(handle, CURLOPT_POST, 1)
+        tx_curl_easy_setopt_offset(handle, CURLOPT_POSTFIELDSIZE_LARGE, curl_off_t(bytes.count))
+        bytes.withUnsafeBytes { tx_curl_easy_setopt_pointer(handle, CURLOPT_COPYPOSTFIELDS, UnsafeMutableRawPointer(mutating: $0.baseAddress ?? UnsafeRawPointer(bitPattern: 1)!)) }
+    }
+
+    /// Gives up on the whole request after `seconds`.
+    func setTimeout(seconds: Int) {
+        tx_curl_easy_setopt_long(handle, CURLOPT_TIMEOUT, seconds)
+    }
+
     func setMethod(_ method: String) {
         tx_curl_easy_setopt_string(handle, CURLOPT_CUSTOMREQUEST, method)
     }

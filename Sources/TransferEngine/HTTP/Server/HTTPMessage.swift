@@ -38,6 +38,9 @@ public struct HTTPResponse: Sendable {
     public enum Body: Sendable {
         case bytes([UInt8])
         case file(descriptor: Int32, offset: Int64, length: Int64)
+        /// Switch protocols (status 101): after the headers are sent, `run` gets the socket on its
+        /// own thread; the server closes it when `run` returns.
+        case upgrade(@Sendable (UpgradedConnection) -> Void)
     }
 
     public var status: Int
@@ -84,4 +87,12 @@ public protocol RequestBodyHandler: AnyObject, Sendable {
 public enum RouteResult: Sendable {
     case respond(HTTPResponse)
     case consumeBody(any RequestBodyHandler)
+}
+
+/// A connection handed over after `101 Switching Protocols`.
+public struct UpgradedConnection: Sendable {
+    /// The socket, in blocking mode.
+    public let descriptor: Int32
+    /// Bytes the client sent after its request that the HTTP layer had already read.
+    public let initialBytes: [UInt8]
 }

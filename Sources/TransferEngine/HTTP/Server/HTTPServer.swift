@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Synchronization
+import Foundation
 private import CMicroHTTPD
 private import CTransferShims
 
@@ -50,7 +51,7 @@ public final class HTTPServer: @unchecked Sendable {
         try Self.fillAddress(&storage, host: options.host, port: options.port)
         let flags =
             MHD_USE_THREAD_PER_CONNECTION.rawValue | MHD_USE_INTERNAL_POLLING_THREAD.rawValue | MHD_USE_POLL.rawValue
-            | MHD_USE_ERROR_LOG.rawValue
+            | MHD_USE_ERROR_LOG.rawValue | MHD_ALLOW_UPGRADE.rawValue
         let context = Unmanaged.passUnretained(self).toOpaque()
         let started = withUnsafePointer(to: &storage) { pointer in
             pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { address in
@@ -116,6 +117,25 @@ public final class HTTPServer: @unchecked Sendable {
         return server.handle(connection!, url!, method!, uploadData, uploadSize!, exchangePointer!)
     }
 
+    final class UpgradeContext: Sendable {
+        let run: @Sendable (UpgradedConnection) -> Void
+        init(_ run: @escaping @Sendable (UpgradedConnection) -> Void) { self.run = run }
+    }
+
+    private static let upgradeHandler: MHD_UpgradeHandler = { context, _, _, extra, extraSize, socket, handle in
+        let upgrade = Unmanaged<UpgradeContext>.fromOpaque(context!).takeRetainedValue()
+        let initial = extra.map { Array(UnsafeRawBufferPointer(start: $0, count: extraSize)) } ?? []
+        let flags = fcntl(socket, F_GETFL)
+        _ = fcntl(socket, F_SETFL, flags & ~O_NONBLOCK)
+        nonisolated(unsafe) let handle = handle
+        let thread = Thread {
+            upgrade.run(UpgradedConnection(descriptor: socket, initialBytes: initial))
+            _ = tx_mhd_upgrade_close(handle)
+        }
+        thread.name = "websocket"
+        thread.start()
+    }
+
     private static let completedHandler: MHD_RequestCompletedCallback = { context, _, exchangePointer, code in
         guard let raw = exchangePointer?.pointee else { return }
         let exchange = Unmanaged<Exchange>.fromOpaque(raw).takeRetainedValue()
@@ -161,6 +181,8 @@ public final class HTTPServer: @unchecked Sendable {
                     try handler.receive(UnsafeRawBufferPointer(start: uploadData, count: size))
                 } catch {
                     exchange.handlerError = error
+                    // A cancelled transfer drops the connection at once instead of draining it.
+                    if (error as? TransferError)?.code == .cancelled { return .NO }
                 }
             } else {
                 exchange.discarded += Int64(size)
@@ -186,6 +208,9 @@ public final class HTTPServer: @unchecked Sendable {
             }
         case .file(let fd, let offset, let length):
             created = MHD_create_response_from_fd_at_offset64(UInt64(length), fd, UInt64(offset))
+        case .upgrade(let run):
+            let context = Unmanaged.passRetained(UpgradeContext(run)).toOpaque()
+            created = MHD_create_response_for_upgrade(Self.upgradeHandler, context)
         }
         guard let created else { return .NO }
         defer { MHD_destroy_response(created) }

@@ -1,0 +1,160 @@
+import Foundation
+
+/// Panel → node control of transfers (node token), and the transfer list.
+///
+/// `POST /api/servers/:uuid/transfer` `{"url", "token", "server": {"uuid", "start_on_completion"}}`
+/// starts pushing the volume to `url` (202); `DELETE` cancels it. `DELETE /api/transfers/:uuid`
+/// cancels an incoming one. `GET /api/transfers` lists running and recent transfers.
+extension TransferDaemon {
+    func startOutgoingTransfer(_ request: HTTPRequest, server: String) -> RouteResult {
+        do {
+            try requireNodeToken(request)
+            guard VolumeStore.isValidServerID(server), store.volumeExists(server) else {
+                throw TransferError(.notFound, .volumes, "server not found on this node")
+            }
+        } catch {
+            return .respond(.error(error))
+        }
+        return .consumeBody(
+            BufferedBody { [self] body in
+                do {
+                    guard let json = try? JSONValue.parse(body), let url = json["url"]?.stringValue, !url.isEmpty,
+                        let token = json["token"]?.stringValue, !token.isEmpty
+                    else {
+                        throw TransferError(.invalidInput, .http, "expected JSON {\"url\", \"token\", \"server\": {\"uuid\"}}")
+                    }
+                    guard url.hasPrefix("http://") || url.hasPrefix("https://") else {
+                        throw TransferError(.invalidInput, .http, "url must be an http(s) URL")
+                    }
+                    if let named = json["server"]?["uuid"]?.stringValue, named != server {
+                        throw TransferError(.invalidInput, .http, "server.uuid does not match the URL")
+                    }
+                    let id = try pushInBackground(server: server, url: url, token: token)
+                    return .json(202, ["id": .string(id), "server": .string(server), "state": "processing"])
+                } catch {
+                    return .error(error)
+                }
+            })
+    }
+
+    /// Runs an outgoing transfer on its own thread. Only failure is reported to the panel: the
+    /// destination reports success once it has verified and committed.
+    func pushInBackground(server: String, url: String, token: String) throws -> String {
+        guard store.reserve(server) else { throw TransferError(.conflict, .transfer, "server \(server) is already transferring") }
+        let transfer = OutgoingTransfer(options: .init(volume: store.volumePath(server), url: url, token: token))
+        let id = registry.begin(direction: .outgoing, server: server) { transfer.cancel() }
+        transfer.onProgress = { [registry] progress in
+            registry.progress(id, bytes: progress.volumeBytes, total: progress.totalBytes)
+        }
+        events.log(server, "sending transfer to \(url)")
+        Log.info("transfer \(server): pushing to \(url)")
+        let thread = Thread { [self] in
+            defer { store.release(server) }
+            do {
+                let result = try transfer.run()
+                Log.info(
+                    "transfer \(server): pushed \(ByteCount.format(result.volumeBytes)) in \(ByteCount.fixed(result.seconds, 2)) s "
+                        + "(\(ByteCount.rate(bytes: result.volumeBytes, seconds: result.seconds))), destination committed")
+                events.log(server, "destination verified and committed the volume")
+                registry.finish(id, error: nil)
+            } catch {
+                let failure = error as? TransferError ?? TransferError(.internal, .transfer, "\(error)")
+                Log.error("transfer \(server): push failed, source volume untouched: \(failure.message)")
+                registry.finish(id, error: failure)
+                panel?.reportTransfer(server: server, successful: false)
+            }
+        }
+        thread.name = "push-\(server.prefix(8))"
+        thread.start()
+        return id
+    }
+
+    func cancelTransfer(_ request: HTTPRequest, server: String, direction: TransferRegistry.Direction) -> HTTPResponse {
+        do {
+            try requireNodeToken(request)
+            guard registry.cancel(server: server, direction: direction) else {
+                throw TransferError(.conflict, .transfer, "no \(direction.rawValue) transfer is running for \(server)")
+            }
+            Log.info("transfer \(server): \(direction.rawValue) transfer cancelled by request")
+            return .json(202, ["server": .string(server), "state": "cancelling"])
+        } catch {
+            return .error(error)
+        }
+    }
+
+    func listTransfers(_ request: HTTPRequest) -> HTTPResponse {
+        do {
+            try requireNodeToken(request)
+            let now = MonotonicClock.now()
+            let items: [JSONValue] = registry.all.map { entry in
+                let seconds = max(0.001, (entry.finished ?? now) - entry.started)
+                var item: [String: JSONValue] = [
+                    "id": .string(entry.id), "direction": .string(entry.direction.rawValue), "server": .string(entry.server),
+                    "state": .string(entry.state), "bytes": .number(Double(entry.bytes)), "total": .number(Double(entry.total)),
+                    "rate": .number((Double(entry.bytes) / seconds).rounded()), "seconds": .number((seconds * 1000).rounded() / 1000),
+                ]
+                if let error = entry.error { item["error"] = .string(error) }
+                return .object(item)
+            }
+            return .json(200, ["transfers": .array(items)])
+        } catch {
+            return .error(error)
+        }
+    }
+
+    // MARK: - Websocket
+
+    func openWebsocket(_ request: HTTPRequest, server: String) -> HTTPResponse {
+        guard VolumeStore.isValidServerID(server) else {
+            return .error(TransferError(.notFound, .http, "server not found"))
+        }
+        switch WebSocketHandshake.validate(request, allowOrigin: isAllowedOrigin) {
+        case .failure(let box):
+            return box.response
+        case .success(let accept):
+            let session: @Sendable (UpgradedConnection) -> Void = { [self] upgraded in
+                let connection = WebSocketConnection(upgraded)
+                let key = ObjectIdentifier(connection)
+                websockets.withLock { $0[key] = connection }
+                defer { _ = websockets.withLock { $0.removeValue(forKey: key) } }
+                WingsEventSession(
+                    server: server, connection: connection, verifier: verifier, denyList: denyList, events: events
+                ).run()
+            }
+            return HTTPResponse(
+                status: 101, headers: [("Upgrade", "websocket"), ("Sec-WebSocket-Accept", accept)], body: .upgrade(session))
+        }
+    }
+
+    /// Browsers send `Origin`; only the panel's and `allowed_origins` may connect. Without a panel
+    /// and with no list (the embedded default) any origin may.
+    func isAllowedOrigin(_ origin: String) -> Bool {
+        let allowed = configuration.allowedOrigins
+        if allowed.contains("*") || allowed.contains(origin) { return true }
+        if let remote = configuration.remote, !remote.isEmpty {
+            return Self.origin(of: remote) == origin
+        }
+        return allowed.isEmpty
+    }
+
+    static func origin(of url: String) -> String {
+        guard let parts = URLComponents(string: url), let scheme = parts.scheme, let host = parts.host else { return url }
+        return parts.port.map { "\(scheme)://\(host):\($0)" } ?? "\(scheme)://\(host)"
+    }
+
+    func denyWebsocketTokens(_ request: HTTPRequest) -> RouteResult {
+        do {
+            try requireNodeToken(request)
+        } catch {
+            return .respond(.error(error))
+        }
+        return .consumeBody(
+            BufferedBody { [denyList] body in
+                guard let json = try? JSONValue.parse(body), let jtis = json["jtis"]?.arrayValue?.compactMap(\.stringValue) else {
+                    return .error(TransferError(.invalidInput, .http, "expected JSON {\"jtis\": [...]}"))
+                }
+                denyList.deny(jtis)
+                return HTTPResponse(status: 204)
+            })
+    }
+}
