@@ -5,7 +5,7 @@ import Testing
 struct JWTTests {
     @Test func signThenVerifyRoundTrip() throws {
         let claims: [String: JSONValue] = [
-            "sub": "5e4a2f0c", "exp": 1_800_000_900, "ratio": .number(0.5), "admin": false,
+            "sub": "5e4a2f0c", "exp": 1_800_000_900, "ratio": .number(0.5), "admin": false, "one": 1, "zero": 0, "yes": true,
             "permissions": ["websocket.connect", "control.start"], "nested": ["k": "v", "n": 3], "none": .null,
         ]
         let token = JWT.sign(claims: claims, secret: TestTokens.secret, headerExtras: ["jti": "abc123", "sub": "5e4a2f0c"])

@@ -57,8 +57,8 @@ struct ProcessResult {
         try TempDirectory.with { temp in
             let outPath = temp.appending("stdout")
             let errPath = temp.appending("stderr")
-            FileManager.default.createFile(atPath: outPath, contents: nil)
-            FileManager.default.createFile(atPath: errPath, contents: nil)
+            _ = FileManager.default.createFile(atPath: outPath, contents: nil)
+            _ = FileManager.default.createFile(atPath: errPath, contents: nil)
             let out = try FileHandle(forWritingTo: URL(fileURLWithPath: outPath))
             let err = try FileHandle(forWritingTo: URL(fileURLWithPath: errPath))
             let process = Process()

@@ -14,6 +14,7 @@ struct TempDirectory {
     let path: String
 
     /// Creates the directory (mode 0700, unique name), runs `body`, then removes the tree.
+    @discardableResult
     static func with<T>(_ body: (TempDirectory) throws -> T) throws -> T {
         let directory = try TempDirectory()
         defer { directory.remove() }

@@ -87,6 +87,30 @@ struct SafeExtractorTests {
         }
     }
 
+    /// A lone symlink that leaves the volume only through another link (`b -> a/..` with `a -> .`,
+    /// lexically inside, really `..`) is refused when the extraction finishes, whatever the order.
+    @Test(arguments: [
+        [("a", "."), ("b", "a/..")],
+        [("b", "a/.."), ("c", "."), ("a", "c")],
+        [("up", "../..")],
+        [("d", "sub/../.."), ("sub/keep", "x")],
+        [("deep/link", "../../etc/passwd")],
+    ])
+    func loneEscapingSymlinkRefused(links: [(String, String)]) throws {
+        try TempDirectory.with { temp in
+            let source = try temp.makeDirectory("source")
+            for (path, target) in links {
+                if let slash = path.lastIndex(of: "/") { try temp.makeDirectory("source/" + path[..<slash]) }
+                #expect(symlink(target, source + "/" + path) == 0)
+            }
+            let bytes = try ArchiveHarness.archive(source).bytes
+            let staging = try temp.makeDirectory("outer/staging")
+            let error = #expect(throws: TransferError.self) { try ArchiveHarness.extract(bytes, into: staging) }
+            #expect(error?.code == .invalidInput)
+            #expect(error?.message.contains("outside") == true, "\(error?.message ?? "-")")
+        }
+    }
+
     @Test func missingRootRefused() throws {
         try TempDirectory.with { temp in
             #expect(throws: TransferError.self) { _ = try SafeExtractor(root: temp.appending("does-not-exist")) }

@@ -1,0 +1,319 @@
+"""transferd configuration and lifecycle: a real Wings config.yml, the embedded default, bad
+configurations, --help, and stopping on signals (also mid-transfer)."""
+import os
+import signal
+import stat
+import subprocess
+import threading
+import time
+
+import pytest
+import requests
+
+from e2elib import (archive_part, compare_trees, error_lines, error_of, field, free_port, go_boundary, mint,
+                    multipart_stream, new_server_id, post_transfer, push_archive, run_cli, sha256_hex,
+                    wait_until)
+
+NODE_TOKEN = "Xq3bV9mK2pL7sR4tW8yZ1aC5dF6gH0jN3kM9qP2rS5uV8wY1zB4cE7fG0hJ3kL6m"
+
+WINGS_CONFIG = """\
+debug: false
+app_name: Pterodactyl
+uuid: 5f0a3e2c-9b7d-4c1e-8f6a-2d3b4c5e6f70
+token_id: Ab12Cd34Ef56Gh78
+token: {token}
+api:
+  host: {host}
+  port: {port}
+  ssl:
+    enabled: false
+    cert: /etc/letsencrypt/live/node.example.com/fullchain.pem
+    key: /etc/letsencrypt/live/node.example.com/privkey.pem
+  disable_remote_download: false
+  upload_limit: 250
+  trusted_proxies: []
+system:
+  root_directory: {root}
+  log_directory: {root}/logs
+  data: {root}/volumes
+  archive_directory: {root}/archives
+  backup_directory: {root}/backups
+  tmp_directory: {root}/tmp
+  username: pterodactyl
+  timezone: Europe/Berlin
+  user:
+    rootless:
+      enabled: false
+      container_uid: 0
+      container_gid: 0
+    uid: 988
+    gid: 988
+  disk_check_interval: 150
+  activity_send_interval: 60
+  activity_send_count: 100
+  check_permissions_on_boot: true
+  enable_log_rotate: true
+  websocket_log_count: 150
+  sftp:
+    bind_address: 0.0.0.0
+    bind_port: 2022
+    read_only: false
+  crash_detection:
+    enabled: true
+    detect_clean_exit_as_crash: true
+    timeout: 60
+  backups:
+    write_limit: 0
+    compression_level: best_speed
+  transfers:
+    download_limit: 0
+  openat_mode: auto
+docker:
+  network:
+    interface: 172.18.0.1
+    dns:
+    - 1.1.1.1
+    - 1.0.0.1
+    name: pterodactyl_nw
+    ispn: false
+    driver: bridge
+    network_mode: pterodactyl_nw
+    is_internal: false
+    enable_icc: true
+    network_mtu: 1500
+    interfaces:
+      v4:
+        subnet: 172.18.0.0/16
+        gateway: 172.18.0.1
+      v6:
+        subnet: fdba:17c8:6c94::/64
+        gateway: fdba:17c8:6c94::1011
+  domainname: ""
+  registries: {{}}
+  tmpfs_size: 100
+  container_pid_limit: 512
+  installer_limits:
+    memory: 1024
+    cpu: 100
+  overhead:
+    override: false
+    default_multiplier: 1.05
+    multipliers: {{}}
+  use_performant_inspect: true
+  userns_mode: ""
+  log_config:
+    type: local
+    config:
+      compress: "false"
+      max-file: "1"
+      max-size: 5m
+      mode: non-blocking
+throttles:
+  enabled: true
+  lines: 2000
+  line_reset_interval: 100
+remote: https://panel.example.com
+remote_query:
+  timeout: 30
+  boot_servers_per_page: 50
+allowed_mounts: []
+allowed_origins:
+- https://panel.example.com
+allow_cors_private_network: false
+ignore_panel_config_updates: false
+{extra}"""
+
+
+def write_config(path, root, token=NODE_TOKEN, host="0.0.0.0", port=8080, extra=""):
+    path.write_text(WINGS_CONFIG.format(token=token, host=host, port=port, root=root, extra=extra))
+    return path
+
+
+def test_wings_config_token_and_data_dir_are_used(daemon_factory, transfer_send, tmp_path, other_volume):
+    root = tmp_path / "pterodactyl"
+    config = write_config(tmp_path / "config.yml", root)
+    daemon = daemon_factory(config=config, volumes=root / "volumes", token=NODE_TOKEN)
+    assert (root / "volumes").is_dir() and (root / "backups").is_dir()
+    # Node-token endpoint: the configured token, nothing else.
+    r = requests.get(daemon.url + "/api/system", headers={"Authorization": f"Bearer {NODE_TOKEN}"}, timeout=10)
+    assert r.status_code == 200, r.text
+    assert "version" in r.json()
+    r = requests.get(daemon.url + "/api/system", headers={"Authorization": "Bearer " + NODE_TOKEN[:-1] + "x"},
+                     timeout=10)
+    assert r.status_code == 403
+    error_of(r)
+    r = requests.get(daemon.url + "/api/system", timeout=10)
+    assert r.status_code == 401 and r.headers.get("WWW-Authenticate", "").startswith("Bearer")
+    # A transfer signed with the configured token lands in system.data.
+    server = new_server_id()
+    p = run_cli(transfer_send, "push", "--volume", other_volume, "--url", daemon.url, "--secret", NODE_TOKEN,
+                "--server", server, "--quiet")
+    assert p.returncode == 0, p.stderr
+    assert compare_trees(other_volume, root / "volumes" / server) == []
+    assert os.listdir(root / "volumes" / ".staging") == []
+    # ... and one signed with anything else is refused.
+    p = run_cli(transfer_send, "push", "--volume", other_volume, "--url", daemon.url,
+                "--secret", "a-different-token-0123456789", "--server", new_server_id(), "--quiet")
+    assert p.returncode == 77, p.stderr
+    # The embedded default's state directory is not used with a config file.
+    assert not (daemon.workdir / "transferd-data").exists()
+    assert NODE_TOKEN not in daemon.log() + daemon.stdout()
+
+
+def test_wings_config_listen_address_from_file(daemon_factory, tmp_path, other_tgz, other_volume):
+    root = tmp_path / "node"
+    port = free_port()
+    config = write_config(tmp_path / "config.yml", root, host="127.0.0.1", port=port)
+    daemon = daemon_factory(config=config, volumes=root / "volumes", token=NODE_TOKEN, listen=False)
+    assert daemon.port == port
+    server = new_server_id()
+    r = push_archive(daemon, server, other_tgz)
+    assert r.status_code == 200, r.text
+    assert compare_trees(other_volume, root / "volumes" / server) == []
+
+
+def test_wings_config_allow_unscoped_tokens(daemon_factory, tmp_path, other_tgz, other_volume):
+    root = tmp_path / "node"
+    config = write_config(tmp_path / "config.yml", root, extra="")
+    text = config.read_text().replace("  trusted_proxies: []\n", "  trusted_proxies: []\n  allow_unscoped_tokens: true\n")
+    config.write_text(text)
+    daemon = daemon_factory(config=config, volumes=root / "volumes", token=NODE_TOKEN)
+    server = new_server_id()
+    r = push_archive(daemon, server, other_tgz, token=mint(NODE_TOKEN, sub=server, scope=None))
+    assert r.status_code == 200, r.text
+    assert compare_trees(other_volume, root / "volumes" / server) == []
+    r = push_archive(daemon, new_server_id(), other_tgz,
+                     token=mint(NODE_TOKEN, sub=server, scope=None, server_uuid=server,
+                                user_uuid=new_server_id(), permissions=["websocket.connect"]))
+    assert r.status_code == 403, r.text
+
+
+BAD_CONFIGS = {
+    "unclosed-flow-sequence": "token: abc\napi:\n  host: [127.0.0.1\n  port: 8080\n",
+    "bad-indentation": "token: abc\napi:\n  host: 127.0.0.1\n port: 8080\n",
+    "tab-indentation": "token: abc\napi:\n\thost: 127.0.0.1\n",
+    "unterminated-quote": "token: \"abc\napi:\n  port: 8080\n",
+    "missing-token": "api:\n  host: 127.0.0.1\n  port: 8080\n",
+    "port-not-a-number": "token: abc\napi:\n  host: 127.0.0.1\n  port: eighty\n",
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_CONFIGS))
+def test_bad_config_exits_with_one_clear_line(transferd, tmp_path, case):
+    config = tmp_path / "config.yml"
+    config.write_text(BAD_CONFIGS[case])
+    r = run_cli(transferd, "--config", config, "--listen", "127.0.0.1:0", timeout=10)
+    assert r.returncode != 0, r.stdout
+    lines = error_lines(r.stderr)
+    assert len(lines) == 1, r.stderr
+    assert lines[0].startswith("transferd: error: "), r.stderr
+    assert str(config) in lines[0], r.stderr
+    assert "listening" not in r.stdout
+
+
+def test_tls_enabled_without_readable_certificate(transferd, tmp_path):
+    root = tmp_path / "node"
+    config = write_config(tmp_path / "config.yml", root).read_text().replace("    enabled: false", "    enabled: true", 1)
+    (tmp_path / "config.yml").write_text(config)
+    r = run_cli(transferd, "--config", tmp_path / "config.yml", "--listen", "127.0.0.1:0", timeout=10)
+    assert r.returncode != 0
+    lines = error_lines(r.stderr)
+    assert len(lines) == 1 and lines[0].startswith("transferd: error: ") and "api.ssl" in lines[0], r.stderr
+
+
+def test_missing_config_file(transferd, tmp_path):
+    missing = tmp_path / "nope.yml"
+    r = run_cli(transferd, "--config", missing, "--listen", "127.0.0.1:0", timeout=10)
+    assert r.returncode != 0
+    lines = error_lines(r.stderr)
+    assert len(lines) == 1 and lines[0].startswith("transferd: error: ") and str(missing) in lines[0], r.stderr
+
+
+def test_help_and_version_exit_0(transferd):
+    r = run_cli(transferd, "--help", timeout=10)
+    assert r.returncode == 0
+    assert "usage: transferd" in r.stdout
+    r = run_cli(transferd, "--version", timeout=10)
+    assert r.returncode == 0 and r.stdout.startswith("transferd ")
+
+
+@pytest.mark.parametrize("args", [["--bogus"], ["--listen", "localhost"], ["--log-level", "loud"], ["extra"]])
+def test_usage_errors_exit_64(transferd, tmp_path, args):
+    r = run_cli(transferd, "--state", tmp_path / "state", *args, timeout=10)
+    assert r.returncode == 64, (r.returncode, r.stderr)
+    assert any(line.startswith("transferd: error: ") for line in error_lines(r.stderr)), r.stderr
+    assert "listening" not in r.stdout
+
+
+def test_port_in_use_is_a_clear_error(daemon, transferd, tmp_path):
+    r = run_cli(transferd, "--state", tmp_path / "second", "--listen", f"127.0.0.1:{daemon.port}", timeout=10)
+    assert r.returncode != 0
+    lines = error_lines(r.stderr)
+    assert lines and lines[-1].startswith("transferd: error: "), r.stderr
+    assert daemon.alive()
+
+
+def test_embedded_default_state(daemon_factory, tmp_path):
+    state = tmp_path / "state"
+    first = daemon_factory(state=state, name="first")
+    token_file = state / "node-token"
+    assert stat.S_IMODE(os.stat(token_file).st_mode) == 0o600
+    token = first.token
+    assert len(token) >= 32
+    assert (state / "volumes").is_dir() and (state / "backups").is_dir()
+    assert first.stop() == 0
+    second = daemon_factory(state=state, name="second")
+    assert second.token == token, "the node token must be generated once and kept"
+    assert token not in second.log()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_signal_stops_idle_daemon_with_exit_0(daemon, sig):
+    started = time.monotonic()
+    assert daemon.stop(sig, timeout=5) == 0, daemon.log()
+    assert time.monotonic() - started < 5
+
+
+def test_sigterm_during_transfer_exits_0_and_commits_nothing(daemon_factory, seeded, sample_volume, sample_tgz,
+                                                              other_tgz, tmp_path):
+    daemon, server = seeded
+    holding, release = threading.Event(), threading.Event()
+    outcome = {}
+
+    def slow_archive():
+        yield other_tgz[:4096]
+        holding.set()
+        release.wait(15)
+        yield other_tgz[4096:]
+
+    def send():
+        boundary = go_boundary()
+        parts = [archive_part(slow_archive()), field("checksum", sha256_hex(other_tgz))]
+        try:
+            outcome["response"] = post_transfer(daemon.url, mint(daemon.token, sub=server),
+                                                multipart_stream(parts, boundary), boundary, timeout=15)
+        except Exception as e:  # the daemon went away: expected
+            outcome["response"] = e
+
+    thread = threading.Thread(target=send, daemon=True)
+    thread.start()
+    try:
+        assert holding.wait(10)
+        assert wait_until(lambda: len(daemon.staging_entries()) == 1, timeout=10)
+        started = time.monotonic()
+        rc = daemon.stop(signal.SIGTERM, timeout=5)
+        elapsed = time.monotonic() - started
+    finally:
+        release.set()
+        thread.join(20)
+    assert rc == 0, f"exit {rc} after {elapsed:.1f}s; log:\n{daemon.log()}"
+    assert elapsed < 5
+    response = outcome.get("response")
+    assert not (hasattr(response, "status_code") and response.status_code == 200), "an abandoned transfer succeeded"
+    assert compare_trees(sample_volume, daemon.volume(server)) == []
+    # Restart on the same state: staging leftovers are gone and the server takes a transfer.
+    again = daemon_factory(state=daemon.state, name="restarted")
+    assert again.staging_entries() == []
+    assert compare_trees(sample_volume, again.volume(server)) == []
+    r = push_archive(again, server, sample_tgz)
+    assert r.status_code == 200, r.text

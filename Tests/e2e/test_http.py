@@ -1,0 +1,749 @@
+"""Signed-URL HTTP endpoints, end to end: /download/file, /download/backup, /upload/file, local
+backups, and `transfer-send download|upload`, driven with the curl CLI and with Python requests.
+
+Every daemon comes from conftest's `daemon_factory` (127.0.0.1, port 0, its own state dir,
+stopped by PID). Big bodies are streamed and hashed, never held in memory.
+"""
+import hashlib
+import json
+import os
+import re
+import secrets
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from pathlib import Path
+from urllib.parse import unquote
+
+import pytest
+import requests
+
+from http_helpers import (CLIENTS, MiB, StreamedMultipart, backup_url, counter_blocks, curl_fetch, file_url,
+                          http_date, mint, peak_rss_kib, place_volume, requests_fetch, sha256_path, upload_url,
+                          volume_entries, write_config)
+
+CLIENT_NAMES = sorted(CLIENTS)
+# Just over 2 GiB, so offsets and lengths need more than 31 bits.
+BIG_SIZE = (2 << 30) + 4097
+BIG_MARKERS = {0: 4096, (1 << 30) + 123: 5000, (2 << 30) - 2048: 4096, BIG_SIZE - 777: 777}
+RSS_LIMIT_KIB = 64 * 1024
+_big_hash_cache = {}
+
+
+# ---------------------------------------------------------------- fixtures
+
+
+@pytest.fixture
+def served(daemon, sample_volume):
+    """(daemon, server, volume path): a daemon holding a copy of the sample volume."""
+    server, vol = place_volume(daemon, sample_volume)
+    return daemon, server, vol
+
+
+@pytest.fixture(params=CLIENT_NAMES)
+def fetch(request, tmp_path):
+    """fetch(url, **kw) -> Reply, with the curl CLI or with requests."""
+    fn = CLIENTS[request.param]
+    return lambda url, **kw: fn(url, workdir=tmp_path / "client", **kw)
+
+
+def error_text(reply):
+    assert reply.headers.get("Content-Type", "").startswith("application/json"), reply
+    body = json.loads(reply.body)
+    assert isinstance(body.get("error"), str) and body["error"], body
+    return body["error"]
+
+
+def assert_file_headers(reply, path, name):
+    """Every header a download promises, checked against the file on disk."""
+    st = os.stat(path)
+    h = reply.headers
+    assert h["Content-Type"] == "application/octet-stream"
+    assert h["Content-Length"] == str(st.st_size)
+    assert h["Accept-Ranges"] == "bytes"
+    assert h["Last-Modified"] == http_date(int(st.st_mtime))
+    assert re.fullmatch(r'"[^"\s]+"', h["ETag"]), h["ETag"]
+    disposition = h["Content-Disposition"]
+    if name.isascii() and '"' not in name and "\\" not in name:
+        assert disposition == f'attachment; filename="{name}"'
+    else:
+        m = re.fullmatch(r'attachment; filename="([\x20-\x7e]*)"; filename\*=UTF-8\'\'([A-Za-z0-9!#$&+\-.^_`|~%]+)',
+                         disposition)
+        assert m, disposition
+        assert '"' not in m.group(1) and m.group(1).isascii()
+        assert unquote(m.group(2), encoding="utf-8", errors="strict") == name
+
+
+def make_big_sparse(path):
+    """A sparse file just over 2 GiB with deterministic non-zero markers; returns its sha256 (cached)."""
+    with open(path, "wb") as f:
+        f.truncate(BIG_SIZE)
+        for offset, n in BIG_MARKERS.items():
+            f.seek(offset)
+            f.write(hashlib.shake_256(str(offset).encode()).digest(n))
+    if BIG_SIZE not in _big_hash_cache:
+        _big_hash_cache[BIG_SIZE] = sha256_path(path)[0]
+    return _big_hash_cache[BIG_SIZE]
+
+
+# ---------------------------------------------------------------- downloads, both clients
+
+
+def test_download_fixture_file(served, fetch):
+    daemon, server, vol = served
+    src = vol / "logs" / "latest.log"
+    r = fetch(file_url(daemon, server, "logs/latest.log"))
+    assert r.status == 200, r
+    assert r.body == src.read_bytes()
+    assert_file_headers(r, src, "latest.log")
+    # The ETag is stable for an unchanged file and changes when the file does.
+    again = fetch(file_url(daemon, server, "logs/latest.log"))
+    assert again.headers["ETag"] == r.headers["ETag"]
+    with open(src, "ab") as f:
+        f.write(b"one more line\n")
+    os.utime(src, (1800000000, 1800000000))
+    changed = fetch(file_url(daemon, server, "logs/latest.log"))
+    assert changed.status == 200 and changed.body == src.read_bytes()
+    assert changed.headers["ETag"] != r.headers["ETag"]
+    assert changed.headers["Last-Modified"] == http_date(1800000000)
+
+
+@pytest.mark.parametrize("rel", ["schematics/城堡 castle.schem", "plugins/Essentials/userdata/Jürgen Ölmann.yml",
+                                 "😀 emoji.txt", "notes with spaces.txt"])
+def test_download_non_ascii_and_spaced_names(served, fetch, rel):
+    daemon, server, vol = served
+    r = fetch(file_url(daemon, server, rel))
+    assert r.status == 200, r
+    assert r.body == (vol / rel).read_bytes()
+    assert_file_headers(r, vol / rel, rel.rsplit("/", 1)[-1])
+    if not rel.isascii():
+        assert "filename*=UTF-8''" in r.headers["Content-Disposition"]
+
+
+def test_download_follows_symlinks_inside_volume(served, fetch):
+    daemon, server, vol = served
+    r = fetch(file_url(daemon, server, "latest.log"))  # latest.log -> logs/latest.log
+    assert r.status == 200, r
+    assert r.body == (vol / "logs" / "latest.log").read_bytes()
+    assert r.headers["Content-Disposition"] == 'attachment; filename="latest.log"'
+    r = fetch(file_url(daemon, server, "current-world/level.dat"))  # current-world -> world
+    assert r.status == 200, r
+    assert r.body == (vol / "world" / "level.dat").read_bytes()
+
+
+def test_download_big_sparse_file(served, fetch):
+    """Just over 2 GiB (sparse, with markers across the 1 GiB and 2 GiB lines), hashed as it streams."""
+    daemon, server, vol = served
+    path = vol / "world" / "huge.bin"
+    expected = make_big_sparse(path)
+    r = fetch(file_url(daemon, server, "world/huge.bin"), hash_only=True, timeout=120)
+    assert r.status == 200, r
+    assert r.headers["Content-Length"] == str(BIG_SIZE)
+    assert r.length == BIG_SIZE
+    assert r.sha256 == expected
+    # A range that straddles the 2 GiB line comes back exact.
+    start, end = (2 << 30) - 3000, (2 << 30) + 1000
+    r = fetch(file_url(daemon, server, "world/huge.bin"), range_=f"{start}-{end}")
+    assert r.status == 206, r
+    assert r.headers["Content-Range"] == f"bytes {start}-{end}/{BIG_SIZE}"
+    with open(path, "rb") as f:
+        f.seek(start)
+        assert r.body == f.read(end - start + 1)
+    assert peak_rss_kib(daemon.pid) < RSS_LIMIT_KIB
+
+
+@pytest.mark.parametrize("spec,first,last", [("1000-1999", 1000, 1999), ("-500", None, None),
+                                             ("204000-", 204000, None), ("0-0", 0, 0)])
+def test_ranged_download(served, fetch, spec, first, last):
+    daemon, server, vol = served
+    data = (vol / "logs" / "latest.log").read_bytes()
+    size = len(data)
+    if first is None:
+        first, last = size - 500, size - 1
+    if last is None:
+        last = size - 1
+    r = fetch(file_url(daemon, server, "logs/latest.log"), range_=spec)
+    assert r.status == 206, r
+    assert r.headers["Content-Range"] == f"bytes {first}-{last}/{size}"
+    assert r.headers["Content-Length"] == str(last - first + 1)
+    assert r.body == data[first:last + 1]
+
+
+def test_head(served, fetch):
+    daemon, server, vol = served
+    src = vol / "world" / "region" / "r.0.0.mca"
+    r = fetch(file_url(daemon, server, "world/region/r.0.0.mca"), method="HEAD")
+    assert r.status == 200, r
+    assert r.body == b""
+    assert_file_headers(r, src, "r.0.0.mca")
+    g = fetch(file_url(daemon, server, "world/region/r.0.0.mca"))
+    assert g.status == 200 and g.body == src.read_bytes()
+    assert g.headers["ETag"] == r.headers["ETag"]
+
+
+def test_unsatisfiable_range_416(served, fetch):
+    daemon, server, vol = served
+    size = (vol / "eula.txt").stat().st_size
+    r = fetch(file_url(daemon, server, "eula.txt"), range_=f"{size}-")
+    assert r.status == 416, r
+    assert r.headers["Content-Range"] == f"bytes */{size}"
+    r = fetch(file_url(daemon, server, "eula.txt"), range_="999999-1000000")
+    assert r.status == 416, r
+
+
+def test_multiple_ranges_get_the_whole_file(served, fetch):
+    daemon, server, vol = served
+    data = (vol / "logs" / "latest.log").read_bytes()
+    r = fetch(file_url(daemon, server, "logs/latest.log"), range_="0-9,100-199")
+    assert r.status == 200, r
+    assert r.body == data
+    assert "Content-Range" not in r.headers
+
+
+def test_replayed_token_is_404(served, fetch):
+    daemon, server, vol = served
+    url = file_url(daemon, server, "eula.txt")
+    first = fetch(url)
+    assert first.status == 200 and first.body == (vol / "eula.txt").read_bytes()
+    again = fetch(url)
+    assert again.status == 404, again
+    assert error_text(again)
+    # A range from byte 0 is a new download, not a resume: still refused.
+    assert fetch(url, range_="0-").status == 404
+
+
+def test_head_spends_the_token(served, fetch):
+    daemon, server, vol = served
+    url = file_url(daemon, server, "eula.txt")
+    assert fetch(url, method="HEAD").status == 200
+    assert fetch(url).status == 404
+
+
+@pytest.mark.parametrize("path,status", [("../x", 400), ("logs/../../x", 400), ("..", 400),
+                                         ("/etc/passwd", 404), ("etc/passwd", 404),
+                                         ("logs", 404), ("logs/", 404), ("plugins/Empty Dir", 404),
+                                         ("no/such/file.txt", 404), ("/", 404)])
+def test_bad_file_paths(served, fetch, path, status):
+    daemon, server, vol = served
+    assert not (vol / "etc").exists()
+    r = fetch(file_url(daemon, server, path))
+    assert r.status == status, r
+    err = error_text(r)
+    assert "root:" not in r.body.decode(errors="replace"), err
+
+
+def test_absolute_path_is_volume_relative(served, fetch):
+    daemon, server, vol = served
+    (vol / "etc").mkdir()
+    marker = f"not the host's passwd {secrets.token_hex(8)}\n".encode()
+    (vol / "etc" / "passwd").write_bytes(marker)
+    for path in ("/etc/passwd", "etc/passwd", "//etc//passwd"):
+        r = fetch(file_url(daemon, server, path))
+        assert r.status == 200, (path, r)
+        assert r.body == marker
+
+
+def test_symlinks_leading_outside_are_404_and_nothing_is_read(served, fetch, tmp_path):
+    daemon, server, vol = served
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    secret = outside / "secret.txt"
+    marker = f"outside secret {secrets.token_hex(8)}".encode()
+    secret.write_bytes(marker)
+    # Created after the server exists, as a user could from a game-server console.
+    os.symlink("/etc/passwd", vol / "evil")
+    os.symlink(str(secret), vol / "evil-abs")
+    os.symlink(os.path.relpath(secret, vol / "logs"), vol / "logs" / "evil-rel")
+    os.symlink(str(outside), vol / "evil-dir")
+    os.symlink("../" * 12 + "etc", vol / "world" / "evil-up")
+    # atime older than mtime: under relatime, any read of the file would move it.
+    st = secret.stat()
+    os.utime(secret, ns=(st.st_mtime_ns - 10**12, st.st_mtime_ns))
+    before = secret.stat().st_atime_ns
+    for path in ("evil", "evil-abs", "logs/evil-rel", "evil-dir/secret.txt", "world/evil-up/passwd"):
+        r = fetch(file_url(daemon, server, path))
+        assert r.status == 404, (path, r)
+        body = r.body.decode(errors="replace")
+        assert marker.decode() not in body and "root:" not in body, (path, body)
+        error_text(r)
+    assert secret.stat().st_atime_ns == before, "the daemon read a file outside the volume"
+    # The detector works: reading it does move atime here.
+    secret.read_bytes()
+    assert secret.stat().st_atime_ns != before or "noatime" in Path("/proc/mounts").read_text()
+
+
+def test_unknown_server_is_404(served, fetch):
+    daemon, server, vol = served
+    r = fetch(file_url(daemon, str(uuid.uuid4()), "eula.txt"))
+    assert r.status == 404, r
+    error_text(r)
+
+
+# ---------------------------------------------------------------- resumed downloads
+
+
+def test_curl_resume_with_same_token(served, tmp_path):
+    daemon, server, vol = served
+    data = (vol / "world" / "region" / "r.-1.0.mca").read_bytes()
+    url = file_url(daemon, server, "world/region/r.-1.0.mca")
+    out = tmp_path / "r.mca"
+    first = subprocess.run(["curl", "-sS", "-r", "0-999", "-o", str(out), url], capture_output=True, timeout=30)
+    assert first.returncode == 0, first.stderr
+    assert out.read_bytes() == data[:1000]
+    heads = tmp_path / "resume.headers"
+    second = subprocess.run(["curl", "-sS", "-C", "-", "-D", str(heads), "-o", str(out), url],
+                            capture_output=True, timeout=30)
+    assert second.returncode == 0, second.stderr
+    assert heads.read_text().startswith("HTTP/1.1 206"), heads.read_text()
+    assert f"Content-Range: bytes 1000-{len(data) - 1}/{len(data)}" in heads.read_text()
+    assert out.read_bytes() == data
+
+
+def test_curl_resume_after_killed_download(served, tmp_path):
+    daemon, server, vol = served
+    path = vol / "world" / "big-region.bin"
+    gen = counter_blocks(24 * MiB, seed=11)
+    with open(path, "wb") as f:
+        for chunk in gen():
+            f.write(chunk)
+    url = file_url(daemon, server, "world/big-region.bin")
+    out = tmp_path / "big-region.bin"
+    proc = subprocess.Popen(["curl", "-sS", "--limit-rate", "2M", "-o", str(out), url],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and (not out.exists() or out.stat().st_size < 512 * 1024):
+            time.sleep(0.05)
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    have = out.stat().st_size
+    assert 0 < have < path.stat().st_size
+    done = subprocess.run(["curl", "-sS", "-C", "-", "-o", str(out), url], capture_output=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert sha256_path(out) == sha256_path(path)
+
+
+def test_resume_rules(served):
+    """Reuse of a download token is only a resume: same client, Range past byte 0."""
+    daemon, server, vol = served
+    data = (vol / "logs" / "latest.log").read_bytes()
+    url = file_url(daemon, server, "logs/latest.log")
+    assert requests.get(url, headers={"Range": "bytes=0-99"}, timeout=30).status_code == 206
+    r = requests.get(url, headers={"Range": "bytes=100-"}, timeout=30)
+    assert r.status_code == 206 and r.content == data[100:]
+    # Another client address (loopback 127.0.0.2) may not ride on it.
+    other = subprocess.run(["curl", "-sS", "--interface", "127.0.0.2", "-r", "100-", "-o", "/dev/null",
+                            "-w", "%{http_code}", url], capture_output=True, text=True, timeout=30)
+    assert other.stdout == "404", (other.stdout, other.stderr)
+    assert requests.get(url, timeout=30).status_code == 404
+    assert requests.get(url, headers={"Range": "bytes=0-"}, timeout=30).status_code == 404
+    # A token seen first with a resume range still is one-time for everything else.
+    fresh = file_url(daemon, server, "logs/latest.log")
+    assert requests.get(fresh, headers={"Range": "bytes=10-19"}, timeout=30).content == data[10:20]
+    assert requests.get(fresh, timeout=30).status_code == 404
+
+
+# ---------------------------------------------------------------- uploads
+
+
+def upload_files(daemon, server, files, directory=None, token=None, method="POST"):
+    return requests.request(method, upload_url(daemon, server, directory, token), files=files, timeout=60)
+
+
+def leftovers(directory):
+    return sorted(p.name for p in Path(directory).iterdir() if p.name.startswith(".upload-") or p.name.endswith(".part"))
+
+
+def test_upload_thousand_small_files(served):
+    daemon, server, vol = served
+    files = [("files", (f"file-{i:04d}.txt", f"content of file {i}\n".encode() * (i % 7 + 1))) for i in range(1000)]
+    r = upload_files(daemon, server, files, directory="many/small")
+    assert r.status_code == 200, r.text
+    target = vol / "many" / "small"
+    names = sorted(os.listdir(target))
+    assert names == [f"file-{i:04d}.txt" for i in range(1000)]
+    for i in (0, 1, 499, 998, 999):
+        assert (target / f"file-{i:04d}.txt").read_bytes() == f"content of file {i}\n".encode() * (i % 7 + 1)
+    assert all((target / n).stat().st_size > 0 for n in names)
+
+
+@pytest.mark.parametrize("client", CLIENT_NAMES)
+def test_upload_single_file(served, tmp_path, client):
+    daemon, server, vol = served
+    payload = os.urandom(300_000)
+    local = tmp_path / "plugin.jar"
+    local.write_bytes(payload)
+    (vol / "plugins" / "plugin.jar").write_bytes(b"old version")
+    url = upload_url(daemon, server, "plugins")
+    if client == "curl":
+        done = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-F", f"files=@{local}", url],
+                              capture_output=True, text=True, timeout=30)
+        assert done.stdout == "200", done
+    else:
+        with open(local, "rb") as f:
+            r = requests.post(url, files=[("files", ("plugin.jar", f))], timeout=30)
+        assert r.status_code == 200, r.text
+    assert (vol / "plugins" / "plugin.jar").read_bytes() == payload
+    assert leftovers(vol / "plugins") == []
+
+
+def test_upload_names_reduced_to_base_name(served):
+    daemon, server, vol = served
+    files = [("files", ("../../escape.txt", b"one")), ("files", ("a/b/c/nested.txt", b"two")),
+             ("files", ("..\\..\\win.txt", b"three"))]
+    r = upload_files(daemon, server, files, directory="in")
+    assert r.status_code == 200, r.text
+    assert sorted(os.listdir(vol / "in")) == ["escape.txt", "nested.txt", "win.txt"]
+    assert (vol / "in" / "escape.txt").read_bytes() == b"one"
+    assert not (vol / "escape.txt").exists() and not (daemon.volumes / "escape.txt").exists()
+    assert not (daemon.volumes.parent / "escape.txt").exists()
+
+
+def test_upload_get_method_accepted(served):
+    daemon, server, vol = served
+    r = upload_files(daemon, server, [("files", ("via-get.txt", b"hello"))], method="GET")
+    assert r.status_code == 200, r.text
+    assert (vol / "via-get.txt").read_bytes() == b"hello"
+
+
+def test_upload_one_gib_streamed(served):
+    daemon, server, vol = served
+    size = 1 << 30
+    sent = hashlib.sha256()
+    body = StreamedMultipart([("files", "world-backup.bin", size, counter_blocks(size, hasher=sent))])
+    r = requests.post(upload_url(daemon, server, "big"), data=body,
+                      headers={"Content-Type": body.content_type}, timeout=300)
+    assert r.status_code == 200, r.text
+    assert r.request.headers.get("Content-Length") == str(len(body))
+    landed = vol / "big" / "world-backup.bin"
+    digest, n = sha256_path(landed)
+    assert n == size
+    assert digest == sent.hexdigest()
+    assert leftovers(vol / "big") == []
+    rss = peak_rss_kib(daemon.pid)
+    assert rss < RSS_LIMIT_KIB, f"daemon peak RSS {rss} KiB after a 1 GiB upload"
+
+
+def test_upload_chunked_body(served):
+    """Without Content-Length (chunked transfer encoding), several files of mixed sizes."""
+    daemon, server, vol = served
+    hashes = {}
+    parts = []
+    for name, size in [("a.bin", 0), ("b.bin", 1), ("c.bin", 3 * MiB + 17)]:
+        h = hashlib.sha256()
+        parts.append(("files", name, size, counter_blocks(size, block=65536, seed=len(name) + size, hasher=h)))
+        hashes[name] = h
+    body = StreamedMultipart(parts)
+    r = requests.post(upload_url(daemon, server, "chunked"), data=iter(body),
+                      headers={"Content-Type": body.content_type}, timeout=60)
+    assert r.status_code == 200, r.text
+    assert r.request.headers.get("Transfer-Encoding") == "chunked"
+    for name, h in hashes.items():
+        assert sha256_path(vol / "chunked" / name)[0] == h.hexdigest(), name
+
+
+def test_upload_field_named_file_is_400(served):
+    daemon, server, vol = served
+    before = volume_entries(vol)
+    r = upload_files(daemon, server, [("file", ("x.txt", b"data"))])
+    assert r.status_code == 400, r.text
+    assert "no files" in r.json()["error"]
+    r = upload_files(daemon, server, [("other", (None, "just a field"))])
+    assert r.status_code == 400, r.text
+    assert "no files" in r.json()["error"]
+    assert volume_entries(vol) == before
+
+
+def test_upload_not_multipart_is_400(served):
+    daemon, server, vol = served
+    r = requests.post(upload_url(daemon, server), data=b"raw bytes", headers={"Content-Type": "text/plain"}, timeout=30)
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]
+
+
+def test_upload_over_limit(daemon_factory, sample_volume, tmp_path):
+    token = secrets.token_hex(32)
+    data, backups = tmp_path / "data", tmp_path / "backups"
+    config = write_config(tmp_path / "config.yml", token, data, backups, upload_limit=1)
+    daemon = daemon_factory(config=config, volumes=data, token=token)
+    server, vol = place_volume(daemon, sample_volume)
+    (vol / "uploads").mkdir()
+    (vol / "uploads" / "keep.txt").write_bytes(b"existing")
+    before = volume_entries(vol)
+    files = [("files", ("small.txt", b"fine")), ("files", ("too-big.bin", b"\0" * (MiB + 1)))]
+    r = upload_files(daemon, server, files, directory="uploads")
+    assert r.status_code == 400, r.text
+    err = r.json()["error"]
+    assert "too-big.bin" in err and "1 MiB" in err, err
+    assert volume_entries(vol) == before, "nothing of a refused upload may land"
+    assert (vol / "uploads" / "keep.txt").read_bytes() == b"existing"
+    # Exactly the limit is allowed.
+    r = upload_files(daemon, server, [("files", ("exact.bin", b"\1" * MiB))], directory="uploads")
+    assert r.status_code == 200, r.text
+    assert (vol / "uploads" / "exact.bin").stat().st_size == MiB
+
+
+@pytest.mark.parametrize("directory", ["../../x", "../x", "a/../../x", "/../x"])
+def test_upload_directory_outside_is_400(served, directory):
+    daemon, server, vol = served
+    before = volume_entries(vol)
+    r = upload_files(daemon, server, [("files", ("f.txt", b"x"))], directory=directory)
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]
+    assert volume_entries(vol) == before
+    assert not (daemon.volumes / "x").exists() and not (daemon.volumes.parent / "x").exists()
+
+
+def test_upload_through_symlink_leading_outside_is_refused(served, tmp_path):
+    daemon, server, vol = served
+    outside = tmp_path / "outside-dir"
+    outside.mkdir()
+    os.symlink(str(outside), vol / "escape")
+    r = upload_files(daemon, server, [("files", ("f.txt", b"x"))], directory="escape")
+    assert r.status_code in (400, 404), r.text
+    assert os.listdir(outside) == []
+
+
+def test_upload_unknown_server_and_reused_token(served):
+    daemon, server, vol = served
+    r = upload_files(daemon, str(uuid.uuid4()), [("files", ("f.txt", b"x"))])
+    assert r.status_code == 404, r.text
+    token = mint(daemon.token, "file-upload", server, user_uuid=str(uuid.uuid4()))
+    assert upload_files(daemon, server, [("files", ("once.txt", b"1"))], token=token).status_code == 200
+    r = upload_files(daemon, server, [("files", ("twice.txt", b"2"))], token=token)
+    assert r.status_code == 404, r.text
+    assert not (vol / "twice.txt").exists()
+    # A download token is not an upload token.
+    wrong = mint(daemon.token, "file-download", server, file_path="eula.txt")
+    r = upload_files(daemon, server, [("files", ("wrong.txt", b"3"))], token=wrong)
+    assert r.status_code in (401, 403), r.text
+    assert not (vol / "wrong.txt").exists()
+
+
+def test_upload_cut_mid_body_leaves_nothing(served):
+    daemon, server, vol = served
+    target = vol / "uploads"
+    target.mkdir()
+    existing = target / "world.zip"
+    existing.write_bytes(b"the previous world.zip")
+    os.utime(existing, (1700000000, 1700000000))
+    st = existing.stat()
+    size = 16 * MiB
+    body = StreamedMultipart([("files", "world.zip", size, counter_blocks(size))])
+    url = upload_url(daemon, server, "uploads")
+    path = url[len(daemon.url):]
+    head = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{daemon.port}\r\nContent-Type: {body.content_type}\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode()
+    sock = socket.create_connection(("127.0.0.1", daemon.port), timeout=10)
+    try:
+        sock.sendall(head)
+        sent = 0
+        for piece in body:
+            piece = piece[: len(body) // 2 - sent]
+            sock.sendall(piece)
+            sent += len(piece)
+            if sent >= len(body) // 2:
+                break
+        # The daemon is writing a temporary file (otherwise this test could not fail)...
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not leftovers(target):
+            time.sleep(0.02)
+        assert leftovers(target), "no temporary file appeared while the upload was in flight"
+        assert sorted(os.listdir(target)) != ["world.zip"]
+    finally:
+        sock.close()
+    # ...and removes it once the connection is gone.
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and leftovers(target):
+        time.sleep(0.05)
+    assert sorted(os.listdir(target)) == ["world.zip"], os.listdir(target)
+    now = existing.stat()
+    assert existing.read_bytes() == b"the previous world.zip"
+    assert (now.st_ino, now.st_mtime_ns, now.st_size) == (st.st_ino, st.st_mtime_ns, st.st_size)
+    # The daemon is fine afterwards.
+    r = upload_files(daemon, server, [("files", ("world.zip", b"new"))], directory="uploads")
+    assert r.status_code == 200 and existing.read_bytes() == b"new"
+
+
+# ---------------------------------------------------------------- backups
+
+
+def node_headers(daemon):
+    return {"Authorization": f"Bearer {daemon.token}"}
+
+
+def create_backup(daemon, server, backup, wait=True):
+    url = f"{daemon.url}/api/servers/{server}/backup" + ("?wait=1" if wait else "")
+    return requests.post(url, json={"uuid": backup}, headers=node_headers(daemon), timeout=120)
+
+
+def tar_listing(path):
+    done = subprocess.run(["tar", "-tzf", str(path)], capture_output=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    names = set()
+    for raw in done.stdout.decode("utf-8", errors="surrogateescape").splitlines():
+        name = raw
+        while name.startswith("./"):
+            name = name[2:]
+        name = name.rstrip("/")
+        if name and name != ".":
+            names.add(name)
+    return names
+
+
+@pytest.mark.parametrize("client", CLIENT_NAMES)
+def test_backup_create_download_and_list(served, tmp_path, client):
+    daemon, server, vol = served
+    backup = str(uuid.uuid4())
+    r = create_backup(daemon, server, backup)
+    assert r.status_code == 200, r.text
+    state = r.json()
+    assert state["state"] == "completed"
+    assert re.fullmatch(r"[0-9a-f]{64}", state["checksum"])
+    status = requests.get(f"{daemon.url}/api/servers/{server}/backup/{backup}", headers=node_headers(daemon), timeout=30)
+    assert status.status_code == 200 and status.json()["checksum"] == state["checksum"]
+
+    out = tmp_path / f"{backup}.tar.gz"
+    reply = CLIENTS[client](backup_url(daemon, server, backup), workdir=tmp_path / "client")
+    assert reply.status == 200, reply
+    out.write_bytes(reply.body)
+    assert reply.headers["Content-Type"] == "application/octet-stream"
+    assert reply.headers["Content-Length"] == str(state["size"]) == str(out.stat().st_size)
+    assert reply.headers["Content-Disposition"] == f'attachment; filename="{backup}.tar.gz"'
+    assert reply.headers["Accept-Ranges"] == "bytes"
+    assert reply.headers.get("ETag") and reply.headers.get("Last-Modified")
+    cli = subprocess.run(["sha256sum", str(out)], capture_output=True, text=True, timeout=60)
+    assert cli.stdout.split()[0] == state["checksum"]
+    assert tar_listing(out) == volume_entries(vol)
+
+
+def test_backup_async_conflict_delete_and_missing(served):
+    daemon, server, vol = served
+    backup = str(uuid.uuid4())
+    r = create_backup(daemon, server, backup, wait=False)
+    assert r.status_code == 202, r.text
+    assert r.json()["state"] in ("running", "completed")
+    status_url = f"{daemon.url}/api/servers/{server}/backup/{backup}"
+    deadline = time.monotonic() + 30
+    while True:
+        s = requests.get(status_url, headers=node_headers(daemon), timeout=30).json()
+        if s["state"] != "running" or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert s["state"] == "completed", s
+    assert create_backup(daemon, server, backup).status_code == 409
+    # A ranged backup download works like a file download.
+    r = requests.get(backup_url(daemon, server, backup), headers={"Range": "bytes=0-1"}, timeout=30)
+    assert r.status_code == 206 and r.content == b"\x1f\x8b"
+    # Node token required.
+    assert requests.get(status_url, timeout=30).status_code == 401
+    assert requests.get(status_url, headers={"Authorization": "Bearer nope"}, timeout=30).status_code in (401, 403)
+    d = requests.delete(status_url, headers=node_headers(daemon), timeout=30)
+    assert d.status_code == 200, d.text
+    assert requests.get(status_url, headers=node_headers(daemon), timeout=30).status_code == 404
+    r = requests.get(backup_url(daemon, server, backup), timeout=30)
+    assert r.status_code == 404 and r.json()["error"]
+    r = requests.get(backup_url(daemon, server, str(uuid.uuid4())), timeout=30)
+    assert r.status_code == 404 and r.json()["error"]
+
+
+def test_backup_of_unknown_server_is_404(served):
+    daemon, server, vol = served
+    assert create_backup(daemon, str(uuid.uuid4()), str(uuid.uuid4())).status_code == 404
+
+
+# ---------------------------------------------------------------- transfer-send download / upload
+
+
+def send(transfer_send, *args, timeout=120):
+    return subprocess.run([str(transfer_send), *map(str, args)], capture_output=True, text=True, timeout=timeout,
+                          stdin=subprocess.DEVNULL)
+
+
+def test_transfer_send_round_trip(served, transfer_send, tmp_path):
+    daemon, server, vol = served
+    secret = daemon.state / "node-token"
+    a = tmp_path / "alpha.dat"
+    b = tmp_path / "bravo ☃.txt"
+    a.write_bytes(os.urandom(5 * MiB + 3))
+    b.write_bytes("snow ☃\n".encode())
+    up = send(transfer_send, "upload", "--quiet", "--url", daemon.url, "--secret-file", secret, "--server", server,
+              "--directory", "incoming/today", a, b)
+    assert up.returncode == 0, up.stderr
+    assert (vol / "incoming" / "today" / "alpha.dat").read_bytes() == a.read_bytes()
+    assert (vol / "incoming" / "today" / "bravo ☃.txt").read_bytes() == b.read_bytes()
+    for src, rel in ((a, "incoming/today/alpha.dat"), (b, "incoming/today/bravo ☃.txt")):
+        out = tmp_path / "back" / src.name
+        out.parent.mkdir(exist_ok=True)
+        down = send(transfer_send, "download", "--quiet", "--url", daemon.url, "--secret-file", secret,
+                    "--server", server, "--file", rel, "--output", out)
+        assert down.returncode == 0, down.stderr
+        assert out.read_bytes() == src.read_bytes()
+        assert not Path(str(out) + ".part").exists()
+    # Backups too.
+    backup = str(uuid.uuid4())
+    assert create_backup(daemon, server, backup).status_code == 200
+    out = tmp_path / "backup.tar.gz"
+    down = send(transfer_send, "download", "--quiet", "--url", daemon.url, "--secret-file", secret,
+                "--server", server, "--backup", backup, "--output", out)
+    assert down.returncode == 0, down.stderr
+    assert tar_listing(out) == volume_entries(vol)
+
+
+def test_transfer_send_download_missing_file_fails_cleanly(served, transfer_send, tmp_path):
+    daemon, server, vol = served
+    out = tmp_path / "missing.bin"
+    down = send(transfer_send, "download", "--quiet", "--url", daemon.url, "--secret-file", daemon.state / "node-token",
+                "--server", server, "--file", "no/such.bin", "--output", out)
+    assert down.returncode != 0
+    assert down.stderr.strip()
+    assert not out.exists()
+
+
+def test_transfer_send_resume(served, transfer_send, tmp_path):
+    daemon, server, vol = served
+    src = vol / "world" / "region" / "r.0.0.mca"
+    data = src.read_bytes()
+    out = tmp_path / "r.0.0.mca"
+    part = Path(str(out) + ".part")
+    part.write_bytes(data[:200_000])
+    down = send(transfer_send, "download", "--url", daemon.url, "--secret-file", daemon.state / "node-token",
+                "--server", server, "--file", "world/region/r.0.0.mca", "--output", out, "--resume")
+    assert down.returncode == 0, down.stderr
+    assert "resumed" in down.stdout, down.stdout
+    assert out.read_bytes() == data
+    assert not part.exists()
+
+
+def test_transfer_send_resume_with_a_used_token(served, transfer_send, tmp_path):
+    """curl fetched the start with a token; transfer-send finishes with the same token."""
+    daemon, server, vol = served
+    data = (vol / "logs" / "latest.log").read_bytes()
+    token = mint(daemon.token, "file-download", server, file_path="logs/latest.log")
+    out = tmp_path / "latest.log"
+    part = Path(str(out) + ".part")
+    first = subprocess.run(["curl", "-sS", "-r", "0-4095", "-o", str(part),
+                            f"{daemon.url}/download/file?token={token}"], capture_output=True, timeout=30)
+    assert first.returncode == 0 and part.stat().st_size == 4096
+    down = send(transfer_send, "download", "--url", daemon.url, "--token", token, "--file", "logs/latest.log",
+                "--output", out, "--resume")
+    assert down.returncode == 0, down.stderr
+    assert out.read_bytes() == data
+
+
+def test_transfer_send_resume_never_keeps_a_longer_stale_part(served, transfer_send, tmp_path):
+    """A .part longer than the remote file (left from another file) must not become the output."""
+    daemon, server, vol = served
+    data = (vol / "eula.txt").read_bytes()
+    out = tmp_path / "eula.txt"
+    part = Path(str(out) + ".part")
+    part.write_bytes(b"stale bytes from some other download " * 100)
+    down = send(transfer_send, "download", "--url", daemon.url, "--secret-file", daemon.state / "node-token",
+                "--server", server, "--file", "eula.txt", "--output", out, "--resume")
+    if down.returncode == 0:
+        assert out.read_bytes() == data, "a stale, longer .part was renamed into place as the download"
+    else:
+        assert not out.exists() or out.read_bytes() == data

@@ -1,0 +1,177 @@
+"""transfer-send push against a live transferd: trees survive, replacement is complete, errors are clean."""
+import json
+import os
+import shutil
+
+import pytest
+
+from e2elib import (HEX64, compare_trees, error_lines, free_port, new_server_id, run_cli)
+
+
+def push(transfer_send, daemon, volume, server, *extra):
+    return run_cli(transfer_send, "push", "--volume", volume, "--url", daemon.url,
+                   "--secret-file", daemon.state / "node-token", "--server", server, "--quiet", *extra)
+
+
+def assert_one_error_line(result):
+    lines = error_lines(result.stderr)
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("transfer-send: error: "), result.stderr
+    return lines[0]
+
+
+def test_push_sample_volume_arrives_identical(daemon, transfer_send, sample_volume):
+    server = new_server_id()
+    r = push(transfer_send, daemon, sample_volume, server)
+    assert r.returncode == 0, r.stderr
+    assert compare_trees(sample_volume, daemon.volume(server)) == []
+    assert daemon.staging_entries() == []
+    assert sorted(os.listdir(daemon.volumes)) == sorted([".staging", server])
+
+
+def test_push_replaces_existing_volume_completely(daemon, transfer_send, sample_volume, other_volume):
+    server = new_server_id()
+    assert push(transfer_send, daemon, sample_volume, server).returncode == 0
+    r = push(transfer_send, daemon, other_volume, server)
+    assert r.returncode == 0, r.stderr
+    # Equal trees both ways: nothing of the sample volume (logs/, plugins/, world/region, ...) is left.
+    assert compare_trees(other_volume, daemon.volume(server)) == []
+    assert daemon.staging_entries() == []
+    assert sorted(os.listdir(daemon.volumes)) == sorted([".staging", server])
+    # And back again: the bigger tree replaces the smaller one.
+    assert push(transfer_send, daemon, sample_volume, server).returncode == 0
+    assert compare_trees(sample_volume, daemon.volume(server)) == []
+
+
+def test_push_two_servers_are_independent(daemon, transfer_send, sample_volume, other_volume):
+    a, b = new_server_id(), new_server_id()
+    assert push(transfer_send, daemon, sample_volume, a).returncode == 0
+    assert push(transfer_send, daemon, other_volume, b).returncode == 0
+    assert compare_trees(sample_volume, daemon.volume(a)) == []
+    assert compare_trees(other_volume, daemon.volume(b)) == []
+
+
+def test_push_json_reports_the_checksum_the_daemon_verified(daemon, transfer_send, sample_volume):
+    server = new_server_id()
+    r = push(transfer_send, daemon, sample_volume, server, "--json")
+    assert r.returncode == 0, r.stderr
+    lines = [line for line in r.stdout.splitlines() if line.strip()]
+    assert len(lines) == 1, r.stdout
+    result = json.loads(lines[0])
+    assert result["success"] is True
+    assert HEX64.match(result["checksum"]), result
+    # The daemon logs the SHA-256 it computed over the archive part it received.
+    assert f"sha256 {result['checksum']}" in daemon.log()
+    regular = [os.path.join(d, n) for d, _, names in os.walk(sample_volume) for n in names
+               if os.path.isfile(os.path.join(d, n)) and not os.path.islink(os.path.join(d, n))]
+    assert result["files"] == len(regular)
+    assert result["volume_bytes"] == sum(os.path.getsize(p) for p in regular)
+    assert 0 < result["archive_bytes"] < result["volume_bytes"]
+    assert compare_trees(sample_volume, daemon.volume(server)) == []
+
+
+def test_push_with_panel_token_and_full_endpoint_url(daemon, transfer_send, other_volume):
+    server = new_server_id()
+    tok = run_cli(transfer_send, "token", "--secret-file", daemon.state / "node-token",
+                  "--scope", "transfer", "--server", server)
+    assert tok.returncode == 0, tok.stderr
+    # Panels hand the token over already prefixed with "Bearer ".
+    r = run_cli(transfer_send, "push", "--volume", other_volume, "--url", daemon.url + "/api/transfers",
+                "--token", "Bearer " + tok.stdout.strip(), "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert compare_trees(other_volume, daemon.volume(server)) == []
+
+
+def test_push_server_defaults_to_volume_directory_name(daemon, transfer_send, other_volume, tmp_path):
+    server = new_server_id()
+    volume = tmp_path / server
+    shutil.copytree(other_volume, volume, symlinks=True)
+    r = run_cli(transfer_send, "push", "--volume", volume, "--url", daemon.url,
+                "--secret-file", daemon.state / "node-token", "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert compare_trees(other_volume, daemon.volume(server)) == []
+
+
+def test_push_to_closed_port_exits_69(transfer_send, other_volume):
+    r = run_cli(transfer_send, "push", "--volume", other_volume, "--url", f"http://127.0.0.1:{free_port()}",
+                "--secret", "not-used", "--server", new_server_id(), "--quiet", timeout=30)
+    assert r.returncode == 69, (r.returncode, r.stderr)
+    assert_one_error_line(r)
+    assert r.stdout == ""
+
+
+def test_push_with_wrong_secret_exits_77_and_commits_nothing(daemon, transfer_send, other_volume):
+    server = new_server_id()
+    r = run_cli(transfer_send, "push", "--volume", other_volume, "--url", daemon.url,
+                "--secret", "not-the-node-token", "--server", server, "--quiet")
+    assert r.returncode == 77, (r.returncode, r.stderr)
+    line = assert_one_error_line(r)
+    assert "403" in line
+    assert not daemon.volume(server).exists()
+    assert daemon.staging_entries() == []
+
+
+def test_push_missing_volume_directory(daemon, transfer_send, tmp_path):
+    missing = tmp_path / "no-such-volume"
+    server = new_server_id()
+    r = run_cli(transfer_send, "push", "--volume", missing, "--url", daemon.url,
+                "--secret-file", daemon.state / "node-token", "--server", server, "--quiet")
+    assert r.returncode not in (0, 64), (r.returncode, r.stderr)
+    line = assert_one_error_line(r)
+    assert str(missing) in line
+    assert not daemon.volume(server).exists()
+
+
+USAGE_CASES = {
+    "unknown-command": ["frobnicate"],
+    "push-no-args": ["push"],
+    "push-unknown-option": ["push", "--volume", "{vol}", "--url", "http://127.0.0.1:9", "--secret", "s",
+                            "--server", "{uuid}", "--bogus"],
+    "push-missing-url": ["push", "--volume", "{vol}", "--secret", "s", "--server", "{uuid}"],
+    "push-url-not-http": ["push", "--volume", "{vol}", "--url", "ftp://127.0.0.1/", "--secret", "s",
+                          "--server", "{uuid}"],
+    "push-no-credentials": ["push", "--volume", "{vol}", "--url", "http://127.0.0.1:9", "--server", "{uuid}"],
+    "push-secret-needs-server": ["push", "--volume", "{vol}", "--url", "http://127.0.0.1:9", "--secret", "s"],
+    "push-option-missing-value": ["push", "--volume"],
+    "push-flag-with-value": ["push", "--volume", "{vol}", "--url", "http://127.0.0.1:9", "--secret", "s",
+                             "--server", "{uuid}", "--json=yes"],
+    "token-unknown-scope": ["token", "--secret", "s", "--scope", "root", "--server", "{uuid}"],
+    "token-no-secret": ["token", "--scope", "transfer", "--server", "{uuid}"],
+    "token-server-not-uuid": ["token", "--secret", "s", "--scope", "transfer", "--server", "srv1"],
+    "token-bad-ttl": ["token", "--secret", "s", "--scope", "transfer", "--server", "{uuid}", "--ttl", "soon"],
+}
+
+
+@pytest.mark.parametrize("case", sorted(USAGE_CASES))
+def test_usage_errors_exit_64(transfer_send, other_volume, case):
+    args = [a.format(vol=other_volume, uuid=new_server_id()) for a in USAGE_CASES[case]]
+    r = run_cli(transfer_send, *args, timeout=30)
+    assert r.returncode == 64, (r.returncode, r.stdout, r.stderr)
+    lines = error_lines(r.stderr)
+    assert lines and lines[0].startswith("transfer-send: error: "), r.stderr
+    assert r.stdout == ""
+
+
+def test_no_arguments_prints_usage_and_exits_64(transfer_send):
+    r = run_cli(transfer_send)
+    assert r.returncode == 64
+    assert "usage:" in r.stdout + r.stderr
+
+
+def test_help_exits_0(transfer_send):
+    r = run_cli(transfer_send, "--help")
+    assert r.returncode == 0
+    assert "transfer-send push" in r.stdout
+
+
+def test_push_file_larger_than_the_pipeline_buffers(daemon, transfer_send, tmp_path):
+    """12 MiB of incompressible data: more than both sides' 8 MiB chunk buffers hold."""
+    volume = tmp_path / "big"
+    (volume / "world").mkdir(parents=True)
+    (volume / "world" / "blob.bin").write_bytes(os.urandom(12 << 20))
+    (volume / "after.txt").write_bytes(b"after the big file\n")
+    server = new_server_id()
+    r = push(transfer_send, daemon, volume, server, "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["volume_bytes"] == (12 << 20) + 19
+    assert compare_trees(volume, daemon.volume(server)) == []

@@ -1,0 +1,256 @@
+"""The wire format from independent clients (Python requests, curl, raw sockets): what Wings and
+Pelican send is accepted, and every malformed or interrupted body commits nothing."""
+import json
+import os
+import subprocess
+import threading
+import time
+
+import pytest
+
+from e2elib import (Part, archive_part, chunk_encode, compare_trees, error_of, field, go_boundary, mint,
+                    multipart_bytes, multipart_stream, new_server_id, post_transfer, push_archive, raw_request,
+                    rechunk, sha256_hex, transfer_parts, wait_until)
+
+WINGS_HEADERS = {"User-Agent": "Pterodactyl Wings/v1.11.13 (id:e2e)", "Accept": "application/json"}
+
+
+def assert_committed(r, daemon, server, volume, archive):
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["checksum"] == sha256_hex(archive)
+    assert compare_trees(volume, daemon.volume(server)) == []
+    assert daemon.staging_entries() == []
+
+
+# ---------------------------------------------------------------- accepted bodies
+
+
+def test_wings_shaped_chunked_request(daemon, sample_tgz, sample_volume):
+    """Exactly what a Wings source writes: Go mime/multipart, chunked, archive then checksum."""
+    server = new_server_id()
+    boundary = go_boundary()
+    parts = [archive_part(sample_tgz[i:i + 32768] for i in range(0, len(sample_tgz), 32768)),
+             field("checksum", sha256_hex(sample_tgz))]
+    r = post_transfer(daemon.url, mint(daemon.token, sub=server), multipart_stream(parts, boundary), boundary,
+                      extra_headers=WINGS_HEADERS)
+    assert_committed(r, daemon, server, sample_volume, sample_tgz)
+
+
+@pytest.mark.parametrize("layout", ["pelican", "unknown-part-first", "header-variations"])
+def test_other_dialects_are_accepted(daemon, sample_tgz, sample_volume, layout):
+    server = new_server_id()
+    boundary = go_boundary()
+    checksum = sha256_hex(sample_tgz)
+    backup = os.urandom(3000)
+    if layout == "pelican":
+        parts = [archive_part(sample_tgz), field("checksum_archive", checksum),
+                 Part("backup_x", backup, filename="x.tar.gz", content_type="application/octet-stream"),
+                 field("checksum_backup_x", sha256_hex(backup)),
+                 Part("install_logs", b"installing...\ndone\n", filename="install.log", content_type="text/plain")]
+    elif layout == "unknown-part-first":
+        parts = [field("server_id", "42"), Part("install_logs", b"log\r\n--not-a-boundary\r\n", filename="i.log"),
+                 archive_part(sample_tgz), field("checksum", checksum), field("trailer", "ignored")]
+    else:
+        class Odd(Part):
+            def header(self):
+                return (b"content-type: application/octet-stream\r\nX-Extra: 1\r\n"
+                        b"content-disposition: form-data; filename=\"archive.tar.gz\"; name=archive\r\n\r\n")
+        parts = [Odd("archive", sample_tgz), field("checksum", checksum.upper() + "\r\n")]
+    r = post_transfer(daemon.url, mint(daemon.token, sub=server), multipart_stream(parts, boundary), boundary)
+    assert_committed(r, daemon, server, sample_volume, sample_tgz)
+
+
+@pytest.mark.parametrize("content_type", [
+    'multipart/form-data; boundary="{b}"',
+    "Multipart/Form-Data; charset=utf-8; BOUNDARY={b}",
+    'multipart/form-data;boundary="{b}" ; foo=bar',
+], ids=["quoted", "case-and-params", "no-space-and-trailing-param"])
+def test_content_type_variants(daemon, other_tgz, other_volume, content_type):
+    server = new_server_id()
+    boundary = "----=_Part_7_1234.5678:e2e"
+    r = post_transfer(daemon.url, mint(daemon.token, sub=server),
+                      multipart_stream(transfer_parts(other_tgz), boundary),
+                      content_type=content_type.format(b=boundary))
+    assert_committed(r, daemon, server, other_volume, other_tgz)
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+def test_curl_form_upload(daemon, sample_tgz, sample_volume, tmp_path, chunked):
+    server = new_server_id()
+    archive = tmp_path / "volume.tar.gz"
+    archive.write_bytes(sample_tgz)
+    out = tmp_path / "reply.json"
+    cmd = ["curl", "-sS", "--max-time", "30", "-o", str(out), "-w", "%{http_code}",
+           "-H", f"Authorization: Bearer {mint(daemon.token, sub=server)}",
+           "-F", f"archive=@{archive}", "-F", f"checksum={sha256_hex(sample_tgz)}", daemon.url + "/api/transfers"]
+    if chunked:
+        cmd[1:1] = ["-H", "Transfer-Encoding: chunked"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=40)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "200", out.read_text()
+    assert json.loads(out.read_text())["checksum"] == sha256_hex(sample_tgz)
+    assert compare_trees(sample_volume, daemon.volume(server)) == []
+    assert daemon.staging_entries() == []
+
+
+def test_body_in_tiny_pieces(daemon, other_tgz, other_volume):
+    """Every boundary, header and byte of the archive arrives in 1-7 byte chunks."""
+    server = new_server_id()
+    boundary = go_boundary()
+    body = rechunk(multipart_stream(transfer_parts(other_tgz), boundary), [1, 2, 3, 4, 5, 6, 7, 3, 1])
+    r = post_transfer(daemon.url, mint(daemon.token, sub=server), body, boundary)
+    assert_committed(r, daemon, server, other_volume, other_tgz)
+
+
+def test_framing_in_tiny_pieces_around_large_archive_chunks(daemon, sample_tgz, sample_volume):
+    """Large archive chunks, but every delimiter and part header split byte by byte."""
+    server = new_server_id()
+    boundary = go_boundary()
+    body = multipart_bytes(transfer_parts(sample_tgz), boundary)
+    start = body.index(sample_tgz)
+    end = start + len(sample_tgz)
+
+    def pieces():
+        yield from (body[i:i + 1] for i in range(0, start + 5))
+        yield from (body[i:min(i + 65521, end - 5)] for i in range(start + 5, end - 5, 65521))
+        yield from rechunk([body[end - 5:]], [1, 2, 1, 3])
+
+    r = post_transfer(daemon.url, mint(daemon.token, sub=server), pieces(), boundary)
+    assert_committed(r, daemon, server, sample_volume, sample_tgz)
+
+
+# ---------------------------------------------------------------- refused bodies
+
+
+def _bad_bodies(archive, boundary):
+    """name -> (body bytes, Content-Type, expected status)."""
+    ok = sha256_hex(archive)
+    mp = f"multipart/form-data; boundary={boundary}"
+    return {
+        "missing-checksum": (multipart_bytes([archive_part(archive)], boundary), mp, 400),
+        "checksum-before-archive": (multipart_bytes([field("checksum", ok), archive_part(archive)], boundary), mp, 400),
+        "checksum-only": (multipart_bytes([field("checksum", ok)], boundary), mp, 400),
+        "wrong-checksum": (multipart_bytes(transfer_parts(archive, sha256_hex(b"something else")), boundary), mp, 422),
+        "empty-checksum": (multipart_bytes(transfer_parts(archive, ""), boundary), mp, 422),
+        "pelican-wrong-checksum": (multipart_bytes(transfer_parts(archive, "0" * 64, "checksum_archive"), boundary),
+                                   mp, 422),
+        "not-multipart": (archive, "application/octet-stream", 400),
+        "json-body": (b'{"archive": "x"}', "application/json", 400),
+        "multipart-without-boundary": (multipart_bytes(transfer_parts(archive), boundary), "multipart/form-data", 400),
+        "other-boundary-in-body": (multipart_bytes(transfer_parts(archive), go_boundary()), mp, 400),
+        "ends-mid-archive": (multipart_bytes(transfer_parts(archive), boundary)[:len(archive) // 2], mp, 400),
+        "no-closing-boundary": (multipart_bytes(transfer_parts(archive), boundary, close=False), mp, 400),
+        "empty-body": (b"", mp, 400),
+    }
+
+
+BAD_BODIES = sorted(_bad_bodies(b"x", "b"))
+
+
+@pytest.mark.parametrize("case", BAD_BODIES)
+def test_bad_bodies_commit_nothing(seeded, other_tgz, other_volume, untouched, case):
+    daemon, server = seeded
+    boundary = go_boundary()
+    body, content_type, status = _bad_bodies(other_tgz, boundary)[case]
+    r = post_transfer(daemon.url, mint(daemon.token, sub=server), body, content_type=content_type)
+    assert r.status_code == status, (r.status_code, r.text)
+    error_of(r)
+    untouched(daemon, server)
+    # Nothing is left behind: the same server takes a good transfer at once.
+    r = push_archive(daemon, server, other_tgz)
+    assert r.status_code == 200, r.text
+    assert compare_trees(other_volume, daemon.volume(server)) == []
+    assert daemon.staging_entries() == []
+
+
+def _request_head(daemon, token, boundary, framing):
+    return (f"POST /api/transfers HTTP/1.1\r\nHost: 127.0.0.1:{daemon.port}\r\n"
+            f"Authorization: Bearer {token}\r\nContent-Type: multipart/form-data; boundary={boundary}\r\n"
+            f"{framing}\r\n\r\n").encode()
+
+
+@pytest.mark.parametrize("framing", ["chunked", "content-length"])
+def test_connection_dropped_mid_archive(seeded, sample_tgz, other_tgz, other_volume, untouched, framing):
+    daemon, server = seeded
+    boundary = go_boundary()
+    body = multipart_bytes(transfer_parts(sample_tgz), boundary)
+    half = body[:len(body) // 2]
+    token = mint(daemon.token, sub=server)
+    if framing == "chunked":
+        head = _request_head(daemon, token, boundary, "Transfer-Encoding: chunked")
+        pieces = [chunk_encode(half[i:i + 50000]) for i in range(0, len(half), 50000)]
+    else:
+        head = _request_head(daemon, token, boundary, f"Content-Length: {len(body)}")
+        pieces = [half]
+    raw_request(daemon.port, head, pieces)  # sends headers and half the body, then closes
+    assert wait_until(lambda: daemon.staging_entries() == [], timeout=10), daemon.staging_entries()
+    untouched(daemon, server)
+    # No 409 left behind: the server is free again.
+    r = wait_until(lambda: (lambda r: r if r.status_code != 409 else None)(push_archive(daemon, server, other_tgz)),
+                   timeout=5, interval=0.2)
+    assert r is not None, "the server stayed 'already transferring' after the connection dropped"
+    assert r.status_code == 200, r.text
+    assert compare_trees(other_volume, daemon.volume(server)) == []
+    assert daemon.staging_entries() == []
+
+
+def test_second_transfer_for_same_server_gets_409(seeded, other_tgz, other_volume, sample_tgz, sample_volume,
+                                                  untouched):
+    daemon, server = seeded
+    holding, release = threading.Event(), threading.Event()
+    results = {}
+
+    def slow_archive():
+        yield other_tgz[:4096]
+        holding.set()
+        release.wait(20)
+        yield other_tgz[4096:]
+
+    def first():
+        boundary = go_boundary()
+        parts = [archive_part(slow_archive()), field("checksum", sha256_hex(other_tgz))]
+        try:
+            results["first"] = post_transfer(daemon.url, mint(daemon.token, sub=server),
+                                             multipart_stream(parts, boundary), boundary)
+        except Exception as e:  # reported below
+            results["first"] = e
+
+    thread = threading.Thread(target=first, daemon=True)
+    thread.start()
+    try:
+        assert holding.wait(10)
+        # The daemon has reserved the server once its staging directory exists.
+        assert wait_until(lambda: len(daemon.staging_entries()) == 1, timeout=10), daemon.staging_entries()
+        r = push_archive(daemon, server, sample_tgz)
+        assert r.status_code == 409, r.text
+        error_of(r)
+        assert compare_trees(sample_volume, daemon.volume(server)) == []
+        assert len(daemon.staging_entries()) == 1
+        # Another server is not blocked by this one.
+        other_server = new_server_id()
+        r = push_archive(daemon, other_server, sample_tgz)
+        assert r.status_code == 200, r.text
+        assert compare_trees(sample_volume, daemon.volume(other_server)) == []
+    finally:
+        release.set()
+        thread.join(30)
+    first_response = results["first"]
+    assert not isinstance(first_response, Exception), first_response
+    assert first_response.status_code == 200, first_response.text
+    assert compare_trees(other_volume, daemon.volume(server)) == []
+    assert daemon.staging_entries() == []
+
+
+# ---------------------------------------------------------------- other requests
+
+
+@pytest.mark.parametrize("method,path,status", [
+    ("GET", "/api/transfers", 405), ("PUT", "/api/transfers", 405), ("GET", "/nope", 404),
+    ("POST", "/api/transfers/extra", 404),
+])
+def test_other_routes_answer_json_errors(daemon, method, path, status):
+    import requests
+    r = requests.request(method, daemon.url + path, timeout=10)
+    assert r.status_code == status, r.text
+    error_of(r)
