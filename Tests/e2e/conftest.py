@@ -4,10 +4,13 @@ Binaries come from $TRANSFER_BIN (`swift build --show-bin-path`). Every daemon r
 127.0.0.1 with port 0 and its own state directory under the test's tmp_path; every process a
 fixture starts is stopped by its PID in the fixture's finalizer.
 """
+import http.server
+import json
 import os
 import random
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -158,3 +161,49 @@ def assert_untouched(daemon, server, sample_volume):
 @pytest.fixture
 def untouched(sample_volume):
     return lambda daemon, server: assert_untouched(daemon, server, sample_volume)
+
+
+class PanelStub:
+    """A panel's remote API on 127.0.0.1 that records every request (for transfer callbacks)."""
+
+    def __init__(self):
+        self.requests = []
+        self.lock = threading.Lock()
+        stub = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                with stub.lock:
+                    stub.requests.append({"path": self.path, "headers": dict(self.headers.items()), "body": body})
+                reply = json.dumps({}).encode()
+                self.send_response(204 if not reply else 200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(reply)))
+                self.end_headers()
+                self.wfile.write(reply)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def paths(self):
+        with self.lock:
+            return [r["path"] for r in self.requests]
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(5)
+
+
+@pytest.fixture
+def panel():
+    stub = PanelStub()
+    yield stub
+    stub.close()

@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -365,3 +366,41 @@ def scan_names(root, prefix):
             if n.startswith(prefix):
                 found.append(os.path.join(dirpath, n))
     return found
+
+
+class HeldTransfer:
+    """A transfer whose source sends 4 KiB of the archive and then stalls until released."""
+
+    def __init__(self, daemon, server, archive):
+        self.daemon, self.server, self.archive = daemon, server, archive
+        self.holding, self.release_event = threading.Event(), threading.Event()
+        self.result = None
+        self.thread = threading.Thread(target=self._send, daemon=True)
+
+    def _body(self):
+        yield self.archive[:4096]
+        self.holding.set()
+        self.release_event.wait(20)
+        yield self.archive[4096:]
+
+    def _send(self):
+        boundary = go_boundary()
+        parts = [archive_part(self._body()), field("checksum", sha256_hex(self.archive))]
+        try:
+            self.result = post_transfer(self.daemon.url, mint(self.daemon.token, sub=self.server),
+                                        multipart_stream(parts, boundary), boundary)
+        except Exception as e:  # a dropped connection is a valid outcome for a cancelled transfer
+            self.result = e
+
+    def __enter__(self):
+        self.thread.start()
+        assert self.holding.wait(10)
+        assert wait_until(lambda: len(self.daemon.staging_entries()) == 1, timeout=10), self.daemon.staging_entries()
+        return self
+
+    def release(self):
+        self.release_event.set()
+        self.thread.join(30)
+
+    def __exit__(self, *exc):
+        self.release()

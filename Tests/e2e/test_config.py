@@ -3,16 +3,13 @@ configurations, --help, and stopping on signals (also mid-transfer)."""
 import os
 import signal
 import stat
-import subprocess
-import threading
 import time
 
 import pytest
 import requests
 
-from e2elib import (archive_part, compare_trees, error_lines, error_of, field, free_port, go_boundary, mint,
-                    multipart_stream, new_server_id, post_transfer, push_archive, run_cli, sha256_hex,
-                    wait_until)
+from e2elib import (HeldTransfer, compare_trees, error_lines, error_of, free_port, mint, new_server_id,
+                    push_archive, run_cli, wait_until)
 
 NODE_TOKEN = "Xq3bV9mK2pL7sR4tW8yZ1aC5dF6gH0jN3kM9qP2rS5uV8wY1zB4cE7fG0hJ3kL6m"
 
@@ -112,7 +109,7 @@ throttles:
   enabled: true
   lines: 2000
   line_reset_interval: 100
-remote: https://panel.example.com
+remote: {remote}
 remote_query:
   timeout: 30
   boot_servers_per_page: 50
@@ -124,14 +121,18 @@ ignore_panel_config_updates: false
 {extra}"""
 
 
-def write_config(path, root, token=NODE_TOKEN, host="0.0.0.0", port=8080, extra=""):
-    path.write_text(WINGS_CONFIG.format(token=token, host=host, port=port, root=root, extra=extra))
+# Loopback only: a port nothing listens on unless a test passes its own panel stub.
+CLOSED_PANEL = "http://127.0.0.1:9"
+
+
+def write_config(path, root, token=NODE_TOKEN, host="0.0.0.0", port=8080, extra="", remote=CLOSED_PANEL):
+    path.write_text(WINGS_CONFIG.format(token=token, host=host, port=port, root=root, extra=extra, remote=remote))
     return path
 
 
-def test_wings_config_token_and_data_dir_are_used(daemon_factory, transfer_send, tmp_path, other_volume):
+def test_wings_config_token_and_data_dir_are_used(daemon_factory, transfer_send, tmp_path, other_volume, panel):
     root = tmp_path / "pterodactyl"
-    config = write_config(tmp_path / "config.yml", root)
+    config = write_config(tmp_path / "config.yml", root, remote=panel.url + "/")
     daemon = daemon_factory(config=config, volumes=root / "volumes", token=NODE_TOKEN)
     assert (root / "volumes").is_dir() and (root / "backups").is_dir()
     # Node-token endpoint: the configured token, nothing else.
@@ -151,6 +152,11 @@ def test_wings_config_token_and_data_dir_are_used(daemon_factory, transfer_send,
     assert p.returncode == 0, p.stderr
     assert compare_trees(other_volume, root / "volumes" / server) == []
     assert os.listdir(root / "volumes" / ".staging") == []
+    # The destination tells the panel (config `remote`) with `Bearer <token_id>.<token>`.
+    success = f"/api/remote/servers/{server}/transfer/success"
+    assert wait_until(lambda: success in panel.paths(), timeout=10), panel.paths()
+    call = next(r for r in panel.requests if r["path"] == success)
+    assert call["headers"].get("Authorization") == f"Bearer Ab12Cd34Ef56Gh78.{NODE_TOKEN}"
     # ... and one signed with anything else is refused.
     p = run_cli(transfer_send, "push", "--volume", other_volume, "--url", daemon.url,
                 "--secret", "a-different-token-0123456789", "--server", new_server_id(), "--quiet")
@@ -275,41 +281,16 @@ def test_signal_stops_idle_daemon_with_exit_0(daemon, sig):
 
 
 def test_sigterm_during_transfer_exits_0_and_commits_nothing(daemon_factory, seeded, sample_volume, sample_tgz,
-                                                              other_tgz, tmp_path):
+                                                              other_tgz):
     daemon, server = seeded
-    holding, release = threading.Event(), threading.Event()
-    outcome = {}
-
-    def slow_archive():
-        yield other_tgz[:4096]
-        holding.set()
-        release.wait(15)
-        yield other_tgz[4096:]
-
-    def send():
-        boundary = go_boundary()
-        parts = [archive_part(slow_archive()), field("checksum", sha256_hex(other_tgz))]
-        try:
-            outcome["response"] = post_transfer(daemon.url, mint(daemon.token, sub=server),
-                                                multipart_stream(parts, boundary), boundary, timeout=15)
-        except Exception as e:  # the daemon went away: expected
-            outcome["response"] = e
-
-    thread = threading.Thread(target=send, daemon=True)
-    thread.start()
-    try:
-        assert holding.wait(10)
-        assert wait_until(lambda: len(daemon.staging_entries()) == 1, timeout=10)
+    with HeldTransfer(daemon, server, other_tgz) as held:
         started = time.monotonic()
         rc = daemon.stop(signal.SIGTERM, timeout=5)
         elapsed = time.monotonic() - started
-    finally:
-        release.set()
-        thread.join(20)
+        held.release()
     assert rc == 0, f"exit {rc} after {elapsed:.1f}s; log:\n{daemon.log()}"
     assert elapsed < 5
-    response = outcome.get("response")
-    assert not (hasattr(response, "status_code") and response.status_code == 200), "an abandoned transfer succeeded"
+    assert not (hasattr(held.result, "status_code") and held.result.status_code == 200), "an abandoned transfer succeeded"
     assert compare_trees(sample_volume, daemon.volume(server)) == []
     # Restart on the same state: staging leftovers are gone and the server takes a transfer.
     again = daemon_factory(state=daemon.state, name="restarted")

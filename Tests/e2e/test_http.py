@@ -20,14 +20,19 @@ from urllib.parse import unquote
 import pytest
 import requests
 
-from http_helpers import (CLIENTS, MiB, StreamedMultipart, backup_url, counter_blocks, curl_fetch, file_url,
-                          http_date, mint, peak_rss_kib, place_volume, requests_fetch, sha256_path, upload_url,
+from http_helpers import (CLIENTS, MiB, StreamedMultipart, backup_url, counter_blocks, file_url,
+                          http_date, mint, peak_rss_kib, place_volume, sha256_path, upload_url,
                           volume_entries, write_config)
 
 CLIENT_NAMES = sorted(CLIENTS)
 # Just over 2 GiB, so offsets and lengths need more than 31 bits.
 BIG_SIZE = (2 << 30) + 4097
-BIG_MARKERS = {0: 4096, (1 << 30) + 123: 5000, (2 << 30) - 2048: 4096, BIG_SIZE - 777: 777}
+DEFAULT_STREAM_SIZE = 256 * MiB + 4097
+MARKERS = [(0, 4096), (128 * MiB + 5, 999), ((1 << 30) + 123, 5000), ((2 << 30) - 2048, 4096), (-777, 777)]
+SLOW = os.environ.get("TRANSFER_SLOW", "") not in ("", "0")
+if getattr(pytest.mark, "_config", None) is not None:  # register `slow` (no ini file to do it in)
+    pytest.mark._config.addinivalue_line("markers", "slow: long-running; skipped unless TRANSFER_SLOW=1")
+slow = [pytest.mark.slow, pytest.mark.skipif(not SLOW, reason="slow: set TRANSFER_SLOW=1")]
 RSS_LIMIT_KIB = 64 * 1024
 _big_hash_cache = {}
 
@@ -76,16 +81,20 @@ def assert_file_headers(reply, path, name):
         assert unquote(m.group(2), encoding="utf-8", errors="strict") == name
 
 
-def make_big_sparse(path):
-    """A sparse file just over 2 GiB with deterministic non-zero markers; returns its sha256 (cached)."""
+def make_big_sparse(path, size):
+    """A sparse file of `size` bytes with deterministic non-zero markers (at the start, the end and,
+    when the file is that long, around the 1 GiB and 2 GiB lines); returns its sha256 (cached)."""
     with open(path, "wb") as f:
-        f.truncate(BIG_SIZE)
-        for offset, n in BIG_MARKERS.items():
-            f.seek(offset)
-            f.write(hashlib.shake_256(str(offset).encode()).digest(n))
-    if BIG_SIZE not in _big_hash_cache:
-        _big_hash_cache[BIG_SIZE] = sha256_path(path)[0]
-    return _big_hash_cache[BIG_SIZE]
+        f.truncate(size)
+        for offset, n in MARKERS:
+            if offset < 0:
+                offset += size
+            if 0 <= offset and offset + n <= size:
+                f.seek(offset)
+                f.write(hashlib.shake_256(str(offset).encode()).digest(n))
+    if size not in _big_hash_cache:
+        _big_hash_cache[size] = sha256_path(path)[0]
+    return _big_hash_cache[size]
 
 
 # ---------------------------------------------------------------- downloads, both clients
@@ -133,25 +142,44 @@ def test_download_follows_symlinks_inside_volume(served, fetch):
     assert r.body == (vol / "world" / "level.dat").read_bytes()
 
 
-def test_download_big_sparse_file(served, fetch):
-    """Just over 2 GiB (sparse, with markers across the 1 GiB and 2 GiB lines), hashed as it streams."""
+@pytest.mark.parametrize("size", [pytest.param(DEFAULT_STREAM_SIZE, id="256MiB"),
+                                  pytest.param(BIG_SIZE, marks=slow, id="2GiB")])
+def test_download_big_sparse_file_streamed(served, fetch, size):
+    """A big sparse file with markers, hashed as it streams (256 MiB by default, >2 GiB when slow)."""
     daemon, server, vol = served
     path = vol / "world" / "huge.bin"
-    expected = make_big_sparse(path)
-    r = fetch(file_url(daemon, server, "world/huge.bin"), hash_only=True, timeout=120)
+    expected = make_big_sparse(path, size)
+    r = fetch(file_url(daemon, server, "world/huge.bin"), hash_only=True, timeout=300)
     assert r.status == 200, r
-    assert r.headers["Content-Length"] == str(BIG_SIZE)
-    assert r.length == BIG_SIZE
+    assert r.headers["Content-Length"] == str(size)
+    assert r.length == size
     assert r.sha256 == expected
-    # A range that straddles the 2 GiB line comes back exact.
-    start, end = (2 << 30) - 3000, (2 << 30) + 1000
+    assert peak_rss_kib(daemon.pid) < RSS_LIMIT_KIB
+
+
+def test_download_over_2gib_headers_and_ranges(served, fetch):
+    """Sizes and offsets past 2^31 (cheap: HEAD and ranges of a sparse file just over 2 GiB)."""
+    daemon, server, vol = served
+    path = vol / "world" / "huge.bin"
+    with open(path, "wb") as f:
+        f.truncate(BIG_SIZE)
+        f.seek((2 << 30) - 10)
+        f.write(b"0123456789ABCDEFGHIJ")
+        f.seek(BIG_SIZE - 5)
+        f.write(b"tail!")
+    h = fetch(file_url(daemon, server, "world/huge.bin"), method="HEAD")
+    assert h.status == 200, h
+    assert_file_headers(h, path, "huge.bin")
+    start, end = (2 << 30) - 10, (2 << 30) + 9
     r = fetch(file_url(daemon, server, "world/huge.bin"), range_=f"{start}-{end}")
     assert r.status == 206, r
     assert r.headers["Content-Range"] == f"bytes {start}-{end}/{BIG_SIZE}"
-    with open(path, "rb") as f:
-        f.seek(start)
-        assert r.body == f.read(end - start + 1)
-    assert peak_rss_kib(daemon.pid) < RSS_LIMIT_KIB
+    assert r.body == b"0123456789ABCDEFGHIJ"
+    r = fetch(file_url(daemon, server, "world/huge.bin"), range_="-5")
+    assert r.status == 206 and r.body == b"tail!", r
+    assert r.headers["Content-Range"] == f"bytes {BIG_SIZE - 5}-{BIG_SIZE - 1}/{BIG_SIZE}"
+    r = fetch(file_url(daemon, server, "world/huge.bin"), range_=f"{BIG_SIZE}-")
+    assert r.status == 416 and r.headers["Content-Range"] == f"bytes */{BIG_SIZE}", r
 
 
 @pytest.mark.parametrize("spec,first,last", [("1000-1999", 1000, 1999), ("-500", None, None),
@@ -176,11 +204,30 @@ def test_head(served, fetch):
     src = vol / "world" / "region" / "r.0.0.mca"
     r = fetch(file_url(daemon, server, "world/region/r.0.0.mca"), method="HEAD")
     assert r.status == 200, r
-    assert r.body == b""
     assert_file_headers(r, src, "r.0.0.mca")
     g = fetch(file_url(daemon, server, "world/region/r.0.0.mca"))
     assert g.status == 200 and g.body == src.read_bytes()
     assert g.headers["ETag"] == r.headers["ETag"]
+
+
+def test_head_sends_no_body(served):
+    """On the wire: a HEAD answer is headers only (read to EOF; the daemon closes the connection)."""
+    daemon, server, vol = served
+    url = file_url(daemon, server, "logs/latest.log")
+    path = url[len(daemon.url):]
+    with socket.create_connection(("127.0.0.1", daemon.port), timeout=10) as sock:
+        sock.sendall(f"HEAD {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode())
+        reply = b""
+        while True:
+            data = sock.recv(65536)
+            if not data:
+                break
+            reply += data
+    head, _, rest = reply.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), reply[:300]
+    size = (vol / "logs" / "latest.log").stat().st_size
+    assert f"Content-Length: {size}".lower().encode() in head.lower()
+    assert rest == b""
 
 
 def test_unsatisfiable_range_416(served, fetch):
@@ -212,13 +259,6 @@ def test_replayed_token_is_404(served, fetch):
     assert error_text(again)
     # A range from byte 0 is a new download, not a resume: still refused.
     assert fetch(url, range_="0-").status == 404
-
-
-def test_head_spends_the_token(served, fetch):
-    daemon, server, vol = served
-    url = file_url(daemon, server, "eula.txt")
-    assert fetch(url, method="HEAD").status == 200
-    assert fetch(url).status == 404
 
 
 @pytest.mark.parametrize("path,status", [("../x", 400), ("logs/../../x", 400), ("..", 400),
@@ -392,14 +432,26 @@ def test_upload_single_file(served, tmp_path, client):
 
 def test_upload_names_reduced_to_base_name(served):
     daemon, server, vol = served
-    files = [("files", ("../../escape.txt", b"one")), ("files", ("a/b/c/nested.txt", b"two")),
-             ("files", ("..\\..\\win.txt", b"three"))]
+    files = [("files", ("../../escape.txt", b"one")), ("files", ("a/b/c/nested.txt", b"two"))]
     r = upload_files(daemon, server, files, directory="in")
     assert r.status_code == 200, r.text
-    assert sorted(os.listdir(vol / "in")) == ["escape.txt", "nested.txt", "win.txt"]
+    assert sorted(os.listdir(vol / "in")) == ["escape.txt", "nested.txt"]
     assert (vol / "in" / "escape.txt").read_bytes() == b"one"
     assert not (vol / "escape.txt").exists() and not (daemon.volumes / "escape.txt").exists()
     assert not (daemon.volumes.parent / "escape.txt").exists()
+
+
+@pytest.mark.xfail(strict=True, reason="product bug: PartHeaders unescapes backslashes in the quoted filename "
+                   "before the base-name cut, so a Windows client path lands as 'C:Usersmereport.txt'")
+def test_upload_windows_client_path_reduced_to_base_name(served):
+    """Browsers send the filename raw (HTML5: no backslash escaping); old ones send a whole Windows path."""
+    daemon, server, vol = served
+    body = (b'--XyZ\r\nContent-Disposition: form-data; name="files"; filename="C:\\Users\\me\\report.txt"\r\n'
+            b"Content-Type: text/plain\r\n\r\nhello\r\n--XyZ--\r\n")
+    r = requests.post(upload_url(daemon, server, "win"), data=body,
+                      headers={"Content-Type": "multipart/form-data; boundary=XyZ"}, timeout=30)
+    assert r.status_code == 200, r.text
+    assert os.listdir(vol / "win") == ["report.txt"]
 
 
 def test_upload_get_method_accepted(served):
@@ -409,8 +461,10 @@ def test_upload_get_method_accepted(served):
     assert (vol / "via-get.txt").read_bytes() == b"hello"
 
 
-def test_upload_one_gib_streamed(served):
-    daemon, server, vol = served
+def test_upload_one_gib_streamed(daemon_factory, sample_volume, tmp_path):
+    # 1 GiB is over the default api.upload_limit (100 MiB): raise it.
+    daemon = config_daemon(daemon_factory, tmp_path, upload_limit=2048)
+    server, vol = place_volume(daemon, sample_volume)
     size = 1 << 30
     sent = hashlib.sha256()
     body = StreamedMultipart([("files", "world-backup.bin", size, counter_blocks(size, hasher=sent))])
@@ -419,7 +473,10 @@ def test_upload_one_gib_streamed(served):
     assert r.status_code == 200, r.text
     assert r.request.headers.get("Content-Length") == str(len(body))
     landed = vol / "big" / "world-backup.bin"
-    digest, n = sha256_path(landed)
+    try:
+        digest, n = sha256_path(landed)
+    finally:
+        landed.unlink(missing_ok=True)  # pytest keeps old tmp dirs: don't leave 1 GiB behind
     assert n == size
     assert digest == sent.hexdigest()
     assert leftovers(vol / "big") == []
@@ -464,11 +521,16 @@ def test_upload_not_multipart_is_400(served):
     assert r.json()["error"]
 
 
-def test_upload_over_limit(daemon_factory, sample_volume, tmp_path):
+def config_daemon(daemon_factory, tmp_path, upload_limit=None):
+    """A daemon started from a Wings-style config.yml (token, system.data, api.upload_limit)."""
     token = secrets.token_hex(32)
     data, backups = tmp_path / "data", tmp_path / "backups"
-    config = write_config(tmp_path / "config.yml", token, data, backups, upload_limit=1)
-    daemon = daemon_factory(config=config, volumes=data, token=token)
+    config = write_config(tmp_path / "config.yml", token, data, backups, upload_limit=upload_limit)
+    return daemon_factory(config=config, volumes=data, token=token)
+
+
+def test_upload_over_limit(daemon_factory, sample_volume, tmp_path):
+    daemon = config_daemon(daemon_factory, tmp_path, upload_limit=1)
     server, vol = place_volume(daemon, sample_volume)
     (vol / "uploads").mkdir()
     (vol / "uploads" / "keep.txt").write_bytes(b"existing")
@@ -484,6 +546,23 @@ def test_upload_over_limit(daemon_factory, sample_volume, tmp_path):
     r = upload_files(daemon, server, [("files", ("exact.bin", b"\1" * MiB))], directory="uploads")
     assert r.status_code == 200, r.text
     assert (vol / "uploads" / "exact.bin").stat().st_size == MiB
+
+
+@pytest.mark.xfail(strict=True, reason="product bug: more than 64 MiB (HTTPServer discardLimit) past a failed "
+                   "upload the daemon closes the connection without the 400; the client sees a reset")
+def test_upload_far_over_limit_still_answers_400(daemon_factory, sample_volume, tmp_path):
+    """curl reads an early answer while it is still sending; the daemon must send one."""
+    daemon = config_daemon(daemon_factory, tmp_path, upload_limit=1)
+    server, vol = place_volume(daemon, sample_volume)
+    big = tmp_path / "far-too-big.bin"
+    with open(big, "wb") as f:
+        f.truncate(200 * MiB)
+    done = subprocess.run(["curl", "-sS", "-o", str(tmp_path / "reply.json"), "-w", "%{http_code}",
+                           "-F", f"files=@{big}", upload_url(daemon, server)], capture_output=True, text=True,
+                          timeout=60)
+    assert leftovers(vol) == []
+    assert done.stdout == "400", (done.stdout, done.stderr)
+    assert "far-too-big.bin" in json.loads((tmp_path / "reply.json").read_text())["error"]
 
 
 @pytest.mark.parametrize("directory", ["../../x", "../x", "a/../../x", "/../x"])
@@ -734,6 +813,8 @@ def test_transfer_send_resume_with_a_used_token(served, transfer_send, tmp_path)
     assert out.read_bytes() == data
 
 
+@pytest.mark.xfail(strict=True, reason="product bug: DownloadClient treats any 416 on a resume as 'the .part is "
+                   "already whole' and renames it, even when the .part is longer than the remote file")
 def test_transfer_send_resume_never_keeps_a_longer_stale_part(served, transfer_send, tmp_path):
     """A .part longer than the remote file (left from another file) must not become the output."""
     daemon, server, vol = served

@@ -3,12 +3,11 @@ Pelican send is accepted, and every malformed or interrupted body commits nothin
 import json
 import os
 import subprocess
-import threading
-import time
 
 import pytest
+import requests
 
-from e2elib import (Part, archive_part, chunk_encode, compare_trees, error_of, field, go_boundary, mint,
+from e2elib import (HeldTransfer, Part, archive_part, chunk_encode, compare_trees, error_of, field, go_boundary, mint,
                     multipart_bytes, multipart_stream, new_server_id, post_transfer, push_archive, raw_request,
                     rechunk, sha256_hex, transfer_parts, wait_until)
 
@@ -184,7 +183,9 @@ def test_connection_dropped_mid_archive(seeded, sample_tgz, other_tgz, other_vol
         head = _request_head(daemon, token, boundary, f"Content-Length: {len(body)}")
         pieces = [half]
     raw_request(daemon.port, head, pieces)  # sends headers and half the body, then closes
-    assert wait_until(lambda: daemon.staging_entries() == [], timeout=10), daemon.staging_entries()
+    # The daemon notices the closed connection, discards staging and frees the server.
+    assert wait_until(lambda: "connection closed" in daemon.log(), timeout=10), daemon.log()
+    assert wait_until(lambda: daemon.staging_entries() == [], timeout=10), (daemon.staging_entries(), daemon.log())
     untouched(daemon, server)
     # No 409 left behind: the server is free again.
     r = wait_until(lambda: (lambda r: r if r.status_code != 409 else None)(push_archive(daemon, server, other_tgz)),
@@ -195,33 +196,9 @@ def test_connection_dropped_mid_archive(seeded, sample_tgz, other_tgz, other_vol
     assert daemon.staging_entries() == []
 
 
-def test_second_transfer_for_same_server_gets_409(seeded, other_tgz, other_volume, sample_tgz, sample_volume,
-                                                  untouched):
+def test_second_transfer_for_same_server_gets_409(seeded, other_tgz, other_volume, sample_tgz, sample_volume):
     daemon, server = seeded
-    holding, release = threading.Event(), threading.Event()
-    results = {}
-
-    def slow_archive():
-        yield other_tgz[:4096]
-        holding.set()
-        release.wait(20)
-        yield other_tgz[4096:]
-
-    def first():
-        boundary = go_boundary()
-        parts = [archive_part(slow_archive()), field("checksum", sha256_hex(other_tgz))]
-        try:
-            results["first"] = post_transfer(daemon.url, mint(daemon.token, sub=server),
-                                             multipart_stream(parts, boundary), boundary)
-        except Exception as e:  # reported below
-            results["first"] = e
-
-    thread = threading.Thread(target=first, daemon=True)
-    thread.start()
-    try:
-        assert holding.wait(10)
-        # The daemon has reserved the server once its staging directory exists.
-        assert wait_until(lambda: len(daemon.staging_entries()) == 1, timeout=10), daemon.staging_entries()
+    with HeldTransfer(daemon, server, other_tgz) as held:
         r = push_archive(daemon, server, sample_tgz)
         assert r.status_code == 409, r.text
         error_of(r)
@@ -232,25 +209,58 @@ def test_second_transfer_for_same_server_gets_409(seeded, other_tgz, other_volum
         r = push_archive(daemon, other_server, sample_tgz)
         assert r.status_code == 200, r.text
         assert compare_trees(sample_volume, daemon.volume(other_server)) == []
-    finally:
-        release.set()
-        thread.join(30)
-    first_response = results["first"]
-    assert not isinstance(first_response, Exception), first_response
-    assert first_response.status_code == 200, first_response.text
+        held.release()
+    assert not isinstance(held.result, Exception), held.result
+    assert held.result.status_code == 200, held.result.text
     assert compare_trees(other_volume, daemon.volume(server)) == []
     assert daemon.staging_entries() == []
+
+
+def cancel_incoming(daemon, server, token=None):
+    token = daemon.token if token is None else token
+    return requests.delete(f"{daemon.url}/api/transfers/{server}", headers={"Authorization": f"Bearer {token}"},
+                           timeout=10)
+
+
+def test_cancel_incoming_transfer_commits_nothing(seeded, other_tgz, untouched):
+    daemon, server = seeded
+    r = cancel_incoming(daemon, server)
+    assert r.status_code == 409, r.text  # nothing running yet
+    error_of(r)
+    with HeldTransfer(daemon, server, other_tgz) as held:
+        r = cancel_incoming(daemon, server, token="not-the-node-token")
+        assert r.status_code in (401, 403), r.text
+        r = cancel_incoming(daemon, server)
+        assert r.status_code == 202, r.text
+        held.release()
+    assert not (hasattr(held.result, "status_code") and held.result.status_code == 200), "a cancelled transfer committed"
+    assert wait_until(lambda: daemon.staging_entries() == [], timeout=10), daemon.staging_entries()
+    untouched(daemon, server)
+    assert push_archive(daemon, server, other_tgz).status_code == 200
+
+
+@pytest.mark.xfail(reason="BUG: DELETE /api/transfers/:uuid answers 202 but a stalled incoming transfer keeps "
+                          "the server reserved (409) and its staging until the source sends more bytes or the "
+                          "120 s idle timeout closes the connection", strict=True)
+def test_cancel_frees_the_server_even_if_the_source_stalls(seeded, other_tgz, untouched):
+    daemon, server = seeded
+    with HeldTransfer(daemon, server, other_tgz):
+        assert cancel_incoming(daemon, server).status_code == 202
+        freed = wait_until(lambda: daemon.staging_entries() == [], timeout=2)
+        retry = push_archive(daemon, server, other_tgz)
+        assert freed and retry.status_code == 200, (daemon.staging_entries(), retry.status_code, retry.text)
 
 
 # ---------------------------------------------------------------- other requests
 
 
 @pytest.mark.parametrize("method,path,status", [
-    ("GET", "/api/transfers", 405), ("PUT", "/api/transfers", 405), ("GET", "/nope", 404),
-    ("POST", "/api/transfers/extra", 404),
+    ("PUT", "/api/transfers", 405), ("PATCH", "/api/transfers", 405), ("GET", "/nope", 404),
+    ("POST", "/api/transfers/a/b", 404),
 ])
 def test_other_routes_answer_json_errors(daemon, method, path, status):
-    import requests
     r = requests.request(method, daemon.url + path, timeout=10)
     assert r.status_code == status, r.text
     error_of(r)
+    if status == 405:
+        assert "POST" in r.headers.get("Allow", ""), r.headers
