@@ -14,11 +14,13 @@ let package = Package(
         .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
         .systemLibrary(name: "CMicroHTTPD", pkgConfig: "libmicrohttpd", providers: [.apt(["libmicrohttpd-dev"])]),
         .systemLibrary(name: "CYAML", pkgConfig: "yaml-0.1", providers: [.apt(["libyaml-dev"])]),
+        .systemLibrary(name: "CISAL", pkgConfig: "libisal", providers: [.apt(["libisal-dev"])]),
+        .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
         // Typed wrappers for variadic C functions and macros Swift cannot call directly.
-        .target(name: "CTransferShims", dependencies: ["CCurl", "CMicroHTTPD"]),
+        .target(name: "CTransferShims", dependencies: ["CCurl", "CMicroHTTPD", "CISAL"]),
         .target(
             name: "TransferEngine",
-            dependencies: ["COpenSSL", "CLibArchive", "CCurl", "CMicroHTTPD", "CYAML", "CTransferShims"],
+            dependencies: ["COpenSSL", "CLibArchive", "CCurl", "CMicroHTTPD", "CYAML", "CISAL", "CZstd", "CTransferShims"],
             swiftSettings: [.enableUpcomingFeature("ExistentialAny")]
         ),
         .executableTarget(name: "transferd", dependencies: ["TransferEngine"]),

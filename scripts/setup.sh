@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-debs=(pkg-config libssl-dev libarchive-dev libcurl4-openssl-dev libmicrohttpd-dev libyaml-dev libisal-dev
+debs=(pkg-config libssl-dev libarchive-dev libcurl4-openssl-dev libmicrohttpd-dev libyaml-dev libisal-dev libzstd-dev
       curl tar gzip zstd python3 procps time)
 missing=()
 for pkg in "${debs[@]}"; do

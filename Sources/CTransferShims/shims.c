@@ -1,5 +1,6 @@
 #define _GNU_SOURCE
 #include "CTransferShims.h"
+#include <isa-l/igzip_lib.h>
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -7,6 +8,7 @@
 #include <stdio.h>
 #include <unistd.h>
 #include <fcntl.h>
+#include <malloc.h>
 
 CURLcode tx_curl_easy_setopt_long(CURL *handle, CURLoption option, long value) {
     return curl_easy_setopt(handle, option, value);
@@ -106,4 +108,18 @@ int tx_rename_noreplace(int old_dirfd, const char *old_path, int new_dirfd, cons
 
 int tx_mhd_upgrade_close(struct MHD_UpgradeResponseHandle *handle) {
     return MHD_upgrade_action(handle, MHD_UPGRADE_ACTION_CLOSE) == MHD_YES ? 0 : -1;
+}
+
+size_t tx_isal_level_buffer_size(int level) {
+    switch (level) {
+    case 0: return ISAL_DEF_LVL0_DEFAULT;
+    case 1: return ISAL_DEF_LVL1_DEFAULT;
+    case 2: return ISAL_DEF_LVL2_DEFAULT;
+    default: return ISAL_DEF_LVL3_DEFAULT;
+    }
+}
+
+void tx_configure_malloc(int mmap_threshold, int max_arenas) {
+    mallopt(M_MMAP_THRESHOLD, mmap_threshold);
+    mallopt(M_ARENA_MAX, max_arenas);
 }

@@ -5,5 +5,6 @@ import Glibc
 #endif
 
 // Thin entry point: all parsing and behaviour live in TransferEngine.SendCommand.
+ProcessSetup.configureMemory()
 SignalWaiter.blockTerminationSignals()
 exit(SendCommand.main(Array(CommandLine.arguments.dropFirst())))

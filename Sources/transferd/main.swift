@@ -5,5 +5,6 @@ import Glibc
 #endif
 
 // Thin entry point: all parsing and behaviour live in TransferEngine.DaemonCommand.
+ProcessSetup.configureMemory()
 SignalWaiter.blockTerminationSignals()
 exit(DaemonCommand.main(Array(CommandLine.arguments.dropFirst())))

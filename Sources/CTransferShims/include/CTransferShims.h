@@ -37,6 +37,15 @@ void tx_mhd_client_address(struct MHD_Connection *connection, char *buffer, size
 /// MHD_upgrade_action(urh, MHD_UPGRADE_ACTION_CLOSE): hands an upgraded socket back for closing.
 int tx_mhd_upgrade_close(struct MHD_UpgradeResponseHandle *handle);
 
+// MARK: glibc malloc
+/// mallopt(M_MMAP_THRESHOLD, threshold) and mallopt(M_ARENA_MAX, arenas): malloc.h is not in
+/// Swift's Glibc module.
+void tx_configure_malloc(int mmap_threshold, int max_arenas);
+
+// MARK: ISA-L
+/// Bytes of working memory isal_deflate needs at `level` (0-3); the sizes are macros.
+size_t tx_isal_level_buffer_size(int level);
+
 // MARK: GNU extensions (glibc hides them unless _GNU_SOURCE is defined before any include)
 /// memmem(3): first occurrence of needle in haystack, or NULL.
 void *tx_memmem(const void *haystack, size_t haystack_length, const void *needle, size_t needle_length);

@@ -37,8 +37,14 @@ public final class ArchiveWriter {
         case .none:
             try check(archive_write_add_filter_none(handle))
         }
-        // Emit whatever libarchive has as soon as it has it; no 10 KiB tar record padding at the end.
-        try check(archive_write_set_bytes_per_block(handle, 0))
+        if compression == .none {
+            // Hand out plain tar in 256 KiB blocks (few, large calls downstream); no padding of the last one.
+            try check(archive_write_set_bytes_per_block(handle, 256 * 1024))
+            try check(archive_write_set_bytes_in_last_block(handle, 1))
+        } else {
+            // The compressor buffers; emit whatever it has as soon as it has it.
+            try check(archive_write_set_bytes_per_block(handle, 0))
+        }
         let opaqueSelf = Unmanaged.passUnretained(self).toOpaque()
         try check(
             archive_write_open(

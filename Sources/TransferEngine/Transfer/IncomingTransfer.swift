@@ -4,13 +4,14 @@ import Foundation
 /// committed only after the archive's SHA-256 matches the `checksum` part.
 ///
 /// ```
-///  HTTP body ─▶ MultipartDecoder ─▶ "archive" ─▶ SHA256Hasher ─▶ BoundedChunkBuffer ═▶ extractor thread:
-///                                                                     ArchiveReader ─▶ SafeExtractor ─▶ staging
+///  HTTP body ─▶ MultipartDecoder ─▶ "archive" ─▶ SHA256Hasher ─▶ buffer ═▶ decompress thread (gzip/zstd/none,
+///                                                                          detected) ─▶ buffer ═▶ extract thread:
+///                                                                          ArchiveReader ─▶ SafeExtractor ─▶ staging
 ///                                └▶ "checksum" / "checksum_archive" (must follow the archive)
 ///  finish: closing boundary seen · extractor done · checksum equal ─▶ VolumeStore.commit
 /// ```
-/// Both cores work: the connection thread parses and hashes, the extractor thread decompresses
-/// and writes. Any failure, or the connection closing early, discards staging: nothing is committed.
+/// Both cores work: the connection thread parses and hashes, one thread decompresses (ISA-L,
+/// CRC-checked), one writes files. Any failure, or the connection closing early, discards staging: nothing is committed.
 public final class IncomingTransfer: RequestBodyHandler, @unchecked Sendable {
     private enum Part { case archive, checksum, ignored }
 
@@ -20,14 +21,15 @@ public final class IncomingTransfer: RequestBodyHandler, @unchecked Sendable {
     private let client: String
     private var decoder: MultipartDecoder
     private let hasher = SHA256Hasher()
-    private let buffer = BoundedChunkBuffer(capacity: 8 << 20)
+    private let buffer = BoundedChunkBuffer(capacity: 2 << 20)
     private var part: Part = .ignored
     private var archiveStarted = false
     private var archiveEnded = false
     private var checksum: [UInt8]?
-    private var extractor: Thread?
-    private let extractorDone = DispatchSemaphore(value: 0)
-    private var extractorResult: Result<(files: Int, bytes: Int64), any Error>?
+    private var decompressor: StageThread?
+    private var extractor: StageThread?
+    /// Written by the extractor thread before it ends; read after `join()`.
+    nonisolated(unsafe) private var extracted: (files: Int, bytes: Int64)?
     private let started = MonotonicClock.now()
     private var closed = false
     private var finished = false
@@ -93,24 +95,23 @@ public final class IncomingTransfer: RequestBodyHandler, @unchecked Sendable {
     }
 
     private func startExtractor() {
-        let thread = Thread { [self] in
-            defer { extractorDone.signal() }
+        let tarBuffer = BoundedChunkBuffer(capacity: 2 << 20)
+        decompressor = CodecStage.start(name: "decompress-\(server.prefix(8))", input: buffer, codec: DetectingDecoder(), output: tarBuffer)
+        extractor = StageThread(name: "extract-\(server.prefix(8))") { [buffer, staging] in
             do {
-                let reader = try ArchiveReader(source: { [buffer] in try buffer.receive() })
+                let reader = try ArchiveReader(source: { try tarBuffer.receive() })
                 let extractor = try SafeExtractor(root: staging)
                 try extractor.extractAll(from: reader)
-                // Bytes after the tar end marker must still be read, or the sender would block.
+                // Bytes after the tar end marker must still be read, or the stages before would block.
                 try reader.drain()
-                extractorResult = .success((extractor.files, extractor.bytes))
+                self.extracted = (extractor.files, extractor.bytes)
             } catch {
-                extractorResult = .failure(error)
-                // Wake the connection thread if it is blocked sending into a buffer nobody reads.
+                // Wake the stages before if they are blocked sending into a buffer nobody reads.
+                tarBuffer.fail(error)
                 buffer.fail(error)
+                throw error
             }
         }
-        thread.name = "extract-\(server.prefix(8))"
-        extractor = thread
-        thread.start()
     }
 
     public func finish(error: (any Error)?) -> HTTPResponse {
@@ -172,13 +173,11 @@ public final class IncomingTransfer: RequestBodyHandler, @unchecked Sendable {
     }
 
     private func waitForExtractor() throws -> (Int, Int64) {
-        guard extractor != nil else { throw invalid("the body has no archive part") }
-        extractorDone.wait()
-        extractorDone.signal()  // later waits return at once
-        switch extractorResult! {
-        case .success(let value): return value
-        case .failure(let error): throw error
-        }
+        guard let extractor else { throw invalid("the body has no archive part") }
+        // The extractor's error is the root cause when both fail (the decoder then only saw a closed buffer).
+        if let error = extractor.join() { throw error }
+        if let error = decompressor?.join() { throw error }
+        return extracted ?? (0, 0)
     }
 
     private func close() {

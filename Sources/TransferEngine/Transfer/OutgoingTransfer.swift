@@ -4,7 +4,8 @@ import Foundation
 /// Wings source node does, and succeeds only when the destination answers 200.
 ///
 /// ```
-///  producer thread: VolumeArchiver ─▶ SHA256Hasher ─▶ BoundedChunkBuffer
+///  archive thread:  VolumeArchiver (plain tar) ─▶ BoundedChunkBuffer
+///  compress thread: GzipEncoder (ISA-L) / zstd / none ─▶ SHA256Hasher ─▶ BoundedChunkBuffer
 ///  curl thread:     "archive" part header · archive chunks · "checksum" part (hex) · closing ─▶ chunked POST
 /// ```
 /// The checksum part is written after the archive, when the digest is known; the whole body is
@@ -16,7 +17,8 @@ public final class OutgoingTransfer: @unchecked Sendable {
         public var url: String
         /// The JWT, with or without the `Bearer ` prefix (panels send it prefixed).
         public var token: String
-        public var compression: ArchiveCompression = .wingsCompatible
+        /// gzip for Wings peers; zstd or none only between our own nodes.
+        public var compression: StreamCompression = .gzip
         public var insecureTLS = false
         public var caCertificate: String?
 
@@ -74,33 +76,32 @@ public final class OutgoingTransfer: @unchecked Sendable {
         }
         let totals = try VolumeWalker(root: options.volume).totals()
         let started = MonotonicClock.now()
-        let buffer = BoundedChunkBuffer(capacity: 8 << 20)
+        // Three threads, so both cores work: archive (walk + tar), compress + hash, send (curl).
+        let tarBuffer = BoundedChunkBuffer(capacity: 2 << 20)
+        let buffer = BoundedChunkBuffer(capacity: 2 << 20)
         let hasher = SHA256Hasher()
-        let producerDone = DispatchSemaphore(value: 0)
         let summaryBox = SummaryBox()
 
-        var archiver = VolumeArchiver(root: options.volume, compression: options.compression)
+        var archiver = VolumeArchiver(root: options.volume, compression: .none)
         let throttle = Throttle(interval: 0.1)
         archiver.progress = { [onProgress] bytes in
             guard throttle.ready() else { return }
             let now = MonotonicClock.now()
             onProgress?(Progress(volumeBytes: bytes, totalBytes: totals.bytes, archiveBytes: hasher.byteCount, seconds: now - started))
         }
-        let producer = Thread { [archiver] in
-            defer { producerDone.signal() }
+        let producer = StageThread(name: "archive") { [archiver] in
             do {
-                summaryBox.summary = try archiver.run { bytes in
-                    hasher.update(bytes)
-                    try buffer.send(Array(bytes))
-                }
-                buffer.finish()
+                summaryBox.summary = try archiver.run { bytes in try tarBuffer.send(Array(bytes)) }
+                tarBuffer.finish()
             } catch {
-                summaryBox.error = error
+                tarBuffer.fail(error)
                 buffer.fail(error)
+                throw error
             }
         }
-        producer.name = "archive"
-        producer.start()
+        let compressor = CodecStage.start(
+            name: "compress", input: tarBuffer, codec: try options.compression.makeEncoder(), output: buffer,
+            tap: { bytes in hasher.update(bytes) })
 
         var body = OutgoingBody(buffer: buffer, hasher: hasher)
         let easy = try CurlEasyHandle(url: Self.transfersURL(options.url))
@@ -117,18 +118,17 @@ public final class OutgoingTransfer: @unchecked Sendable {
         do {
             status = try easy.perform()
         } catch {
-            // Unblock and stop the producer before reporting.
+            // Stop the other stages, then report the root cause: a local read error explains a
+            // broken upload better than the upload's own error does.
             buffer.fail(error)
-            producerDone.wait()
-            if let producerError = summaryBox.error as? TransferError, producerError.code != .cancelled,
-                !(error is TransferError && (error as! TransferError).code == .cancelled)
-            {
-                throw producerError
+            tarBuffer.fail(error)
+            let local = producer.join() ?? compressor.join()
+            if let local = local as? TransferError, local.code != .cancelled, (error as? TransferError)?.code != .cancelled {
+                throw local
             }
             throw error
         }
-        producerDone.wait()
-        if let error = summaryBox.error { throw error }
+        if let error = producer.join() ?? compressor.join() { throw error }
         guard status == 200 else { throw Self.remoteError(status: status, body: easy.responseBody) }
         let checksum = body.checksum ?? ""
         if let reply = try? JSONValue.parse(easy.responseBody), let theirs = reply["checksum"]?.stringValue, theirs != checksum {

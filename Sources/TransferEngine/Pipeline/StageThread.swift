@@ -1,0 +1,64 @@
+import Foundation
+
+/// Runs one pipeline stage on its own thread and hands its outcome back on `join()`.
+///
+/// Stages that block on a `BoundedChunkBuffer` (or are called back synchronously by a C library)
+/// each get a thread; the buffers between them bound memory and carry errors both ways.
+public final class StageThread: @unchecked Sendable {
+    private let done = DispatchSemaphore(value: 0)
+    private var failure: (any Error)?
+
+    /// Starts `body` at once on a thread named `name`.
+    public init(name: String, _ body: @escaping @Sendable () throws -> Void) {
+        let thread = Thread { [self] in
+            do {
+                try body()
+            } catch {
+                failure = error
+            }
+            done.signal()
+        }
+        thread.name = name
+        thread.start()
+    }
+
+    /// Waits for the stage to end; returns its error, if any. May be called more than once.
+    @discardableResult
+    public func join() -> (any Error)? {
+        done.wait()
+        done.signal()
+        return failure
+    }
+}
+
+/// Moves chunks from one buffer to another through a codec (compressor or decompressor).
+///
+/// ```
+///  input.receive() ─▶ codec.process ─emit▶ output(bytes)      end: codec.finish ─emit▶ output, then onEnd()
+/// ```
+/// Any failure fails both buffers, so the stages on either side stop instead of waiting.
+public enum CodecStage {
+    public static func start(
+        name: String, input: BoundedChunkBuffer, codec: any StreamCodec, output: BoundedChunkBuffer,
+        tap: (@Sendable (UnsafeRawBufferPointer) -> Void)? = nil
+    ) -> StageThread {
+        nonisolated(unsafe) let codec = codec
+        return StageThread(name: name) {
+            do {
+                let emit: (UnsafeRawBufferPointer) throws -> Void = { bytes in
+                    tap?(bytes)
+                    try output.send(Array(bytes))
+                }
+                while let chunk = try input.receive() {
+                    try chunk.withUnsafeBytes { try codec.process($0, emit: emit) }
+                }
+                try codec.finish(emit: emit)
+                output.finish()
+            } catch {
+                input.fail(error)
+                output.fail(error)
+                throw error
+            }
+        }
+    }
+}
