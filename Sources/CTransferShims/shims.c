@@ -34,6 +34,10 @@ CURLcode tx_curl_easy_setopt_write_function(CURL *handle, curl_write_callback ca
     return curl_easy_setopt(handle, CURLOPT_WRITEFUNCTION, callback);
 }
 
+CURLcode tx_curl_easy_setopt_header_function(CURL *handle, curl_write_callback callback) {
+    return curl_easy_setopt(handle, CURLOPT_HEADERFUNCTION, callback);
+}
+
 CURLcode tx_curl_easy_setopt_xferinfo_function(CURL *handle, curl_xferinfo_callback callback) {
     return curl_easy_setopt(handle, CURLOPT_XFERINFOFUNCTION, callback);
 }
@@ -122,4 +126,9 @@ size_t tx_isal_level_buffer_size(int level) {
 void tx_configure_malloc(int mmap_threshold, int max_arenas) {
     mallopt(M_MMAP_THRESHOLD, mmap_threshold);
     mallopt(M_ARENA_MAX, max_arenas);
+}
+
+int tx_mhd_connection_fd(struct MHD_Connection *connection) {
+    const union MHD_ConnectionInfo *info = MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CONNECTION_FD);
+    return info == NULL ? -1 : info->connect_fd;
 }

@@ -17,6 +17,7 @@ CURLcode tx_curl_easy_setopt_pointer(CURL *handle, CURLoption option, void *valu
 CURLcode tx_curl_easy_setopt_string(CURL *handle, CURLoption option, const char *value);
 CURLcode tx_curl_easy_setopt_read_function(CURL *handle, curl_read_callback callback);
 CURLcode tx_curl_easy_setopt_write_function(CURL *handle, curl_write_callback callback);
+CURLcode tx_curl_easy_setopt_header_function(CURL *handle, curl_write_callback callback);
 CURLcode tx_curl_easy_setopt_xferinfo_function(CURL *handle, curl_xferinfo_callback callback);
 CURLcode tx_curl_easy_getinfo_long(CURL *handle, CURLINFO info, long *value);
 
@@ -34,6 +35,8 @@ uint16_t tx_mhd_bound_port(struct MHD_Daemon *daemon);
 /// The peer address as text ("127.0.0.1"), written to `buffer`; empty on failure.
 void tx_mhd_client_address(struct MHD_Connection *connection, char *buffer, size_t buffer_size);
 
+/// The connection's socket, or -1.
+int tx_mhd_connection_fd(struct MHD_Connection *connection);
 /// MHD_upgrade_action(urh, MHD_UPGRADE_ACTION_CLOSE): hands an upgraded socket back for closing.
 int tx_mhd_upgrade_close(struct MHD_UpgradeResponseHandle *handle);
 

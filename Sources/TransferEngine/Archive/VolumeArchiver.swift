@@ -37,6 +37,10 @@ public struct VolumeArchiver: Sendable {
         let writer = try ArchiveWriter(compression: compression, sink: sink)
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: readSize, alignment: 64)
         defer { buffer.deallocate() }
+        // The root's own entry ("./", as GNU tar writes it) carries the volume root's mode and time.
+        var rootStatus = stat()
+        guard stat(root, &rootStatus) == 0 else { throw TransferError.system("stat", path: root) }
+        try writer.appendHeader(path: PathBytes("."), status: FileStatus(rootStatus))
         try VolumeWalker(root: root).walk(
             visit: { entry in
                 switch entry.kind {

@@ -37,6 +37,15 @@ public final class OneTimeTokenStore: Sendable {
         }
     }
 
+    /// Whether `uniqueID` is still unused, without spending it (HEAD requests).
+    public func isUnused(uniqueID: String) -> Bool {
+        let now = clock.now()
+        return uses.withLock { table in
+            guard let previous = table[uniqueID] else { return true }
+            return previous.expires < now
+        }
+    }
+
     /// How many ids are remembered (for tests of the bound).
     public var count: Int { uses.withLock { $0.count } }
 }

@@ -19,10 +19,12 @@ public struct TokenMinter: Sendable {
         let now = clock.now()
         let jti = SHA256Hasher.hex(of: SecureRandom.bytes(16))
         var all: [String: JSONValue] = [
-            "iss": .string(issuer), "aud": .array([.string(audience)]), "jti": .string(jti),
+            "iss": .string(issuer), "jti": .string(jti),
             "iat": .number(Double(now)), "nbf": .number(Double(now - 300)), "exp": .number(Double(now + ttl)),
             "unique_id": .string(SecureRandom.alphanumeric(16)),
         ]
+        // One audience is a plain string, as the panel's JWT library writes it.
+        if !audience.isEmpty { all["aud"] = .string(audience) }
         if let scope { all["scope"] = .string(scope.rawValue) }
         all.merge(claims) { _, new in new }
         var header: [String: JSONValue] = ["jti": .string(jti)]

@@ -56,6 +56,9 @@ public struct TokenVerifier: Sendable {
                 throw JWT.invalid("jwt: iat claim is invalid")
             }
         }
+        if let scope = raw["scope"], scope.stringValue == nil {
+            throw JWT.invalid("token scope claim must be a space-separated string")
+        }
         let scopes = claims.scopes
         if scopes.isEmpty {
             guard allowUnscopedTokens else {

@@ -50,22 +50,34 @@ public enum DaemonCommand {
             default: throw Arguments.usage("--log-level must be debug, info, warning or error")
             }
         }
+        // Every flag is checked before anything is created on disk.
+        let listen = try args["listen"].map(parseListen)
         var config =
             try args["config"].map(DaemonConfiguration.load(file:))
             ?? DaemonConfiguration.embeddedDefault(stateDirectory: args["state"] ?? "transferd-data")
-        if let listen = args["listen"] {
-            guard let colon = listen.lastIndex(of: ":"), let port = UInt16(listen[listen.index(after: colon)...]) else {
-                throw Arguments.usage("--listen must be HOST:PORT (e.g. 127.0.0.1:8080)")
-            }
-            var host = String(listen[..<colon])
-            if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
-            config.host = host.isEmpty ? "0.0.0.0" : host
-            config.port = port
+        if let listen {
+            config.host = listen.host
+            config.port = listen.port
         }
         if let data = args["data"] { config.dataDirectory = data }
         if let backups = args["backups"] { config.backupDirectory = backups }
         if args.has("allow-unscoped-tokens") { config.allowUnscopedTokens = true }
         return config
+    }
+
+    /// `HOST:PORT`, `[v6]:PORT` or `:PORT` (all interfaces); `localhost` means 127.0.0.1.
+    static func parseListen(_ listen: String) throws -> (host: String, port: UInt16) {
+        guard let colon = listen.lastIndex(of: ":"), let port = UInt16(listen[listen.index(after: colon)...]) else {
+            throw Arguments.usage("--listen must be HOST:PORT (e.g. 127.0.0.1:8080)")
+        }
+        var host = String(listen[..<colon])
+        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        if host == "localhost" { host = "127.0.0.1" }
+        if host.isEmpty { host = "0.0.0.0" }
+        guard host.split(separator: ".").count == 4 || host.contains(":") else {
+            throw Arguments.usage("--listen host must be an IP address (got '\(host)')")
+        }
+        return (host, port)
     }
 
     /// Runs the daemon until SIGTERM/SIGINT. Returns the exit status.

@@ -12,10 +12,17 @@ extension TransferDaemon {
             throw TransferError(.unauthorized, .auth, "missing token query parameter")
         }
         let claims = try verifier.verify(token, for: scope)
-        guard let server = claims.serverUUID, VolumeStore.isValidServerID(server), store.volumeExists(server) else {
+        guard let server = claims.serverUUID.flatMap(VolumeStore.canonicalServerID), store.volumeExists(server) else {
             throw TransferError(.notFound, .volumes, "server not found on this node")
         }
         let isResume = FileResponse.parseRange(request.header("range") ?? "", size: Int64.max).isResumeRange
+        // HEAD only looks (download managers ask before fetching): it does not spend the token.
+        if request.method == "HEAD" {
+            guard oneTimeTokens.isUnused(uniqueID: claims.uniqueID ?? "") || isResume else {
+                throw TransferError(.notFound, .auth, "this link was already used (tokens are one-time)")
+            }
+            return claims
+        }
         guard
             oneTimeTokens.claim(
                 uniqueID: claims.uniqueID ?? "", expires: claims.expiresAt ?? 0, client: request.clientAddress,

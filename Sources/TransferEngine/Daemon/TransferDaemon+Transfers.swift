@@ -1,10 +1,14 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// `POST /api/transfers`: a source node pushes a server's volume here.
 extension TransferDaemon {
     func receiveTransfer(_ request: HTTPRequest) -> RouteResult {
         do {
             let token = try bearerToken(request)
             let claims = try verifier.verify(token, for: .transfer)
-            guard let server = claims.subject, VolumeStore.isValidServerID(server) else {
+            guard let server = claims.subject.flatMap(VolumeStore.canonicalServerID) else {
                 throw TransferError(.forbidden, .auth, "token subject is not a server UUID")
             }
             guard let contentType = request.header("content-type"),
@@ -24,6 +28,8 @@ extension TransferDaemon {
             }
             let transfer = IncomingTransfer(
                 server: server, boundary: boundary, store: store, staging: staging, client: request.clientAddress)
+            let connection = request.connectionDescriptor
+            transfer.dropConnection = { if connection >= 0 { _ = shutdown(connection, Int32(SHUT_RDWR)) } }
             let total = request.header("content-length").flatMap { Int64($0) } ?? 0
             let id = registry.begin(direction: .incoming, server: server, total: total) { transfer.cancel() }
             events.log(server, "receiving transfer from \(request.clientAddress)")

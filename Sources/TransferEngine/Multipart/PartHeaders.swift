@@ -82,7 +82,11 @@ public struct HeaderParameters: Sendable {
             if index < bytes.count, bytes[index] == 0x22 {
                 index += 1
                 while index < bytes.count, bytes[index] != 0x22 {
-                    if bytes[index] == 0x5c, index + 1 < bytes.count { index += 1 }
+                    // A backslash escapes only `"` and `\`: browsers send Windows paths
+                    // (`C:\Users\me\a.txt`) unescaped, and those backslashes must survive.
+                    if bytes[index] == 0x5c, index + 1 < bytes.count, bytes[index + 1] == 0x22 || bytes[index + 1] == 0x5c {
+                        index += 1
+                    }
                     value.append(bytes[index])
                     index += 1
                 }

@@ -34,25 +34,45 @@ public final class DownloadClient: @unchecked Sendable {
 
     public var partialPath: String { output + ".part" }
 
+    /// The validator of the partial file's source, so a resume never splices a changed file.
+    var etagPath: String { output + ".part.etag" }
+
     public func run() throws -> Result {
-        let started = MonotonicClock.now()
         var have: Int64 = 0
         var st = stat()
         if resume, stat(partialPath, &st) == 0 { have = Int64(st.st_size) }
+        if have == 0 { unlink(etagPath) }
+        if let result = try attempt(have: have) { return result }
+        // The partial file does not belong to this file (bigger than it, or the file changed): start over.
+        unlink(partialPath)
+        unlink(etagPath)
+        return try attempt(have: 0)!
+    }
+
+    /// One request. Nil when the server says the partial file cannot be continued (416 with another size).
+    private func attempt(have startingAt: Int64) throws -> Result? {
+        let started = MonotonicClock.now()
+        var have = startingAt
         let easy = try CurlEasyHandle(url: url)
-        if have > 0 { easy.addHeader("Range: bytes=\(have)-") }
+        if have > 0 {
+            easy.addHeader("Range: bytes=\(have)-")
+            if let etag = try? String(contentsOfFile: etagPath, encoding: .utf8), !etag.isEmpty {
+                easy.addHeader("If-Range: \(etag)")  // changed on the server: it sends the whole file (200)
+            }
+        }
         if insecureTLS { easy.allowInsecureTLS() }
         easy.shouldCancel = { [weak self] in self?.cancelLock.withLock { self?.cancelled ?? true } ?? true }
         var fd: Int32 = -1
         var received: Int64 = 0
         defer { if fd >= 0 { close(fd) } }
-        easy.successSink = { [partialPath, unowned easy] bytes in
+        easy.successSink = { [partialPath, etagPath, unowned easy] bytes in
             if fd < 0 {
                 // 206 continues the partial file; 200 means the server sent everything again.
                 let append = easy.statusSoFar == 206
                 fd = open(partialPath, O_WRONLY | O_CREAT | O_CLOEXEC | (append ? O_APPEND : O_TRUNC), 0o644)
                 guard fd >= 0 else { throw TransferError.system("open", path: partialPath) }
                 if !append { have = 0 }
+                if let etag = easy.responseHeaders["etag"] { try? Data(etag.utf8).write(to: URL(fileURLWithPath: etagPath)) }
             }
             var offset = 0
             while offset < bytes.count {
@@ -70,7 +90,9 @@ public final class DownloadClient: @unchecked Sendable {
         }
         let status = try easy.perform()
         if status == 416 && have > 0 {
-            // The partial file is already whole.
+            // Complete only if the partial file is exactly as long as the file (`bytes */N`).
+            let size = easy.responseHeaders["content-range"].flatMap { Int64($0.split(separator: "/").last ?? "") }
+            guard size == have else { return nil }
             try finishFile()
             return Result(bytes: have, resumedFrom: have, seconds: MonotonicClock.now() - started)
         }
@@ -86,5 +108,6 @@ public final class DownloadClient: @unchecked Sendable {
 
     private func finishFile() throws {
         guard rename(partialPath, output) == 0 else { throw TransferError.system("rename", path: output) }
+        unlink(etagPath)
     }
 }

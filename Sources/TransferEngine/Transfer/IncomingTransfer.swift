@@ -32,7 +32,11 @@ public final class IncomingTransfer: RequestBodyHandler, @unchecked Sendable {
     nonisolated(unsafe) private var extracted: (files: Int, bytes: Int64)?
     private let started = MonotonicClock.now()
     private var closed = false
+    /// Guards `finished`: the outcome is decided once, by the connection thread or by `cancel()`.
+    private let outcome = NSLock()
     private var finished = false
+    /// Cuts the HTTP connection (set by the daemon); used by `cancel()` when the source has stalled.
+    public var dropConnection: (@Sendable () -> Void)?
     private let progressThrottle = Throttle(interval: 0.25)
     /// Called once with the outcome (for the transfer list, websocket events and panel callbacks).
     public var onFinish: (@Sendable (Result<String, TransferError>) -> Void)?
@@ -96,6 +100,10 @@ public final class IncomingTransfer: RequestBodyHandler, @unchecked Sendable {
 
     private func startExtractor() {
         let tarBuffer = BoundedChunkBuffer(capacity: 2 << 20)
+        // Stages start under the outcome lock so a concurrent cancel() sees them (or sees none).
+        outcome.lock()
+        defer { outcome.unlock() }
+        guard !finished else { return }
         decompressor = CodecStage.start(name: "decompress-\(server.prefix(8))", input: buffer, codec: DetectingDecoder(), output: tarBuffer)
         extractor = StageThread(name: "extract-\(server.prefix(8))") { [buffer, staging] in
             do {
@@ -126,8 +134,10 @@ public final class IncomingTransfer: RequestBodyHandler, @unchecked Sendable {
             guard sent == actual else {
                 throw TransferError(.integrity, .transfer, "checksum mismatch: the sender says \(sent.prefix(64)), the archive received hashes to \(actual)")
             }
+            guard claimOutcome() else {
+                throw TransferError(.cancelled, .transfer, "the transfer was cancelled on this node")
+            }
             try store.commit(staging: staging, server: server)
-            finished = true
             close()
             let seconds = MonotonicClock.now() - started
             Log.info(
@@ -150,7 +160,12 @@ public final class IncomingTransfer: RequestBodyHandler, @unchecked Sendable {
     /// thread's next step fails with `.cancelled`, the HTTP layer drops the connection, and
     /// staging is discarded.
     public func cancel() {
-        buffer.fail(TransferError(.cancelled, .transfer, "the transfer was cancelled on this node"))
+        let error = TransferError(.cancelled, .transfer, "the transfer was cancelled on this node")
+        buffer.fail(error)
+        // Decide the outcome here, so the server is free and staging gone even if the source has
+        // stalled and the connection thread is waiting on the socket; then cut that connection.
+        _ = fail(error)
+        dropConnection?()
     }
 
     public func abort() {
@@ -161,10 +176,9 @@ public final class IncomingTransfer: RequestBodyHandler, @unchecked Sendable {
     private func fail(_ error: any Error) -> TransferError {
         let failure =
             error as? TransferError ?? TransferError(.internal, .transfer, "\(error)")
-        guard !finished else { return failure }
-        finished = true
+        guard claimOutcome() else { return failure }
         buffer.fail(failure)
-        if extractor != nil { _ = try? waitForExtractor() }
+        _ = try? waitForExtractor()
         store.discard(staging: staging)
         close()
         Log.error("transfer \(server): failed, nothing committed: \(failure.message)")
@@ -173,11 +187,21 @@ public final class IncomingTransfer: RequestBodyHandler, @unchecked Sendable {
     }
 
     private func waitForExtractor() throws -> (Int, Int64) {
+        let (extractor, decompressor) = outcome.withLock { (self.extractor, self.decompressor) }
         guard let extractor else { throw invalid("the body has no archive part") }
         // The extractor's error is the root cause when both fail (the decoder then only saw a closed buffer).
         if let error = extractor.join() { throw error }
         if let error = decompressor?.join() { throw error }
         return extracted ?? (0, 0)
+    }
+
+    /// True for the one caller that gets to decide how the transfer ends.
+    private func claimOutcome() -> Bool {
+        outcome.withLock {
+            if finished { return false }
+            finished = true
+            return true
+        }
     }
 
     private func close() {

@@ -91,19 +91,7 @@ public final class SafeExtractor {
             files += 1
             bytes += written
         case .symlink:
-            let target = entry.linkTarget ?? []
-            guard !target.isEmpty, target.first != 0x2f else { throw refuse(display, "is a symlink to an absolute path") }
-            guard Self.lexicallyInside(base: Array(components.dropLast()), target: target) else {
-                throw refuse(display, "is a symlink leading outside the volume")
-            }
-            try removeExisting(parent, cName, display: display)
-            guard symlinkat(CString.terminated(target), parent, cName) == 0 else {
-                throw TransferError.system("symlinkat", path: display)
-            }
-            var times = [entry.mtime.timespec, entry.mtime.timespec]
-            utimensat(parent, cName, &times, AT_SYMLINK_NOFOLLOW)
-            symlinks.append(components)
-            links += 1
+            try makeSymlink(target: entry.linkTarget ?? [], at: components, parent: parent, name: cName, mtime: entry.mtime, display: display)
         case .hardlink:
             let targetComponents = try Self.components(of: entry.linkTarget ?? [], what: "hardlink target")
             guard let targetName = targetComponents.last else { throw refuse(display, "is a hardlink to the volume root") }
@@ -111,14 +99,42 @@ public final class SafeExtractor {
             defer { close(targetParent) }
             let cTarget = CString.terminated(targetName)
             let kind = kindAt(targetParent, cTarget)
-            guard kind == S_IFREG || kind == S_IFLNK else { throw refuse(display, "is a hardlink to a missing or non-file entry") }
+            if kind == S_IFLNK {
+                // A hardlink to a symlink would carry the link's target to a new directory, where it
+                // may resolve elsewhere (`d/s -> ..` linked as `h` is `h -> ..`). Recreate it as a
+                // symlink at the new place instead, with every symlink check applied there.
+                var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+                let n = readlinkat(targetParent, cTarget, &buffer, buffer.count - 1)
+                guard n > 0 else { throw TransferError.system("readlinkat", path: display) }
+                let target = buffer[0..<n].map { UInt8(bitPattern: $0) }
+                try makeSymlink(target: target, at: components, parent: parent, name: cName, mtime: entry.mtime, display: display)
+                return
+            }
+            guard kind == S_IFREG else { throw refuse(display, "is a hardlink to a missing or non-file entry") }
             try removeExisting(parent, cName, display: display)
-            // No AT_SYMLINK_FOLLOW: linking to a symlink links the symlink itself, never what it points at.
             guard linkat(targetParent, cTarget, parent, cName, 0) == 0 else { throw TransferError.system("linkat", path: display) }
             files += 1
         case .special(let what):
             throw refuse(display, "is a \(what); refusing to create it")
         }
+    }
+
+    /// Creates a symlink after checking its target by text; `finish()` checks it again by resolution.
+    private func makeSymlink(
+        target: [UInt8], at components: [[UInt8]], parent: Int32, name cName: [CChar], mtime: FileTime, display: String
+    ) throws {
+        guard !target.isEmpty, target.first != 0x2f else { throw refuse(display, "is a symlink to an absolute path") }
+        guard Self.lexicallyInside(base: Array(components.dropLast()), target: target) else {
+            throw refuse(display, "is a symlink leading outside the volume")
+        }
+        try removeExisting(parent, cName, display: display)
+        guard symlinkat(CString.terminated(target), parent, cName) == 0 else {
+            throw TransferError.system("symlinkat", path: display)
+        }
+        var times = [mtime.timespec, mtime.timespec]
+        utimensat(parent, cName, &times, AT_SYMLINK_NOFOLLOW)
+        symlinks.append(components)
+        links += 1
     }
 
     /// Applies directory modes and times (deepest first, so setting a parent's time is last) and

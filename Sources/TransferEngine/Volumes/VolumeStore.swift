@@ -44,20 +44,26 @@ public final class VolumeStore: Sendable {
         return true
     }
 
+    /// The canonical (lowercase) form of a server UUID, or nil if `text` is not one. Paths and the
+    /// busy set use only this form, so `ABC…` and `abc…` are the same server.
+    public static func canonicalServerID(_ text: String) -> String? {
+        isValidServerID(text) ? text.lowercased() : nil
+    }
+
     public func volumePath(_ server: String) -> String {
         precondition(Self.isValidServerID(server), "unchecked server id")
-        return dataDirectory + "/" + server
+        return dataDirectory + "/" + server.lowercased()
     }
 
     public func volumeExists(_ server: String) -> Bool { FileTree.isDirectory(volumePath(server)) }
 
     /// Marks `server` as transferring; false if it already is.
     public func reserve(_ server: String) -> Bool {
-        busy.withLock { $0.insert(server).inserted }
+        busy.withLock { $0.insert(server.lowercased()).inserted }
     }
 
     public func release(_ server: String) {
-        _ = busy.withLock { $0.remove(server) }
+        _ = busy.withLock { $0.remove(server.lowercased()) }
     }
 
     public var busyServers: [String] { busy.withLock { Array($0) } }

@@ -22,6 +22,8 @@ final class CurlEasyHandle {
     /// libcurl writes its detailed message here; it must outlive the handle's requests.
     private let errorBuffer = UnsafeMutablePointer<CChar>.allocate(capacity: Int(CURL_ERROR_SIZE) + 1)
     private(set) var responseBody: [UInt8] = []
+    /// Headers of the final response, names lowercased.
+    private(set) var responseHeaders: [String: String] = [:]
     /// Checked about every second and on each callback; returning true aborts the request.
     var shouldCancel: (() -> Bool)?
     /// Receives the body of a successful (2xx) response; error bodies still go to `responseBody`.
@@ -58,6 +60,20 @@ final class CurlEasyHandle {
             }
             if easy.responseBody.count < 1 << 20, let data {
                 easy.responseBody.append(contentsOf: UnsafeRawBufferPointer(start: data, count: min(n, (1 << 20) - easy.responseBody.count)))
+            }
+            return n
+        }
+        tx_curl_easy_setopt_pointer(handle, CURLOPT_HEADERDATA, context)
+        tx_curl_easy_setopt_header_function(handle) { data, size, count, context in
+            let easy = Unmanaged<CurlEasyHandle>.fromOpaque(context!).takeUnretainedValue()
+            let n = size * count
+            guard let data else { return n }
+            let line = String(decoding: UnsafeRawBufferPointer(start: data, count: n), as: UTF8.self)
+            if line.hasPrefix("HTTP/") {
+                easy.responseHeaders = [:]  // a new response (after 100 Continue or a redirect)
+            } else if let colon = line.firstIndex(of: ":") {
+                let name = line[..<colon].lowercased()
+                easy.responseHeaders[name] = line[line.index(after: colon)...].trimmingCharacters(in: .whitespacesAndNewlines)
             }
             return n
         }

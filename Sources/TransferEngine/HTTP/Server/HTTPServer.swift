@@ -107,6 +107,7 @@ public final class HTTPServer: @unchecked Sendable {
         var discarded: Int64 = 0
         var bodyBytes: Int64 = 0
         var responded = false
+        var answeredEarly = false
         var status = 0
         init(request: HTTPRequest) { self.request = request }
     }
@@ -175,6 +176,11 @@ public final class HTTPServer: @unchecked Sendable {
         if size > 0 {
             uploadSize.pointee = 0
             exchange.bodyBytes += Int64(size)
+            if exchange.answeredEarly {
+                // The client has our answer; read on briefly so closing does not reset it away.
+                exchange.discarded += Int64(size)
+                return exchange.discarded > options.discardLimit ? .NO : .YES
+            }
             guard let handler = exchange.handler, !exchange.responded else { return .YES }
             if exchange.handlerError == nil {
                 do {
@@ -183,6 +189,7 @@ public final class HTTPServer: @unchecked Sendable {
                     exchange.handlerError = error
                     // A cancelled transfer drops the connection at once instead of draining it.
                     if (error as? TransferError)?.code == .cancelled { return .NO }
+                    answerEarly(handler.finish(error: error), exchange: exchange)
                 }
             } else {
                 exchange.discarded += Int64(size)
@@ -191,10 +198,52 @@ public final class HTTPServer: @unchecked Sendable {
             }
             return .YES
         }
+        if exchange.answeredEarly { return .NO }  // already answered on the socket: just close
         if let handler = exchange.handler, !exchange.responded {
             return queue(handler.finish(error: exchange.handlerError), on: connection, exchange: exchange)
         }
         return .YES
+    }
+
+    /// Answers a request whose body handler failed before the body ended.
+    ///
+    /// libmicrohttpd 0.9.75 cannot queue a response while a body is still arriving, so on plain
+    /// HTTP the error is written straight to the socket (`Connection: close`) and our side of the
+    /// connection is shut for writing; clients like curl read an early answer and stop sending.
+    /// Under TLS the rest of the body is drained instead and the answer goes out at the end.
+    private func answerEarly(_ response: HTTPResponse, exchange: Exchange) {
+        let fd = exchange.request.connectionDescriptor
+        guard options.tls == nil, fd >= 0, case .bytes(let body) = response.body else { return }
+        var head = "HTTP/1.1 \(response.status) \(Self.reason(response.status))\r\n"
+        for (name, value) in response.headers { head += "\(name): \(value)\r\n" }
+        head += "Content-Length: \(body.count)\r\nConnection: close\r\n\r\n"
+        let bytes = Array(head.utf8) + body
+        var offset = 0
+        while offset < bytes.count {
+            let n = bytes.withUnsafeBytes { send(fd, $0.baseAddress! + offset, bytes.count - offset, Int32(MSG_NOSIGNAL)) }
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { break }
+            offset += n
+        }
+        shutdown(fd, Int32(SHUT_WR))
+        exchange.answeredEarly = true
+        exchange.responded = true
+        exchange.status = response.status
+    }
+
+    static func reason(_ status: Int) -> String {
+        switch status {
+        case 400: "Bad Request"
+        case 401: "Unauthorized"
+        case 403: "Forbidden"
+        case 404: "Not Found"
+        case 409: "Conflict"
+        case 413: "Content Too Large"
+        case 415: "Unsupported Media Type"
+        case 422: "Unprocessable Content"
+        case 500: "Internal Server Error"
+        default: "Error"
+        }
     }
 
     private func queue(_ response: HTTPResponse, on connection: OpaquePointer, exchange: Exchange) -> MHD_Result {
@@ -244,8 +293,11 @@ public final class HTTPServer: @unchecked Sendable {
         }
         var address = [CChar](repeating: 0, count: 64)
         tx_mhd_client_address(connection, &address, address.count)
-        return HTTPRequest(
+        var request = HTTPRequest(
             method: String(cString: method), path: String(cString: url), query: collect(.GET_ARGUMENT_KIND, lowercase: false),
-            headers: collect(.HEADER_KIND, lowercase: true), clientAddress: String(cString: address))
+            headers: collect(.HEADER_KIND, lowercase: true),
+            clientAddress: String(decoding: address.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
+        request.connectionDescriptor = tx_mhd_connection_fd(connection)
+        return request
     }
 }
