@@ -96,7 +96,9 @@ class WsClient:
         if origin is not None:
             kw["origin"] = origin
         self.server = server
-        self.ws = connect(ws_url(daemon, server), **kw)
+        # Entered as a context manager: newer `websockets` versions deprecate any other use.
+        self._context = connect(ws_url(daemon, server), **kw)
+        self.ws = self._context.__enter__()
         self.messages = []
         self.raw = []
         self.closed = None
@@ -189,7 +191,7 @@ class WsClient:
 
     def close(self):
         try:
-            self.ws.close()
+            self._context.__exit__(None, None, None)
         except Exception:  # noqa: BLE001
             pass
         self._thread.join(timeout=5)
@@ -319,12 +321,14 @@ def _xor_mask(payload, key):
 
 class StubPanel:
     """A recording panel on 127.0.0.1: every request is kept as a dict (method, path, headers,
-    body, t). `statuses` is a list of HTTP statuses answered in turn (then `default`)."""
+    body, t, status). `statuses` is a list of HTTP statuses answered in turn (then `default`);
+    `hook(record)`, if set, runs before each answer."""
 
     def __init__(self, statuses=(), default=204, port=0):
         self.requests = []
         self.statuses = list(statuses)
         self.default = default
+        self.hook = None
         self._lock = threading.Condition()
         panel = self
 
@@ -336,10 +340,14 @@ class StubPanel:
                 body = self.rfile.read(length) if length else b""
                 if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
                     body = _read_chunked(self.rfile)
+                record = {"method": self.command, "path": self.path, "headers": dict(self.headers),
+                          "body": body, "t": time.monotonic()}
+                if panel.hook is not None:
+                    panel.hook(record)  # e.g. look at the node's disk while the callback is in flight
                 with panel._lock:
                     status = panel.statuses.pop(0) if panel.statuses else panel.default
-                    panel.requests.append({"method": self.command, "path": self.path, "headers": dict(self.headers),
-                                           "body": body, "t": time.monotonic(), "status": status})
+                    record["status"] = status
+                    panel.requests.append(record)
                     panel._lock.notify_all()
                 reply = b"" if status == 204 else json.dumps({"status": status}).encode()
                 self.send_response(status)
@@ -579,3 +587,36 @@ def wait_finished(daemon, server, direction, timeout=30.0, entry_id=None):
         return entries[-1] if entries[-1].get("state") in FINAL_STATES else None
 
     return wait_until(done, timeout, 0.05) or last[0]
+
+
+class BlackHole:
+    """A TCP listener on 127.0.0.1 that accepts connections and never reads or answers: a
+    destination that hangs mid-transfer. `stop()` closes everything."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.sock.settimeout(0.1)
+        self.port = self.sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.connections = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._accept, name="black-hole", daemon=True)
+        self._thread.start()
+
+    def _accept(self):
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except (socket.timeout, OSError):
+                continue
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            self.connections.append(conn)
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join(timeout=5)
+        for c in self.connections:
+            c.close()
+        self.sock.close()

@@ -137,10 +137,6 @@ HARDLINKED_SYMLINKS = {
 }
 
 
-@pytest.mark.xfail(reason="BUG: a hardlink entry to a symlink re-creates that symlink at another depth "
-                          "(SafeExtractor .hardlink allows S_IFLNK targets, and finish() only resolves "
-                          "the symlinks it created itself), so a symlink resolving outside the volume is "
-                          "committed with 200", strict=True)
 @pytest.mark.parametrize("case", sorted(HARDLINKED_SYMLINKS))
 def test_hardlink_to_symlink_cannot_escape(seeded, untouched, case):
     daemon, server = seeded

@@ -441,8 +441,6 @@ def test_upload_names_reduced_to_base_name(served):
     assert not (daemon.volumes.parent / "escape.txt").exists()
 
 
-@pytest.mark.xfail(strict=True, reason="product bug: PartHeaders unescapes backslashes in the quoted filename "
-                   "before the base-name cut, so a Windows client path lands as 'C:Usersmereport.txt'")
 def test_upload_windows_client_path_reduced_to_base_name(served):
     """Browsers send the filename raw (HTML5: no backslash escaping); old ones send a whole Windows path."""
     daemon, server, vol = served
@@ -548,8 +546,6 @@ def test_upload_over_limit(daemon_factory, sample_volume, tmp_path):
     assert (vol / "uploads" / "exact.bin").stat().st_size == MiB
 
 
-@pytest.mark.xfail(strict=True, reason="product bug: more than 64 MiB (HTTPServer discardLimit) past a failed "
-                   "upload the daemon closes the connection without the 400; the client sees a reset")
 def test_upload_far_over_limit_still_answers_400(daemon_factory, sample_volume, tmp_path):
     """curl reads an early answer while it is still sending; the daemon must send one."""
     daemon = config_daemon(daemon_factory, tmp_path, upload_limit=1)
@@ -813,8 +809,6 @@ def test_transfer_send_resume_with_a_used_token(served, transfer_send, tmp_path)
     assert out.read_bytes() == data
 
 
-@pytest.mark.xfail(strict=True, reason="product bug: DownloadClient treats any 416 on a resume as 'the .part is "
-                   "already whole' and renames it, even when the .part is longer than the remote file")
 def test_transfer_send_resume_never_keeps_a_longer_stale_part(served, transfer_send, tmp_path):
     """A .part longer than the remote file (left from another file) must not become the output."""
     daemon, server, vol = served

@@ -199,9 +199,6 @@ def test_cli_unscoped_websocket_token_is_refused_even_when_allowed(daemon_factor
     assert not daemon.volume(server).exists()
 
 
-@pytest.mark.xfail(reason="BUG: with allow_unscoped_tokens, a token whose scope claim is present but not a "
-                          "string (e.g. [\"file-upload\"] or 7) is treated as unscoped and accepted "
-                          "(TokenClaims.scopes returns [] for a non-string claim)", strict=True)
 @pytest.mark.parametrize("scope", [["file-upload"], 7], ids=["array-file-upload", "number"])
 def test_malformed_scope_is_not_unscoped(daemon_factory, sample_tgz, sample_volume, other_tgz, scope):
     daemon = daemon_factory("--allow-unscoped-tokens")

@@ -92,7 +92,7 @@ def test_token_for_another_server_is_refused(daemon, server, client_factory):
     assert reply["event"] == "jwt error", reply
     assert isinstance(reply["args"], list) and len(reply["args"]) == 1 and reply["args"][0], reply
     # A token signed with another secret is refused too.
-    assert ws.auth(ws_token("some-other-node-token", server))["event"] == "jwt error"
+    assert ws.auth(ws_token("some-other-node-token-" + "x" * 40, server))["event"] == "jwt error"
 
 
 # ---------------------------------------------------------------- expiry
@@ -289,6 +289,13 @@ def test_origin_is_checked_only_when_configured(daemon_factory, daemon, tmp_path
     allowed = RawWebSocket(node.port, f"/api/servers/{server}/ws", origin=listed)
     allowed.close()
     assert allowed.status == 101 and allowed.accept_ok
+    # With only `remote` set, the panel's own origin (scheme://host[:port]) may connect.
+    panel_node = configured_daemon(daemon_factory, tmp_path, "remote-only", remote="https://panel.example.test:8443/")
+    for origin, status in (("https://panel.example.test:8443", 101), ("https://evil.example.test", 403),
+                           ("http://panel.example.test:8443", 403)):
+        raw = RawWebSocket(panel_node.port, f"/api/servers/{server}/ws", origin=origin)
+        raw.close()
+        assert raw.status == status, (origin, raw.status)
     # No allowed_origins and no remote (embedded default): any origin passes.
     anyone = RawWebSocket(daemon.port, f"/api/servers/{server}/ws", origin="https://evil.example.test")
     anyone.close()

@@ -239,9 +239,6 @@ def test_cancel_incoming_transfer_commits_nothing(seeded, other_tgz, untouched):
     assert push_archive(daemon, server, other_tgz).status_code == 200
 
 
-@pytest.mark.xfail(reason="BUG: DELETE /api/transfers/:uuid answers 202 but a stalled incoming transfer keeps "
-                          "the server reserved (409) and its staging until the source sends more bytes or the "
-                          "120 s idle timeout closes the connection", strict=True)
 def test_cancel_frees_the_server_even_if_the_source_stalls(seeded, other_tgz, untouched):
     daemon, server = seeded
     with HeldTransfer(daemon, server, other_tgz):

@@ -33,6 +33,9 @@ public enum SendCommand {
                               directory's name when that is a UUID)
           --insecure          skip TLS certificate checks (self-signed test nodes only)
           --cacert FILE       trust this CA certificate for TLS
+          --compression MODE  auto (default) | gzip | zstd | none. gzip is what Wings speaks; auto
+                              asks the destination and, when it is one of ours, measures the link
+                              and picks zstd or none; a node that does not answer gets gzip
           --json              print the result as one JSON object on stdout
           --quiet             no progress bar
 
@@ -119,7 +122,7 @@ public enum SendCommand {
 
     static func push(_ argv: [String]) throws -> Int32 {
         let args = try Arguments(
-            argv, valued: ["volume", "url", "token", "secret", "secret-file", "server", "cacert"],
+            argv, valued: ["volume", "url", "token", "secret", "secret-file", "server", "cacert", "compression"],
             booleans: ["insecure", "json", "quiet", "help"])
         if args.has("help") {
             print(help)
@@ -142,8 +145,18 @@ public enum SendCommand {
         } else {
             throw Arguments.usage("give --token, or --secret/--secret-file to mint one")
         }
+        let modeName = args["compression"] ?? "auto"
+        guard let mode = CompressionNegotiator.Mode(rawValue: modeName) else {
+            throw Arguments.usage("--compression must be auto, gzip, zstd or none")
+        }
         var options = OutgoingTransfer.Options(volume: volume, url: url, token: token)
         options.insecureTLS = args.has("insecure")
+        let choice = try CompressionNegotiator.choose(
+            mode: mode, url: url, token: token, volume: volume, insecureTLS: options.insecureTLS)
+        options.compression = choice.compression
+        if !args.has("json") && !args.has("quiet") {
+            FileHandle.standardError.write(Data("transfer-send: compression \(choice.compression.rawValue) (\(choice.reason))\n".utf8))
+        }
         options.caCertificate = args["cacert"]
         let transfer = OutgoingTransfer(options: options)
         let bar = ProgressBar(enabled: !args.has("quiet") && !args.has("json") && isatty(2) == 1)
@@ -167,7 +180,7 @@ public enum SendCommand {
             let json: JSONValue = [
                 "success": true, "checksum": .string(result.checksum), "volume_bytes": .number(Double(result.volumeBytes)),
                 "archive_bytes": .number(Double(result.archiveBytes)), "files": .number(Double(result.files)),
-                "seconds": .number(result.seconds),
+                "seconds": .number(result.seconds), "compression": .string(choice.compression.rawValue),
                 "mb_per_second": .number(result.seconds > 0 ? Double(result.volumeBytes) / result.seconds / 1e6 : 0),
             ]
             print(String(decoding: json.serialized(), as: UTF8.self))

@@ -41,7 +41,13 @@ extension TransferDaemon {
     /// destination reports success once it has verified and committed.
     func pushInBackground(server: String, url: String, token: String) throws -> String {
         guard store.reserve(server) else { throw TransferError(.conflict, .transfer, "server \(server) is already transferring") }
-        let transfer = OutgoingTransfer(options: .init(volume: store.volumePath(server), url: url, token: token))
+        var options = OutgoingTransfer.Options(volume: store.volumePath(server), url: url, token: token)
+        // Wings destinations do not answer the probe and get gzip; our own nodes negotiate.
+        if let choice = try? CompressionNegotiator.choose(mode: .auto, url: url, token: token, volume: options.volume) {
+            options.compression = choice.compression
+            Log.info("transfer \(server): compression \(choice.compression.rawValue) (\(choice.reason))")
+        }
+        let transfer = OutgoingTransfer(options: options)
         let id = registry.begin(direction: .outgoing, server: server) { transfer.cancel() }
         transfer.onProgress = { [registry] progress in
             registry.progress(id, bytes: progress.volumeBytes, total: progress.totalBytes)

@@ -89,6 +89,11 @@ public final class TransferDaemon: Sendable {
             if readMethods.contains(method) { return .respond(listTransfers(request)) }
             guard method == "POST" else { return .respond(methodNotAllowed(request, allowed: "GET, POST")) }
             return receiveTransfer(request)
+        case 3 where s == ["api", "transfers", "capabilities"]:
+            return .respond(capabilities(request))
+        case 3 where s == ["api", "transfers", "probe"]:
+            guard method == "POST" else { return .respond(methodNotAllowed(request, allowed: "POST")) }
+            return linkProbe(request)
         case 3 where s[0] == "api" && s[1] == "transfers":
             guard method == "DELETE" else { return .respond(methodNotAllowed(request, allowed: "DELETE")) }
             return .respond(cancelTransfer(request, server: s[2], direction: .incoming))

@@ -46,7 +46,13 @@ enum ArchiveHarness {
     }
 
     /// Every entry header of an archive, in order.
+    /// The archive's entries below the root. The volume root's own entry ("./", which our
+    /// archiver writes first, as GNU tar does) is left out; `rootEntry` returns it.
     static func entries(_ bytes: [UInt8]) throws -> [ArchiveReader.Entry] {
+        try allEntries(bytes).filter { $0.path != Array("./".utf8) }
+    }
+
+    static func allEntries(_ bytes: [UInt8]) throws -> [ArchiveReader.Entry] {
         let reader = try ArchiveReader(source: source(bytes))
         var out: [ArchiveReader.Entry] = []
         while let entry = try reader.nextEntry() { out.append(entry) }

@@ -1,0 +1,125 @@
+/// Picks the archive stream's compression for a push.
+///
+/// ```
+///  requested gzip ─────────────────────────────────────────────▶ gzip (what every Wings node takes)
+///  auto / zstd / none ─▶ GET /api/transfers/capabilities ── no answer (Wings) ─▶ gzip (auto) or error
+///                                 │ answered
+///                                 ▼
+///             time POST /api/transfers/probe (link MB/s)  ·  compress a sample of the volume (zstd MB/s, ratio)
+///             auto: zstd if min(zstd rate, link rate ÷ ratio) beats the link rate by 10 %, else none
+/// ```
+public enum CompressionNegotiator {
+    public enum Mode: String, Sendable, CaseIterable { case auto, gzip, zstd, none }
+
+    public struct Choice: Sendable {
+        public var compression: StreamCompression
+        public var reason: String
+        public var linkMBps: Double?
+        public var zstdMBps: Double?
+        public var zstdRatio: Double?
+    }
+
+    public static func choose(
+        mode: Mode, url: String, token: String, volume: String, insecureTLS: Bool = false
+    ) throws -> Choice {
+        if mode == .gzip { return Choice(compression: .gzip, reason: "gzip requested") }
+        let base = baseURL(url)
+        let bearer = token.lowercased().hasPrefix("bearer ") ? token : "Bearer \(token)"
+        guard let offered = capabilities(base: base, bearer: bearer, insecureTLS: insecureTLS) else {
+            if mode == .auto {
+                return Choice(compression: .gzip, reason: "the destination does not negotiate (a Wings node?): gzip")
+            }
+            throw TransferError(
+                .unsupported, .transfer,
+                "the destination does not announce \(mode.rawValue) support (a Wings node takes only gzip; use --compression gzip)")
+        }
+        if mode != .auto {
+            let wanted = StreamCompression(rawValue: mode.rawValue)!
+            guard offered.contains(wanted.rawValue) else {
+                throw TransferError(.unsupported, .transfer, "the destination does not accept \(mode.rawValue)")
+            }
+            return Choice(compression: wanted, reason: "\(mode.rawValue) requested")
+        }
+        let link = linkRate(base: base, bearer: bearer, insecureTLS: insecureTLS)
+        let (zstdRate, ratio) = zstdSample(volume: volume)
+        var choice = Choice(compression: .none, reason: "", linkMBps: link, zstdMBps: zstdRate, zstdRatio: ratio)
+        guard offered.contains("zstd"), let link, let zstdRate, let ratio, ratio > 0 else {
+            choice.compression = offered.contains("none") ? .none : .gzip
+            choice.reason = "could not measure the link or the data: \(choice.compression.rawValue)"
+            return choice
+        }
+        let withZstd = min(zstdRate, link / ratio)
+        if withZstd > link * 1.1 || !offered.contains("none") {
+            choice.compression = .zstd
+            choice.reason = "link \(ByteCount.fixed(link, 0)) MB/s < zstd \(ByteCount.fixed(withZstd, 0)) MB/s effective (ratio \(ByteCount.fixed(ratio, 2)))"
+        } else {
+            choice.compression = .none
+            choice.reason = "link \(ByteCount.fixed(link, 0)) MB/s ≥ zstd \(ByteCount.fixed(withZstd, 0)) MB/s effective: no compression"
+        }
+        return choice
+    }
+
+    /// The node URL without `/api/transfers`.
+    static func baseURL(_ url: String) -> String {
+        var base = OutgoingTransfer.transfersURL(url)
+        base.removeLast("/api/transfers".count)
+        return base
+    }
+
+    /// The compressions the destination accepts, or nil if it does not answer the probe.
+    static func capabilities(base: String, bearer: String, insecureTLS: Bool) -> [String]? {
+        guard let easy = try? CurlEasyHandle(url: base + "/api/transfers/capabilities") else { return nil }
+        easy.addHeader("Authorization: \(bearer)")
+        if insecureTLS { easy.allowInsecureTLS() }
+        easy.setTimeout(seconds: 10)
+        guard let status = try? easy.perform(), status == 200, let json = try? JSONValue.parse(easy.responseBody),
+            json["engine"]?.stringValue == "transfer-engine"
+        else { return nil }
+        return json["compression"]?.arrayValue?.compactMap(\.stringValue) ?? []
+    }
+
+    /// MB/s of a 16 MiB upload to the probe endpoint (nil if it failed).
+    static func linkRate(base: String, bearer: String, insecureTLS: Bool) -> Double? {
+        let total = 16 << 20
+        let block = SecureRandom.bytes(64 * 1024)
+        var sent = 0
+        guard let easy = try? CurlEasyHandle(url: base + "/api/transfers/probe") else { return nil }
+        easy.addHeader("Authorization: \(bearer)")
+        easy.addHeader("Content-Type: application/octet-stream")
+        if insecureTLS { easy.allowInsecureTLS() }
+        easy.setTimeout(seconds: 60)
+        easy.setStreamingPOST { out in
+            let n = min(out.count, total - sent, block.count)
+            block.withUnsafeBytes { out.baseAddress!.copyMemory(from: $0.baseAddress!, byteCount: n) }
+            sent += n
+            return n
+        }
+        let started = MonotonicClock.now()
+        guard let status = try? easy.perform(), status == 200 else { return nil }
+        return Double(total) / max(MonotonicClock.now() - started, 1e-6) / 1e6
+    }
+
+    /// zstd rate (MB/s of input, archive reading included) and ratio on up to 32 MiB of the volume's tar stream.
+    static func zstdSample(volume: String) -> (Double?, Double?) {
+        struct SampleFull: Error {}
+        let limit = 32 << 20
+        guard let encoder = try? ZstdEncoder(level: 1, threads: 2) else { return (nil, nil) }
+        var input = 0
+        var output = 0
+        let started = MonotonicClock.now()
+        do {
+            _ = try VolumeArchiver(root: volume, compression: .none).run { bytes in
+                try encoder.process(bytes) { output += $0.count }
+                input += bytes.count
+                if input >= limit { throw SampleFull() }
+            }
+        } catch is SampleFull {
+        } catch {
+            return (nil, nil)
+        }
+        try? encoder.finish { output += $0.count }
+        let seconds = max(MonotonicClock.now() - started, 1e-6)
+        guard input > 0 else { return (nil, nil) }
+        return (Double(input) / seconds / 1e6, Double(output) / Double(input))
+    }
+}
