@@ -8,8 +8,8 @@ Two daemons per test on 127.0.0.1 (conftest `daemon_factory`, stopped by PID); a
 (control_helpers.StubPanel, a thread) records callbacks. Big volumes are generated once per
 module and hard-linked into each source (the source only reads them).
 """
-import json
 import shutil
+import socket
 import time
 
 import pytest
@@ -21,7 +21,7 @@ from control_helpers import (BlackHole, StubPanel, WsClient, callback_path, canc
 from e2elib import (compare_trees, free_port, mint, new_server_id, post_transfer, push_archive, transfer_parts,
                     go_boundary, multipart_stream, wait_until)
 
-BIG = 120 << 20  # long enough (seconds on a debug build) to act on a running transfer
+BIG = 240 << 20  # long enough (about a second or more even on a fast build) to act on a running transfer
 
 
 @pytest.fixture(scope="module")
@@ -290,6 +290,54 @@ def test_cancel_a_push_to_a_destination_that_hangs(pair, panel, big_volume, litt
         hole.stop()
     assert_source_intact(source, server, volume, expected)
     repush_and_commit(source, destination, server, little_volume)
+
+
+def test_cancel_an_incoming_transfer_whose_source_stalled(daemon_factory, tmp_path, panel, sample_tgz,
+                                                          sample_volume):
+    """The source sent half the archive and went quiet: DELETE /api/transfers/:uuid on the
+    destination still ends it at once, drops the connection, discards staging, and frees the
+    server for a new transfer."""
+    node = configured_daemon(daemon_factory, tmp_path, "dst", remote=panel.url, token_id="abc")
+    server = new_server_id()
+    boundary = go_boundary()
+    first = multipart_stream(transfer_parts(sample_tgz), boundary)
+    opening = next(first) + sample_tgz[:len(sample_tgz) // 2]
+    head = (f"POST /api/transfers HTTP/1.1\r\nHost: 127.0.0.1:{node.port}\r\n"
+            f"Authorization: Bearer {mint(node.token, sub=server)}\r\n"
+            f"Content-Type: multipart/form-data; boundary={boundary}\r\nTransfer-Encoding: chunked\r\n\r\n").encode()
+    sock = socket.create_connection(("127.0.0.1", node.port), timeout=10)
+    try:
+        sock.sendall(head + f"{len(opening):x}\r\n".encode() + opening + b"\r\n")
+        assert wait_until(lambda: entries_for(node, server, "incoming"), 10), "the transfer never started"
+        time.sleep(0.3)  # the source is silent from here on
+        assert entries_for(node, server, "incoming")[-1]["state"] == "processing"
+        c = cancel_incoming(node, server)
+        assert c.status_code == 202, (c.status_code, c.text)
+        started = time.monotonic()
+        entry = wait_finished(node, server, "incoming", timeout=10)
+        assert entry["state"] == "cancelled", entry
+        assert time.monotonic() - started < 3, "cancelling a stalled incoming transfer took too long"
+        assert wait_staging_empty(node) == [] and not node.volume(server).exists()
+        # The stalled connection is dropped (an error answer or EOF, not left hanging).
+        sock.settimeout(5)
+        try:
+            while sock.recv(65536):
+                pass
+        except ConnectionResetError:
+            pass
+        except socket.timeout:
+            raise AssertionError("the cancelled transfer's connection was left open")
+    finally:
+        sock.close()
+    # The server is free again.
+    r = push_archive(node, server, sample_tgz)
+    assert r.status_code == 200, (r.status_code, r.text)
+    assert compare_trees(sample_volume, node.volume(server)) == []
+    panel.wait_for(1, suffix="/success", server=server, timeout=10)
+    paths = [c["path"] for c in panel.matching(server=server)]
+    # One success (for the new transfer), reported last; the cancelled one may only be a failure.
+    assert paths[-1:] == [callback_path(server, "success")] and paths.count(paths[-1]) == 1, paths
+    assert set(paths[:-1]) <= {callback_path(server, "failure")}, paths
 
 
 # ---------------------------------------------------------------- panel callbacks

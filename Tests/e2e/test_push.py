@@ -66,7 +66,13 @@ def test_push_json_reports_the_checksum_the_daemon_verified(daemon, transfer_sen
                if os.path.isfile(os.path.join(d, n)) and not os.path.islink(os.path.join(d, n))]
     assert result["files"] == len(regular)
     assert result["volume_bytes"] == sum(os.path.getsize(p) for p in regular)
-    assert 0 < result["archive_bytes"] < result["volume_bytes"]
+    # Between two of our nodes on loopback the negotiated mode is usually "none" (plain tar,
+    # slightly larger than the files); any compressed mode must be smaller than the volume.
+    assert result["compression"] in ("gzip", "zstd", "none"), result
+    if result["compression"] == "none":
+        assert result["archive_bytes"] >= result["volume_bytes"] > 0
+    else:
+        assert 0 < result["archive_bytes"] < result["volume_bytes"]
     assert compare_trees(sample_volume, daemon.volume(server)) == []
 
 

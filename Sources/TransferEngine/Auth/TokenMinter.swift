@@ -23,8 +23,8 @@ public struct TokenMinter: Sendable {
             "iat": .number(Double(now)), "nbf": .number(Double(now - 300)), "exp": .number(Double(now + ttl)),
             "unique_id": .string(SecureRandom.alphanumeric(16)),
         ]
-        // One audience is a plain string, as the panel's JWT library writes it.
-        if !audience.isEmpty { all["aud"] = .string(audience) }
+        // One audience, a plain string, as the panel's JWT library writes it (the node's URL).
+        all["aud"] = .string(audience)
         if let scope { all["scope"] = .string(scope.rawValue) }
         all.merge(claims) { _, new in new }
         var header: [String: JSONValue] = ["jti": .string(jti)]

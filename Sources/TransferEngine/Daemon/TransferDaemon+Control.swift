@@ -58,6 +58,7 @@ extension TransferDaemon {
             defer { store.release(server) }
             do {
                 let result = try transfer.run()
+                registry.progress(id, bytes: result.volumeBytes, total: result.volumeBytes)
                 Log.info(
                     "transfer \(server): pushed \(ByteCount.format(result.volumeBytes)) in \(ByteCount.fixed(result.seconds, 2)) s "
                         + "(\(ByteCount.rate(bytes: result.volumeBytes, seconds: result.seconds))), destination committed")

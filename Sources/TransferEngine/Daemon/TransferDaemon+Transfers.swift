@@ -37,6 +37,7 @@ extension TransferDaemon {
             transfer.onFinish = { [registry, panel, events] result in
                 switch result {
                 case .success(let checksum):
+                    registry.progress(id, bytes: transfer.archiveBytes, total: max(total, transfer.archiveBytes))
                     events.log(server, "transfer verified (sha256 \(checksum)) and committed")
                     registry.finish(id, error: nil)
                     panel?.reportTransfer(server: server, successful: true)

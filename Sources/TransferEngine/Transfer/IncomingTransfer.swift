@@ -159,6 +159,9 @@ public final class IncomingTransfer: RequestBodyHandler, @unchecked Sendable {
     /// Stops the transfer from another thread (`DELETE /api/transfers/:uuid`): the connection
     /// thread's next step fails with `.cancelled`, the HTTP layer drops the connection, and
     /// staging is discarded.
+    /// Archive bytes received (final once the transfer has finished).
+    public var archiveBytes: Int64 { hasher.byteCount }
+
     public func cancel() {
         let error = TransferError(.cancelled, .transfer, "the transfer was cancelled on this node")
         buffer.fail(error)

@@ -47,7 +47,7 @@ public final class OutgoingTransfer: @unchecked Sendable {
     }
 
     public let options: Options
-    /// Called from the producer thread, at most ~10 times a second.
+    /// Called from the producer thread, at most 4 times a second.
     public var onProgress: (@Sendable (Progress) -> Void)?
     private let cancelled = NSLock()
     private var isCancelled = false
@@ -83,7 +83,7 @@ public final class OutgoingTransfer: @unchecked Sendable {
         let summaryBox = SummaryBox()
 
         var archiver = VolumeArchiver(root: options.volume, compression: .none)
-        let throttle = Throttle(interval: 0.1)
+        let throttle = Throttle(interval: 0.25)  // also bounds websocket progress events to 4 per second
         archiver.progress = { [onProgress] bytes in
             guard throttle.ready() else { return }
             let now = MonotonicClock.now()

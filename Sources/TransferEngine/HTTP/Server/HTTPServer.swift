@@ -69,6 +69,9 @@ public final class HTTPServer: @unchecked Sendable {
 
     /// Stops accepting and waits for connection threads to end.
     public func stop() {
+        // Give upgraded connections (closed by their owners before this) up to 5 s to be handed back.
+        let deadline = MonotonicClock.now() + 5
+        while Self.upgradedConnections.withLock({ $0 }) > 0 && MonotonicClock.now() < deadline { usleep(20_000) }
         if let daemon {
             MHD_stop_daemon(daemon)
             self.daemon = nil
@@ -123,8 +126,13 @@ public final class HTTPServer: @unchecked Sendable {
         init(_ run: @escaping @Sendable (UpgradedConnection) -> Void) { self.run = run }
     }
 
+    /// Upgraded sockets not yet handed back; `stop()` waits for them (libmicrohttpd crashes if
+    /// it shuts down while one is still out).
+    static let upgradedConnections = Mutex(0)
+
     private static let upgradeHandler: MHD_UpgradeHandler = { context, _, _, extra, extraSize, socket, handle in
         let upgrade = Unmanaged<UpgradeContext>.fromOpaque(context!).takeRetainedValue()
+        upgradedConnections.withLock { $0 += 1 }
         let initial = extra.map { Array(UnsafeRawBufferPointer(start: $0, count: extraSize)) } ?? []
         let flags = fcntl(socket, F_GETFL)
         _ = fcntl(socket, F_SETFL, flags & ~O_NONBLOCK)
@@ -132,6 +140,7 @@ public final class HTTPServer: @unchecked Sendable {
         let thread = Thread {
             upgrade.run(UpgradedConnection(descriptor: socket, initialBytes: initial))
             _ = tx_mhd_upgrade_close(handle)
+            HTTPServer.upgradedConnections.withLock { $0 -= 1 }
         }
         thread.name = "websocket"
         thread.start()

@@ -1,0 +1,211 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+
+/// `transfer-send bench`: pushes standard volumes through a local `transferd` (or a given node)
+/// with the real binaries, N times after a warm-up, and measures the same volume's baselines in
+/// the same run, so results are ratios on this machine rather than absolute claims.
+///
+/// ```
+///  corpus (generated once) ─▶ [warm-up] ─▶ N × `transfer-send push --json` child (wait4: CPU, peak RSS)
+///                                          daemon: /proc CPU delta, VmHWM (reset per run)
+///  baselines: tar | sha256sum · tar | gzip -1 · tar | igzip -1 · tar | zstd -1 -T0 (those installed)
+/// ```
+public final class BenchRunner {
+    public struct Options: Sendable {
+        public var corpora: [BenchCorpus.Kind] = [.mixed]
+        public var scale = 0.25
+        public var runs = 3
+        public var warmup = true
+        public var modes: [CompressionNegotiator.Mode] = [.gzip, .auto]
+        public var workDirectory = "transfer-bench"
+        public var volume: String?
+        public var url: String?
+        public var secretFile: String?
+        public var baselines = true
+        public init() {}
+    }
+
+    /// One measured push.
+    public struct Run: Sendable {
+        public var seconds: Double
+        public var volumeBytes: Int64
+        public var archiveBytes: Int64
+        public var files: Int
+        public var compression: String
+        public var senderCPU: Double
+        public var senderRSSMiB: Double
+        public var daemonCPU: Double?
+        public var daemonRSSMiB: Double?
+        public var mbPerSecond: Double { Double(volumeBytes) / seconds / 1e6 }
+        public var filesPerSecond: Double { Double(files) / seconds }
+        public var ratio: Double { volumeBytes > 0 ? Double(archiveBytes) / Double(volumeBytes) : 0 }
+    }
+
+    /// All runs of one corpus in one mode.
+    public struct Series: Sendable {
+        public var corpus: String
+        public var mode: String
+        public var runs: [Run]
+        public func median(_ value: (Run) -> Double) -> Double {
+            let sorted = runs.map(value).sorted()
+            guard !sorted.isEmpty else { return 0 }
+            return sorted.count % 2 == 1 ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
+        }
+    }
+
+    public struct Baseline: Sendable {
+        public var corpus: String
+        public var name: String
+        public var command: String
+        public var mbPerSecond: Double
+    }
+
+    public struct Report: Sendable {
+        public var series: [Series] = []
+        public var baselines: [Baseline] = []
+        public var volumeBytes: [String: Int64] = [:]
+        public var volumeFiles: [String: Int] = [:]
+    }
+
+    public let options: Options
+    private let binDirectory: String
+    public var log: (String) -> Void = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
+
+    public init(options: Options) {
+        self.options = options
+        binDirectory = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")).map {
+            URL(fileURLWithPath: $0).deletingLastPathComponent().path
+        } ?? "."
+    }
+
+    public func run() throws -> Report {
+        try FileTree.makeDirectories(options.workDirectory)
+        var report = Report()
+        var daemon: ChildProcess?
+        var url = options.url
+        var secretFile = options.secretFile
+        let state = options.workDirectory + "/daemon-state"
+        if url == nil {
+            try FileTree.remove(state)
+            let started = try startDaemon(state: state)
+            daemon = started.process
+            url = started.url
+            secretFile = state + "/node-token"
+        }
+        defer {
+            if let daemon {
+                daemon.terminate()
+                _ = daemon.wait()
+            }
+        }
+        guard let url, let secretFile else { throw Arguments.usage("--url needs --secret-file (the destination's node token)") }
+        var volumes: [(String, String)] = []
+        if let volume = options.volume {
+            volumes = [("volume", volume)]
+        } else {
+            for kind in options.corpora { volumes.append((kind.rawValue, try corpus(kind))) }
+        }
+        for (name, path) in volumes {
+            let totals = try VolumeWalker(root: path).totals()
+            report.volumeBytes[name] = totals.bytes
+            report.volumeFiles[name] = totals.files
+            log("bench: \(name): \(totals.files) files, \(ByteCount.format(totals.bytes))")
+            for mode in options.modes {
+                var series = Series(corpus: name, mode: mode.rawValue, runs: [])
+                for index in 0..<(options.runs + (options.warmup ? 1 : 0)) {
+                    let run = try push(volume: path, url: url, secretFile: secretFile, mode: mode, daemon: daemon, state: state)
+                    let label = options.warmup && index == 0 ? "warm-up" : "run \(index + (options.warmup ? 0 : 1))"
+                    log("bench: \(name) \(mode.rawValue) \(label): \(ByteCount.fixed(run.mbPerSecond, 1)) MB/s, "
+                        + "\(run.compression), sender \(ByteCount.fixed(run.senderRSSMiB, 1)) MiB"
+                        + (run.daemonRSSMiB.map { ", daemon \(ByteCount.fixed($0, 1)) MiB" } ?? ""))
+                    if !(options.warmup && index == 0) { series.runs.append(run) }
+                }
+                report.series.append(series)
+            }
+            if options.baselines { report.baselines += baselines(corpus: name, volume: path, bytes: totals.bytes) }
+        }
+        return report
+    }
+
+    /// The corpus directory, generated on first use (a marker records what it holds).
+    func corpus(_ kind: BenchCorpus.Kind) throws -> String {
+        let path = "\(options.workDirectory)/\(kind.rawValue)-\(options.scale)"
+        let marker = path + ".ready"
+        if FileTree.exists(marker) { return path }
+        try FileTree.remove(path)
+        log("bench: generating \(kind.rawValue) at scale \(options.scale) in \(path)")
+        _ = try BenchCorpus(kind: kind, scale: options.scale).generate(into: path)
+        try Data().write(to: URL(fileURLWithPath: marker))
+        return path
+    }
+
+    private func startDaemon(state: String) throws -> (process: ChildProcess, url: String) {
+        try FileTree.makeDirectories(state)
+        let process = try ChildProcess(
+            path: binDirectory + "/transferd", arguments: ["--state", state, "--listen", "127.0.0.1:0", "--log-level", "warning"],
+            outputPath: state + "/../transferd.log")
+        for _ in 0..<100 {
+            if let range = process.output.range(of: #"http://127\.0\.0\.1:[0-9]+"#, options: .regularExpression) {
+                return (process, String(process.output[range]))
+            }
+            usleep(50_000)
+        }
+        process.terminate()
+        throw TransferError(.io, .cli, "transferd did not start: \(process.output)")
+    }
+
+    private func push(
+        volume: String, url: String, secretFile: String, mode: CompressionNegotiator.Mode, daemon: ChildProcess?, state: String
+    ) throws -> Run {
+        let server = SecureRandom.uuid()
+        if let daemon { ChildProcess.resetPeakRSS(of: daemon.pid) }
+        let daemonCPU = daemon.map { ChildProcess.cpuSeconds(of: $0.pid) }
+        let started = MonotonicClock.now()
+        let child = try ChildProcess(
+            path: binDirectory + "/transfer-send",
+            arguments: ["push", "--volume", volume, "--url", url, "--secret-file", secretFile, "--server", server, "--json",
+                        "--compression", mode.rawValue],
+            outputPath: options.workDirectory + "/push.out")
+        let exit = child.wait()
+        let seconds = MonotonicClock.now() - started
+        let output = child.output
+        guard exit.status == 0, let line = output.split(separator: "\n").last(where: { $0.hasPrefix("{") }),
+            let json = try? JSONValue.parse(Array(line.utf8))
+        else { throw TransferError(.io, .cli, "bench push failed (exit \(exit.status)): \(output.suffix(400))") }
+        var run = Run(
+            seconds: seconds, volumeBytes: Int64(json["volume_bytes"]?.numberValue ?? 0),
+            archiveBytes: Int64(json["archive_bytes"]?.numberValue ?? 0), files: Int(json["files"]?.numberValue ?? 0),
+            compression: json["compression"]?.stringValue ?? mode.rawValue, senderCPU: exit.cpuSeconds,
+            senderRSSMiB: Double(exit.peakRSSKiB) / 1024)
+        if let daemon, let before = daemonCPU {
+            run.daemonCPU = ChildProcess.cpuSeconds(of: daemon.pid) - before
+            run.daemonRSSMiB = Double(ChildProcess.peakRSSKiB(of: daemon.pid)) / 1024
+            try? FileTree.remove("\(state)/volumes/\(server)")  // keep the disk from filling across runs
+        }
+        return run
+    }
+
+    /// Shell pipelines over the same volume, timed once each (only the tools that are installed).
+    private func baselines(corpus: String, volume: String, bytes: Int64) -> [Baseline] {
+        let quoted = "'" + volume.replacingOccurrences(of: "'", with: "'\\''") + "'"
+        let candidates: [(String, String, String)] = [
+            ("read + hash floor", "tar", "tar -C \(quoted) -cf - . | sha256sum"),
+            ("tar | gzip -1 | sha256", "gzip", "tar -C \(quoted) -cf - . | gzip -1 | sha256sum"),
+            ("tar | igzip -1 | sha256", "igzip", "tar -C \(quoted) -cf - . | igzip -1 -c | sha256sum"),
+            ("tar | zstd -1 -T0 | sha256", "zstd", "tar -C \(quoted) -cf - . | zstd -q -1 -T0 -c | sha256sum"),
+        ]
+        var out: [Baseline] = []
+        for (name, tool, command) in candidates {
+            guard system("command -v \(tool) >/dev/null 2>&1") == 0 else { continue }
+            let started = MonotonicClock.now()
+            guard system(command + " >/dev/null 2>&1") == 0 else { continue }
+            let seconds = MonotonicClock.now() - started
+            let rate = Double(bytes) / seconds / 1e6
+            log("bench: baseline \(name) on \(corpus): \(ByteCount.fixed(rate, 1)) MB/s")
+            out.append(Baseline(corpus: corpus, name: name, command: command, mbPerSecond: rate))
+        }
+        return out
+    }
+}
