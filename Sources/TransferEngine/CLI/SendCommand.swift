@@ -8,6 +8,7 @@ public enum SendCommand {
                transfer-send token (--secret S | --secret-file F) --scope SCOPE [--server UUID] [--ttl 15m]
                transfer-send download --url URL (--token JWT | --secret-file F --server UUID) (--file PATH | --backup UUID)
                transfer-send upload --url URL (--token JWT | --secret-file F --server UUID --user UUID) FILE...
+               transfer-send bench [--corpus mixed,large,tiny] [--scale S] [--runs N] [--json F] [--chart F.svg]
         """
 
     public static let help = """
@@ -22,6 +23,8 @@ public enum SendCommand {
           download fetch a file of a server's volume (/download/file) or a backup (/download/backup)
                    into --output (default: its own name); --resume continues a partial download.
           upload   send files into a server's volume (/upload/file), into --directory (default /).
+          bench    measure verified transfers on this machine next to baselines in the same run
+                   (`transfer-send bench --help` for its options).
 
         push options
           --volume DIR        the server's volume directory to send
@@ -79,6 +82,7 @@ public enum SendCommand {
             case "token": return try token(rest)
             case "download": return try download(rest)
             case "upload": return try upload(rest)
+            case "bench": return try bench(rest)
             case "--help", "-h", "help":
                 print(help)
                 return 0

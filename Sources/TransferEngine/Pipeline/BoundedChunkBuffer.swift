@@ -71,6 +71,7 @@ public final class BoundedChunkBuffer: @unchecked Sendable {
         if let failure { throw failure }
         if head == chunks.count { return nil }
         let chunk = chunks[head]
+        chunks[head] = []  // drop our reference now, or consumed chunks stay alive until compaction
         head += 1
         queuedBytes -= chunk.count
         if head > 64 && head * 2 > chunks.count {

@@ -16,3 +16,7 @@ public enum ProcessSetup {
         tx_configure_malloc(64 * 1024, 2)
     }
 }
+
+/// `MSG_NOSIGNAL` for `send(2)`: a peer that went away is an error return, never SIGPIPE.
+/// (Glibc's macro is not visible to every file in whole-module builds.)
+let sendWithoutSignal: Int32 = 0x4000

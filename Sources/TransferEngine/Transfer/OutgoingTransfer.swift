@@ -136,7 +136,7 @@ public final class OutgoingTransfer: @unchecked Sendable {
         }
         let summary = summaryBox.summary ?? VolumeArchiver.Summary()
         return Result(
-            checksum: checksum, volumeBytes: summary.volumeBytes, archiveBytes: summary.archiveBytes, files: summary.files,
+            checksum: checksum, volumeBytes: summary.volumeBytes, archiveBytes: hasher.byteCount, files: summary.files,
             seconds: MonotonicClock.now() - started)
     }
 

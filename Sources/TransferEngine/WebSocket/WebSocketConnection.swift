@@ -45,7 +45,7 @@ public final class WebSocketConnection: @unchecked Sendable {
             let bytes = frame.encoded()
             var offset = 0
             while offset < bytes.count {
-                let n = bytes.withUnsafeBytes { Glibc.send(descriptor, $0.baseAddress! + offset, bytes.count - offset, Int32(MSG_NOSIGNAL)) }
+                let n = bytes.withUnsafeBytes { Glibc.send(descriptor, $0.baseAddress! + offset, bytes.count - offset, sendWithoutSignal) }
                 if n < 0 && errno == EINTR { continue }
                 if n <= 0 {
                     closed = true

@@ -229,7 +229,7 @@ public final class HTTPServer: @unchecked Sendable {
         let bytes = Array(head.utf8) + body
         var offset = 0
         while offset < bytes.count {
-            let n = bytes.withUnsafeBytes { send(fd, $0.baseAddress! + offset, bytes.count - offset, Int32(MSG_NOSIGNAL)) }
+            let n = bytes.withUnsafeBytes { send(fd, $0.baseAddress! + offset, bytes.count - offset, sendWithoutSignal) }
             if n < 0 && errno == EINTR { continue }
             if n <= 0 { break }
             offset += n

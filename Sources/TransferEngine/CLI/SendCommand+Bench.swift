@@ -1,0 +1,67 @@
+import Foundation
+
+/// `transfer-send bench`.
+extension SendCommand {
+    static let benchHelp = """
+        usage: transfer-send bench [--corpus mixed,large,tiny] [--scale 0.25] [--runs 3] [--modes gzip,auto]
+                                   [--volume DIR] [--url URL --secret-file F] [--work DIR]
+                                   [--json FILE] [--chart FILE.svg] [--no-baselines] [--no-warmup]
+
+        Generates the standard volumes (deterministic; kept in --work for the next run), starts a
+        local transferd on loopback (or targets --url), pushes each volume once to warm up and then
+        --runs times per mode with the real binaries, and reports medians: MB/s of volume bytes,
+        files/s, compression ratio, time to verified commit, CPU seconds and peak RSS of each side.
+        In the same run it times baselines on the same volume (tar | sha256sum, tar | gzip -1,
+        igzip -1 and zstd -1 -T0 when installed) and prints our figures as multiples of them.
+        Modes: gzip (what a Wings peer gets), auto (negotiated), zstd, none.
+        """
+
+    static func bench(_ argv: [String]) throws -> Int32 {
+        let args = try Arguments(
+            argv, valued: ["corpus", "scale", "runs", "modes", "volume", "url", "secret-file", "work", "json", "chart"],
+            booleans: ["no-baselines", "no-warmup", "help"])
+        if args.has("help") {
+            print(benchHelp)
+            return 0
+        }
+        var options = BenchRunner.Options()
+        if let corpus = args["corpus"] {
+            options.corpora = try corpus.split(separator: ",").map {
+                guard let kind = BenchCorpus.Kind(rawValue: String($0)) else { throw Arguments.usage("unknown corpus '\($0)' (mixed, large, tiny)") }
+                return kind
+            }
+        }
+        if let scale = args["scale"] {
+            guard let value = Double(scale), value > 0, value <= 4 else { throw Arguments.usage("--scale must be in (0, 4]") }
+            options.scale = value
+        }
+        if let runs = args["runs"] {
+            guard let value = Int(runs), (1...50).contains(value) else { throw Arguments.usage("--runs must be 1…50") }
+            options.runs = value
+        }
+        if let modes = args["modes"] {
+            options.modes = try modes.split(separator: ",").map {
+                guard let mode = CompressionNegotiator.Mode(rawValue: String($0)) else { throw Arguments.usage("unknown mode '\($0)'") }
+                return mode
+            }
+        }
+        options.volume = args["volume"]
+        options.url = args["url"]
+        options.secretFile = args["secret-file"]
+        if options.url != nil && options.secretFile == nil { throw Arguments.usage("--url needs --secret-file") }
+        options.workDirectory = args["work"] ?? "transfer-bench"
+        options.baselines = !args.has("no-baselines")
+        options.warmup = !args.has("no-warmup")
+        let report = try BenchRunner(options: options).run()
+        print(BenchReport.table(report))
+        if let path = args["json"] {
+            try Data(BenchReport.json(report).serialized()).write(to: URL(fileURLWithPath: path))
+            print("json: \(path)")
+        }
+        if let path = args["chart"] {
+            try Data(BenchReport.svg(report).utf8).write(to: URL(fileURLWithPath: path))
+            print("chart: \(path)")
+        }
+        return 0
+    }
+}
