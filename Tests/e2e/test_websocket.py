@@ -313,37 +313,44 @@ def _crash_lines(log):
 
 
 def test_sigterm_with_websocket_clients_exits_0(transferd, tmp_path):
-    """A node restart while panel consoles are connected (and more are connecting): established
-    sessions get close 1001, every client that gets a close frame echoes it at once (as browsers
-    do), and the daemon exits 0. Repeated: what this guards against is a race between websocket
-    sessions ending and the HTTP server stopping."""
+    """A node restart while panel consoles are connected (and more are connecting): every client
+    whose handshake completed gets close 1001, echoes it at once (as browsers do), and the daemon
+    exits 0 promptly. Repeated: what this guards against are races between websocket sessions
+    starting or ending and the HTTP server stopping."""
     server = new_server_id()
-    for round_ in range(10):
+    for round_ in range(8):
         work = tmp_path / f"r{round_}"
         d = Daemon(transferd, work, ["--state", str(work / "state"), "--listen", "127.0.0.1:0"], state=work / "state")
         d.start()
-        established, fresh = [], []
+        sockets, codes, elapsed, rc = [], [], None, None
         try:
             # Round 0: two established sessions; later rounds: clients that have just connected.
-            established = [_raw(d, server) for _ in range(2 if round_ == 0 else 0)]
-            for raw in established:  # a pong proves the session is up and running
-                raw.send_frame(0x9, b"up")
-                assert raw.read_frame()[1:3] == (0xA, b"up")
-            fresh = [_raw(d, server) for _ in range(0 if round_ == 0 else 3)]  # handshake done, SIGTERM right away
+            sockets = [_raw(d, server) for _ in range(2 if round_ == 0 else 3)]
+            if round_ == 0:
+                for raw in sockets:  # a pong proves the session is up and running
+                    raw.send_frame(0x9, b"up")
+                    assert raw.read_frame()[1:3] == (0xA, b"up")
+            signalled = time.monotonic()
             os.kill(d.pid, signal.SIGTERM)
-            codes = []
-            for raw in established + fresh:
+            for raw in sockets:
                 try:
                     code = raw.read_until_close()[0]
                     raw.send_frame(0x8, (code or 1000).to_bytes(2, "big"))
                 except (OSError, EOFError) as e:
-                    code = type(e).__name__
+                    code = f"{type(e).__name__} after {time.monotonic() - signalled:.1f} s"
                 codes.append(code)
+            try:
+                rc = d.proc.wait(timeout=8)
+            except subprocess.TimeoutExpired:
+                pass
+            elapsed = time.monotonic() - signalled
         finally:
-            rc = d.stop(timeout=6)  # SIGKILLs (by PID) and returns None if it hangs
-            for raw in established + fresh:
+            if rc is None:
+                rc = d.stop(timeout=2)  # SIGKILLs (by PID) if it hangs; None then
+            for raw in sockets:
                 raw.close()
         assert rc == 0, (f"round {round_}: transferd exited {rc} on SIGTERM with websocket clients; "
                          f"stderr:\n{_crash_lines(d.log())}")
-        assert codes[:len(established)] == [1001] * len(established), codes
-        assert all(c in (1001, "EOFError", "ConnectionResetError") for c in codes), codes
+        assert elapsed < 3, (f"round {round_}: transferd took {elapsed:.1f} s to exit after SIGTERM; close codes "
+                             f"{codes}; stderr:\n{_crash_lines(d.log())}")
+        assert codes == [1001] * len(sockets), f"round {round_}: close codes {codes}"

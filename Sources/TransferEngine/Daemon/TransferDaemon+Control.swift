@@ -41,22 +41,25 @@ extension TransferDaemon {
     /// destination reports success once it has verified and committed.
     func pushInBackground(server: String, url: String, token: String) throws -> String {
         guard store.reserve(server) else { throw TransferError(.conflict, .transfer, "server \(server) is already transferring") }
-        var options = OutgoingTransfer.Options(volume: store.volumePath(server), url: url, token: token)
-        // Wings destinations do not answer the probe and get gzip; our own nodes negotiate.
-        if let choice = try? CompressionNegotiator.choose(mode: .auto, url: url, token: token, volume: options.volume) {
-            options.compression = choice.compression
-            Log.info("transfer \(server): compression \(choice.compression.rawValue) (\(choice.reason))")
-        }
-        let transfer = OutgoingTransfer(options: options)
-        let id = registry.begin(direction: .outgoing, server: server) { transfer.cancel() }
-        transfer.onProgress = { [registry] progress in
-            registry.progress(id, bytes: progress.volumeBytes, total: progress.totalBytes)
-        }
+        let handle = PushHandle()
+        let id = registry.begin(direction: .outgoing, server: server) { handle.cancel() }
         events.log(server, "sending transfer to \(url)")
         Log.info("transfer \(server): pushing to \(url)")
         let thread = Thread { [self] in
             defer { store.release(server) }
             do {
+                var options = OutgoingTransfer.Options(volume: store.volumePath(server), url: url, token: token)
+                // Negotiated here, after the 202: a destination that does not answer must not hold up the panel.
+                // Wings destinations do not answer the probe and get gzip; our own nodes negotiate.
+                if let choice = try? CompressionNegotiator.choose(mode: .auto, url: url, token: token, volume: options.volume) {
+                    options.compression = choice.compression
+                    Log.info("transfer \(server): compression \(choice.compression.rawValue) (\(choice.reason))")
+                }
+                let transfer = OutgoingTransfer(options: options)
+                transfer.onProgress = { [registry] progress in
+                    registry.progress(id, bytes: progress.volumeBytes, total: progress.totalBytes)
+                }
+                guard handle.attach(transfer) else { throw TransferError(.cancelled, .transfer, "cancelled") }
                 let result = try transfer.run()
                 registry.progress(id, bytes: result.volumeBytes, total: result.volumeBytes)
                 Log.info(
@@ -122,8 +125,15 @@ extension TransferDaemon {
             let session: @Sendable (UpgradedConnection) -> Void = { [self] upgraded in
                 let connection = WebSocketConnection(upgraded)
                 let key = ObjectIdentifier(connection)
-                websockets.withLock { $0[key] = connection }
-                defer { _ = websockets.withLock { $0.removeValue(forKey: key) } }
+                let stopping = websockets.withLock { state -> Bool in
+                    state.open[key] = connection
+                    return state.stopping
+                }
+                defer { _ = websockets.withLock { $0.open.removeValue(forKey: key) } }
+                if stopping {
+                    connection.close(code: 1001, reason: "node shutting down")
+                    return
+                }
                 WingsEventSession(
                     server: server, connection: connection, verifier: verifier, denyList: denyList, events: events
                 ).run()
@@ -163,5 +173,28 @@ extension TransferDaemon {
                 denyList.deny(jtis)
                 return HTTPResponse(status: 204)
             })
+    }
+}
+
+/// Lets a DELETE cancel an outgoing push before and after its transfer object exists.
+final class PushHandle: @unchecked Sendable {
+    private let lock = NSLock()
+    private var transfer: OutgoingTransfer?
+    private var cancelled = false
+
+    func cancel() {
+        let running = lock.withLock { () -> OutgoingTransfer? in
+            cancelled = true
+            return transfer
+        }
+        running?.cancel()
+    }
+
+    /// Registers the transfer; false if it was cancelled already.
+    func attach(_ transfer: OutgoingTransfer) -> Bool {
+        lock.withLock {
+            self.transfer = transfer
+            return !cancelled
+        }
     }
 }

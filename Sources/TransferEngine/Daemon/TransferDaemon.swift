@@ -21,7 +21,7 @@ public final class TransferDaemon: Sendable {
     public let registry: TransferRegistry
     let denyList = WebsocketDenyList()
     /// Open websockets, closed on shutdown (libmicrohttpd waits for upgraded sockets to be released).
-    let websockets = Mutex<[ObjectIdentifier: WebSocketConnection]>([:])
+    let websockets = Mutex<(open: [ObjectIdentifier: WebSocketConnection], stopping: Bool)>(([:], false))
     /// Set when `remote`, `token_id` and `token` are configured.
     let panel: PanelClient?
     private let server: HTTPServerBox
@@ -68,7 +68,12 @@ public final class TransferDaemon: Sendable {
     /// closes websockets with 1001 "going away", and waits for connection threads to end.
     public func stop() {
         registry.cancelAll()
-        for session in websockets.withLock({ Array($0.values) }) { session.close(code: 1001, reason: "node shutting down") }
+        // Sessions that register after this see `stopping` and close themselves.
+        let open = websockets.withLock { state -> [WebSocketConnection] in
+            state.stopping = true
+            return Array(state.open.values)
+        }
+        for session in open { session.close(code: 1001, reason: "node shutting down") }
         server.value?.stop()
     }
 

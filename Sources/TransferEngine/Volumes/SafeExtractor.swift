@@ -19,7 +19,13 @@ private import CTransferShims
 public final class SafeExtractor {
     private let root: VolumeRoot
     private var rootDescriptor: Int32 { root.descriptor }
-    private var parentCache: (path: [[UInt8]], fd: Int32)?
+    /// Open parent directories by path, so files spread over many directories (the `tiny` corpus)
+    /// do not re-walk from the root for every entry. Bounded; cleared when full.
+    private var parentCache: [[[UInt8]]: Int32] = [:]
+    private let parentCacheLimit = 256
+    /// Permission bits the process umask removes; modes it leaves alone need no fchmod.
+    private let umaskBits: Glibc.mode_t = SafeExtractor.processUmask()
+
     private var deferredDirectories: [(components: [[UInt8]], mode: Glibc.mode_t, mtime: FileTime)] = []
     private var symlinks: [[[UInt8]]] = []
 
@@ -35,7 +41,7 @@ public final class SafeExtractor {
     }
 
     deinit {
-        if let cache = parentCache { close(cache.fd) }
+        for fd in parentCache.values { close(fd) }
     }
 
     /// Extracts every entry `reader` yields, then finishes. Returns the volume bytes written.
@@ -67,10 +73,17 @@ public final class SafeExtractor {
             deferredDirectories.append((components, Self.safeMode(entry.mode), entry.mtime))
             directories += 1
         case .file:
-            try removeExisting(parent, cName, display: display)
-            let fd = openat(parent, cName, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
+            let mode = Self.safeMode(entry.mode)
+            // Create with the final mode (the umask permitting), so most files need no fchmod.
+            var fd = openat(parent, cName, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode)
+            if fd < 0 && errno == EEXIST {
+                // A later entry replaces an earlier file or link (tar semantics), never a directory.
+                try removeExisting(parent, cName, display: display)
+                fd = openat(parent, cName, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode)
+            }
             guard fd >= 0 else { throw TransferError.system("openat", path: display) }
             defer { close(fd) }
+            var end: Int64 = 0
             let written = try reader.readData { offset, block in
                 var done = 0
                 while done < block.count {
@@ -81,13 +94,15 @@ public final class SafeExtractor {
                     }
                     done += n
                 }
+                end = offset + Int64(block.count)
             }
             // Sparse entries may end in a hole: the size in the header is the truth.
-            if entry.size > 0 && ftruncate(fd, off_t(entry.size)) != 0 { throw TransferError.system("ftruncate", path: display) }
-            var times = [entry.mtime.timespec, entry.mtime.timespec]
-            guard fchmod(fd, Self.safeMode(entry.mode)) == 0, futimens(fd, &times) == 0 else {
-                throw TransferError.system("fchmod", path: display)
+            if entry.size > end && ftruncate(fd, off_t(entry.size)) != 0 { throw TransferError.system("ftruncate", path: display) }
+            if mode & umaskBits != 0 || mode & 0o1000 != 0 {
+                guard fchmod(fd, mode) == 0 else { throw TransferError.system("fchmod", path: display) }
             }
+            var times = [entry.mtime.timespec, entry.mtime.timespec]
+            guard futimens(fd, &times) == 0 else { throw TransferError.system("futimens", path: display) }
             files += 1
             bytes += written
         case .symlink:
@@ -146,10 +161,8 @@ public final class SafeExtractor {
                              "is a symlink leading outside the volume")
             }
         }
-        if let cache = parentCache {
-            close(cache.fd)
-            parentCache = nil
-        }
+        for fd in parentCache.values { close(fd) }
+        parentCache.removeAll()
         for dir in deferredDirectories.sorted(by: { $0.components.count > $1.components.count }) {
             let display = dir.components.map { String(decoding: $0, as: UTF8.self) }.joined(separator: "/")
             let fd: Int32
@@ -205,7 +218,7 @@ public final class SafeExtractor {
     /// Opens the directory `components` below the root, creating missing ones, never following
     /// symlinks. With `cache`, the descriptor is owned by the cache (do not close it).
     private func openParent(_ components: [[UInt8]], display: String, cache: Bool = true) throws -> Int32 {
-        if cache, let cached = parentCache, cached.path == components { return cached.fd }
+        if cache, let cached = parentCache[components] { return cached }
         let fd: Int32
         do {
             fd = try root.openDirectory(components, create: true, display: display)
@@ -213,8 +226,11 @@ public final class SafeExtractor {
             throw refuse(display, "passes through a symlink or a non-directory")
         }
         if cache {
-            if let old = parentCache { close(old.fd) }
-            parentCache = (components, fd)
+            if parentCache.count >= parentCacheLimit {
+                for open in parentCache.values { close(open) }
+                parentCache.removeAll()
+            }
+            parentCache[components] = fd
         }
         return fd
     }
@@ -230,6 +246,15 @@ public final class SafeExtractor {
         guard let kind = kindAt(parent, name) else { return }
         if kind == S_IFDIR { throw refuse(display, "conflicts with an existing directory") }
         guard unlinkat(parent, name, 0) == 0 else { throw TransferError.system("unlinkat", path: display) }
+    }
+
+    /// The process umask, read from /proc (calling umask(2) to read it would race other threads).
+    static func processUmask() -> Glibc.mode_t {
+        guard let status = ChildProcess.readFile("/proc/self/status"),
+            let line = status.split(separator: "\n").first(where: { $0.hasPrefix("Umask:") }),
+            let value = Glibc.mode_t(line.split(separator: "\t").last ?? "", radix: 8)
+        else { return 0o777 }  // unknown: always fchmod
+        return value
     }
 
     /// Permission bits plus sticky; never setuid/setgid from an archive.
