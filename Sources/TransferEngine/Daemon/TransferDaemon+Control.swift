@@ -51,7 +51,9 @@ extension TransferDaemon {
                 var options = OutgoingTransfer.Options(volume: store.volumePath(server), url: url, token: token)
                 // Negotiated here, after the 202: a destination that does not answer must not hold up the panel.
                 // Wings destinations do not answer the probe and get gzip; our own nodes negotiate.
-                if let choice = try? CompressionNegotiator.choose(mode: .auto, url: url, token: token, volume: options.volume) {
+                if let choice = try? CompressionNegotiator.choose(
+                    mode: .auto, url: url, token: token, volume: options.volume, cancelled: { handle.isCancelled })
+                {
                     options.compression = choice.compression
                     Log.info("transfer \(server): compression \(choice.compression.rawValue) (\(choice.reason))")
                 }
@@ -189,6 +191,8 @@ final class PushHandle: @unchecked Sendable {
         }
         running?.cancel()
     }
+
+    var isCancelled: Bool { lock.withLock { cancelled } }
 
     /// Registers the transfer; false if it was cancelled already.
     func attach(_ transfer: OutgoingTransfer) -> Bool {

@@ -19,13 +19,16 @@ public enum CompressionNegotiator {
         public var zstdRatio: Double?
     }
 
+    /// - Parameter cancelled: polled while waiting on the network (a DELETE on a panel-driven push).
     public static func choose(
-        mode: Mode, url: String, token: String, volume: String, insecureTLS: Bool = false
+        mode: Mode, url: String, token: String, volume: String, insecureTLS: Bool = false,
+        cancelled: @escaping () -> Bool = { false }
     ) throws -> Choice {
         if mode == .gzip { return Choice(compression: .gzip, reason: "gzip requested") }
         let base = baseURL(url)
         let bearer = token.lowercased().hasPrefix("bearer ") ? token : "Bearer \(token)"
-        guard let offered = capabilities(base: base, bearer: bearer, insecureTLS: insecureTLS) else {
+        guard let offered = capabilities(base: base, bearer: bearer, insecureTLS: insecureTLS, cancelled: cancelled) else {
+            if cancelled() { throw TransferError(.cancelled, .transfer, "cancelled") }
             if mode == .auto {
                 return Choice(compression: .gzip, reason: "the destination does not negotiate (a Wings node?): gzip")
             }
@@ -40,7 +43,8 @@ public enum CompressionNegotiator {
             }
             return Choice(compression: wanted, reason: "\(mode.rawValue) requested")
         }
-        let link = linkRate(base: base, bearer: bearer, insecureTLS: insecureTLS)
+        let link = linkRate(base: base, bearer: bearer, insecureTLS: insecureTLS, cancelled: cancelled)
+        if cancelled() { throw TransferError(.cancelled, .transfer, "cancelled") }
         let (zstdRate, ratio) = zstdSample(volume: volume)
         var choice = Choice(compression: .none, reason: "", linkMBps: link, zstdMBps: zstdRate, zstdRatio: ratio)
         guard offered.contains("zstd"), let link, let zstdRate, let ratio, ratio > 0 else {
@@ -67,8 +71,9 @@ public enum CompressionNegotiator {
     }
 
     /// The compressions the destination accepts, or nil if it does not answer the probe.
-    static func capabilities(base: String, bearer: String, insecureTLS: Bool) -> [String]? {
+    static func capabilities(base: String, bearer: String, insecureTLS: Bool, cancelled: @escaping () -> Bool) -> [String]? {
         guard let easy = try? CurlEasyHandle(url: base + "/api/transfers/capabilities") else { return nil }
+        easy.shouldCancel = cancelled
         easy.addHeader("Authorization: \(bearer)")
         if insecureTLS { easy.allowInsecureTLS() }
         easy.setTimeout(seconds: 10)
@@ -79,11 +84,12 @@ public enum CompressionNegotiator {
     }
 
     /// MB/s of a 16 MiB upload to the probe endpoint (nil if it failed).
-    static func linkRate(base: String, bearer: String, insecureTLS: Bool) -> Double? {
+    static func linkRate(base: String, bearer: String, insecureTLS: Bool, cancelled: @escaping () -> Bool) -> Double? {
         let total = 16 << 20
         let block = SecureRandom.bytes(64 * 1024)
         var sent = 0
         guard let easy = try? CurlEasyHandle(url: base + "/api/transfers/probe") else { return nil }
+        easy.shouldCancel = cancelled
         easy.addHeader("Authorization: \(bearer)")
         easy.addHeader("Content-Type: application/octet-stream")
         if insecureTLS { easy.allowInsecureTLS() }

@@ -1,0 +1,164 @@
+"""Benchmark mode and negotiated compression.
+
+- `transfer-send bench` at a tiny scale runs end to end and its JSON carries every field.
+- Against a receiver that does not answer the capability probe (a stand-in for a Wings node),
+  `--compression auto` falls back to gzip, and that gzip stream (ISA-L's encoder) is read by
+  `gzip -t`, Python's gzip and tarfile.
+- Between our own nodes every negotiable mode (zstd, none, gzip, auto) commits an identical tree.
+"""
+import gzip
+import hashlib
+import http.server
+import io
+import json
+import subprocess
+import tarfile
+import threading
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from e2elib import compare_trees, new_server_id, run_cli
+
+
+def test_bench_json_has_every_field(transfer_send, tmp_path):
+    out = tmp_path / "bench.json"
+    chart = tmp_path / "bench.svg"
+    r = run_cli(transfer_send, "bench", "--corpus", "mixed,tiny", "--scale", "0.003", "--runs", "1",
+                "--modes", "gzip,auto", "--work", str(tmp_path / "work"), "--json", str(out), "--chart", str(chart),
+                timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "MB/s" in r.stdout and "mixed" in r.stdout and "tiny" in r.stdout
+    report = json.loads(out.read_text())
+    series = report["series"]
+    assert {(s["corpus"], s["mode"]) for s in series} == {("mixed", "gzip"), ("mixed", "auto"), ("tiny", "gzip"), ("tiny", "auto")}
+    for s in series:
+        assert s["volume_bytes"] > 0 and s["files"] > 0
+        median = s["median"]
+        for key in ("mb_per_second", "files_per_second", "compression_ratio", "seconds_to_commit",
+                    "sender_cpu_seconds", "sender_peak_rss_mib", "daemon_cpu_seconds", "daemon_peak_rss_mib"):
+            assert isinstance(median[key], (int, float)) and median[key] > 0, (key, s)
+        assert len(s["runs"]) == 1
+        run = s["runs"][0]
+        assert run["compression"] in ("gzip", "zstd", "none")
+        if s["mode"] == "gzip":
+            assert run["compression"] == "gzip"
+            assert run["archive_bytes"] < run["volume_bytes"] * 1.05
+        assert run["files"] == s["files"]
+    names = {b["name"] for b in report["baselines"]}
+    assert "read + hash floor" in names and "tar | gzip -1 | sha256" in names
+    for b in report["baselines"]:
+        assert b["mb_per_second"] > 0 and set(b["ratios"]) == {"gzip", "auto"}
+    svg = ET.fromstring(chart.read_text())
+    assert svg.tag.endswith("svg") and len([e for e in svg.iter() if e.tag.endswith("rect")]) >= 5
+
+
+def test_bench_usage_errors(transfer_send):
+    for args in (["--corpus", "huge"], ["--scale", "0"], ["--runs", "0"], ["--modes", "brotli"], ["--url", "http://127.0.0.1:1"]):
+        r = run_cli(transfer_send, "bench", *args)
+        assert r.returncode == 64, (args, r.stderr)
+        assert r.stderr.startswith("transfer-send: error: ")
+
+
+def read_chunked(rfile):
+    body = bytearray()
+    while True:
+        size = int(rfile.readline().split(b";")[0].strip(), 16)
+        if size == 0:
+            while rfile.readline() not in (b"\r\n", b"\n", b""):
+                pass
+            return bytes(body)
+        body += rfile.read(size)
+        rfile.readline()
+
+
+class WingsLikeReceiver(http.server.BaseHTTPRequestHandler):
+    """Answers only POST /api/transfers (like Wings); records the parts; 404 for anything else."""
+    received = []
+    probes = []
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        type(self).probes.append(("GET", self.path))
+        self.send_error(404)
+
+    def do_POST(self):
+        if self.path != "/api/transfers":
+            type(self).probes.append(("POST", self.path))
+            self.send_error(404)
+            return
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            body = read_chunked(self.rfile)
+        else:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+        boundary = self.headers["Content-Type"].split("boundary=", 1)[1].strip('"').encode()
+        parts = {}
+        for piece in body.split(b"--" + boundary)[1:-1]:
+            head, _, data = piece[2:].partition(b"\r\n\r\n")
+            name = head.split(b'name="', 1)[1].split(b'"', 1)[0].decode()
+            parts[name] = data[:-2]
+        type(self).received.append(parts)
+        payload = b'{"success": true}'
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+
+@pytest.fixture
+def wings_like():
+    WingsLikeReceiver.received = []
+    WingsLikeReceiver.probes = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), WingsLikeReceiver)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def test_auto_falls_back_to_gzip_and_the_stream_is_standard_gzip(transfer_send, sample_volume, wings_like, tmp_path):
+    url = f"http://127.0.0.1:{wings_like.server_address[1]}"
+    r = run_cli(transfer_send, "push", "--volume", str(sample_volume), "--url", url, "--secret", "s" * 32,
+                "--server", new_server_id(), "--json", timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["compression"] == "gzip"
+    assert ("GET", "/api/transfers/capabilities") in WingsLikeReceiver.probes
+    assert not any(path == "/api/transfers/probe" for _, path in WingsLikeReceiver.probes)
+    parts = WingsLikeReceiver.received[-1]
+    archive = parts["archive"]
+    assert parts["checksum"].decode() == hashlib.sha256(archive).hexdigest()
+    path = tmp_path / "archive.tar.gz"
+    path.write_bytes(archive)
+    assert subprocess.run(["gzip", "-t", str(path)], capture_output=True).returncode == 0
+    with tarfile.open(fileobj=io.BytesIO(gzip.decompress(archive))) as tar:
+        names = set(tar.getnames())
+    assert "logs/latest.log" in names and "latest.log" in names
+    # GNU tar extracts it to the same tree.
+    out = tmp_path / "x"
+    out.mkdir()
+    assert subprocess.run(["tar", "-xzf", str(path), "-C", str(out)], capture_output=True).returncode == 0
+    assert compare_trees(sample_volume, out) == []
+
+
+def test_explicit_zstd_to_a_wings_node_is_refused_clearly(transfer_send, sample_volume, wings_like):
+    url = f"http://127.0.0.1:{wings_like.server_address[1]}"
+    r = run_cli(transfer_send, "push", "--volume", str(sample_volume), "--url", url, "--secret", "s" * 32,
+                "--server", new_server_id(), "--compression", "zstd", timeout=60)
+    assert r.returncode == 65, r.stderr
+    assert "gzip" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert WingsLikeReceiver.received == []
+
+
+@pytest.mark.parametrize("mode", ["zstd", "none", "gzip", "auto"])
+def test_every_mode_commits_the_same_tree(transfer_send, daemon, sample_volume, mode):
+    server = new_server_id()
+    r = run_cli(transfer_send, "push", "--volume", str(sample_volume), "--url", daemon.url, "--secret-file",
+                str(daemon.state / "node-token"), "--server", server, "--compression", mode, "--json", timeout=60)
+    assert r.returncode == 0, r.stderr
+    sent = json.loads(r.stdout)["compression"]
+    if mode != "auto":
+        assert sent == mode
+    assert compare_trees(sample_volume, daemon.volume(server)) == []
