@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 export PATH := $(PATH):/opt/swift/usr/bin
 
-.PHONY: setup build release demo test unit e2e bench-push bench-http clean
+.PHONY: setup build release demo test unit e2e bench bench-push bench-http clean
 
 setup:
 	@scripts/setup.sh
@@ -27,6 +27,11 @@ unit: build
 
 e2e: build
 	TRANSFER_BIN=$$(swift build --show-bin-path) python3 -m pytest -q Tests/e2e
+
+## The standard volumes through a local transferd, medians next to same-run baselines (table, JSON, chart).
+bench: release
+	.build/release/transfer-send bench --corpus mixed,large,tiny --scale $${BENCH_SCALE:-0.25} --runs 3 \
+		--modes gzip,auto --work .bench/corpora --json .bench/bench.json --chart .bench/bench.svg
 
 ## Push a 1 GiB corpus through release binaries and report rate and each side's peak RSS.
 bench-push: release

@@ -71,6 +71,8 @@ public final class BenchRunner {
 
     public let options: Options
     private let binDirectory: String
+    /// Volumes received in the current corpus, removed when it is done (not between runs).
+    private var pushedServers: [String] = []
     public var log: (String) -> Void = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
 
     public init(options: Options) {
@@ -105,7 +107,10 @@ public final class BenchRunner {
         if let volume = options.volume {
             volumes = [("volume", volume)]
         } else {
-            for kind in options.corpora { volumes.append((kind.rawValue, try corpus(kind))) }
+            // Many-file corpora first: creating files right after a big tree was deleted is slow on
+            // ext4 (its "recently deleted" inode scan), and received volumes are deleted per corpus.
+            let ordered = BenchCorpus.Kind.allCases.reversed().filter { options.corpora.contains($0) }
+            for kind in ordered { volumes.append((kind.rawValue, try corpus(kind))) }
         }
         for (name, path) in volumes {
             let totals = try VolumeWalker(root: path).totals()
@@ -123,6 +128,10 @@ public final class BenchRunner {
                     if !(options.warmup && index == 0) { series.runs.append(run) }
                 }
                 report.series.append(series)
+            }
+            if daemon != nil {
+                for server in pushedServers { try? FileTree.remove("\(state)/volumes/\(server)") }
+                pushedServers.removeAll()
             }
             if options.baselines { report.baselines += baselines(corpus: name, volume: path, bytes: totals.bytes) }
         }
@@ -160,6 +169,7 @@ public final class BenchRunner {
         volume: String, url: String, secretFile: String, mode: CompressionNegotiator.Mode, daemon: ChildProcess?, state: String
     ) throws -> Run {
         let server = SecureRandom.uuid()
+        pushedServers.append(server)
         if let daemon { ChildProcess.resetPeakRSS(of: daemon.pid) }
         let daemonCPU = daemon.map { ChildProcess.cpuSeconds(of: $0.pid) }
         let started = MonotonicClock.now()
@@ -182,7 +192,6 @@ public final class BenchRunner {
         if let daemon, let before = daemonCPU {
             run.daemonCPU = ChildProcess.cpuSeconds(of: daemon.pid) - before
             run.daemonRSSMiB = Double(ChildProcess.peakRSSKiB(of: daemon.pid)) / 1024
-            try? FileTree.remove("\(state)/volumes/\(server)")  // keep the disk from filling across runs
         }
         return run
     }
@@ -191,10 +200,10 @@ public final class BenchRunner {
     private func baselines(corpus: String, volume: String, bytes: Int64) -> [Baseline] {
         let quoted = "'" + volume.replacingOccurrences(of: "'", with: "'\\''") + "'"
         let candidates: [(String, String, String)] = [
-            ("read + hash floor", "tar", "tar -C \(quoted) -cf - . | sha256sum"),
-            ("tar | gzip -1 | sha256", "gzip", "tar -C \(quoted) -cf - . | gzip -1 | sha256sum"),
-            ("tar | igzip -1 | sha256", "igzip", "tar -C \(quoted) -cf - . | igzip -1 -c | sha256sum"),
-            ("tar | zstd -1 -T0 | sha256", "zstd", "tar -C \(quoted) -cf - . | zstd -q -1 -T0 -c | sha256sum"),
+            ("read + hash floor", "openssl", "tar -C \(quoted) -cf - . | openssl dgst -sha256"),
+            ("tar | gzip -1 | sha256", "gzip", "tar -C \(quoted) -cf - . | gzip -1 | openssl dgst -sha256"),
+            ("tar | igzip -1 | sha256", "igzip", "tar -C \(quoted) -cf - . | igzip -1 -c | openssl dgst -sha256"),
+            ("tar | zstd -1 -T0 | sha256", "zstd", "tar -C \(quoted) -cf - . | zstd -q -1 -T0 -c | openssl dgst -sha256"),
         ]
         var out: [Baseline] = []
         for (name, tool, command) in candidates {

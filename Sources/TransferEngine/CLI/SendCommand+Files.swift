@@ -96,15 +96,6 @@ extension SendCommand {
 
     /// Percent-encodes a query value (RFC 3986 unreserved characters pass).
     static func percentEncodeQuery(_ value: String) -> String {
-        let unreserved = Set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~".utf8)
-        var out = ""
-        for byte in value.utf8 {
-            if unreserved.contains(byte) {
-                out.append(Character(Unicode.Scalar(byte)))
-            } else {
-                out += "%" + String(byte, radix: 16, uppercase: true).leftPadded(2)
-            }
-        }
-        return out
+        PercentEncoding.encode(value, allowed: PercentEncoding.unreserved)
     }
 }

@@ -4,10 +4,7 @@
 extension TransferDaemon {
     func createBackup(_ request: HTTPRequest, server: String) -> RouteResult {
         do {
-            try requireNodeToken(request)
-            guard VolumeStore.isValidServerID(server), store.volumeExists(server) else {
-                throw TransferError(.notFound, .volumes, "server not found on this node")
-            }
+            try requireNodeToken(request, server: server)
         } catch {
             return .respond(.error(error))
         }

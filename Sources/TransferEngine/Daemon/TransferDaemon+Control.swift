@@ -8,10 +8,7 @@ import Foundation
 extension TransferDaemon {
     func startOutgoingTransfer(_ request: HTTPRequest, server: String) -> RouteResult {
         do {
-            try requireNodeToken(request)
-            guard VolumeStore.isValidServerID(server), store.volumeExists(server) else {
-                throw TransferError(.notFound, .volumes, "server not found on this node")
-            }
+            try requireNodeToken(request, server: server)
         } catch {
             return .respond(.error(error))
         }

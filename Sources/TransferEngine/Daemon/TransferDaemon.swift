@@ -161,6 +161,14 @@ public final class TransferDaemon: Sendable {
         }
     }
 
+    /// Node-token endpoints about one server: checks the token and that the server is here.
+    func requireNodeToken(_ request: HTTPRequest, server: String) throws {
+        try requireNodeToken(request)
+        guard VolumeStore.isValidServerID(server), store.volumeExists(server) else {
+            throw TransferError(.notFound, .volumes, "server not found on this node")
+        }
+    }
+
     private func systemInfo(_ request: HTTPRequest) -> HTTPResponse {
         do {
             try requireNodeToken(request)

@@ -101,6 +101,26 @@ public struct HeaderParameters: Sendable {
     }
 }
 
+/// Percent-encoding of UTF-8 bytes; `allowed` bytes pass through.
+enum PercentEncoding {
+    /// RFC 3986 unreserved characters (query values).
+    static let unreserved = Set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~".utf8)
+    /// RFC 5987 attr-char (`filename*` values).
+    static let attributeCharacters = Set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789!#$&+-.^_`|~".utf8)
+
+    static func encode(_ text: String, allowed: Set<UInt8>) -> String {
+        var out = ""
+        for byte in text.utf8 {
+            if allowed.contains(byte) {
+                out.append(Character(Unicode.Scalar(byte)))
+            } else {
+                out += "%" + String(byte, radix: 16, uppercase: true).leftPadded(2)
+            }
+        }
+        return out
+    }
+}
+
 enum PercentDecoding {
     /// Decodes `%XX` escapes; nil if an escape is malformed.
     static func decode(_ text: String, plusAsSpace: Bool = false) -> String? {

@@ -53,18 +53,7 @@ public final class ChildProcess: @unchecked Sendable {
     public func terminate() { kill(pid, SIGTERM) }
 
     /// What the child printed so far.
-    public var output: String {
-        guard let file = fopen(outputPath, "r") else { return "" }
-        defer { fclose(file) }
-        var bytes: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 4096)
-        while true {
-            let n = fread(&buffer, 1, buffer.count, file)
-            if n <= 0 { break }
-            bytes += buffer[0..<n]
-        }
-        return String(decoding: bytes, as: UTF8.self)
-    }
+    public var output: String { Self.readFile(outputPath) ?? "" }
 
     /// CPU seconds used so far by a running process (`/proc/<pid>/stat` utime + stime).
     public static func cpuSeconds(of pid: pid_t) -> Double {

@@ -77,15 +77,7 @@ public final class BackupService: Sendable {
             let hasher = SHA256Hasher()
             let summary = try VolumeArchiver(root: store.volumePath(server)).run { bytes in
                 hasher.update(bytes)
-                var offset = 0
-                while offset < bytes.count {
-                    let n = Glibc.write(fd, bytes.baseAddress! + offset, bytes.count - offset)
-                    if n < 0 {
-                        if errno == EINTR { continue }
-                        throw TransferError.system("write", path: partial)
-                    }
-                    offset += n
-                }
+                try FileIO.writeAll(fd, bytes, path: partial)
             }
             guard fsync(fd) == 0 else { throw TransferError.system("fsync", path: partial) }
             close(fd)

@@ -74,15 +74,7 @@ public final class DownloadClient: @unchecked Sendable {
                 if !append { have = 0 }
                 if let etag = easy.responseHeaders["etag"] { try? Data(etag.utf8).write(to: URL(fileURLWithPath: etagPath)) }
             }
-            var offset = 0
-            while offset < bytes.count {
-                let n = write(fd, bytes.baseAddress! + offset, bytes.count - offset)
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    throw TransferError.system("write", path: partialPath)
-                }
-                offset += n
-            }
+            try FileIO.writeAll(fd, bytes, path: partialPath)
             received += Int64(bytes.count)
         }
         easy.onProgress = { [onProgress] now, total, _ in

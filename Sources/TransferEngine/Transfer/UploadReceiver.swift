@@ -57,7 +57,7 @@ public final class UploadReceiver: RequestBodyHandler, @unchecked Sendable {
                     throw TransferError(.invalidInput, .http, "file '\(open.file.name)' is over the upload limit of \(limitBytes >> 20) MiB")
                 }
                 current = open
-                try writeAll(open.fd, data, name: open.file.name)
+                try FileIO.writeAll(open.fd, data, path: open.file.name)
             case .partEnd:
                 guard let open = current else { return }
                 current = nil
@@ -85,18 +85,6 @@ public final class UploadReceiver: RequestBodyHandler, @unchecked Sendable {
         let fd = openat(directoryDescriptor, temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw TransferError.system("openat", path: "\(directoryDisplay)/\(name)") }
         current = (fd, Pending(temporary: temporary, name: name, bytes: 0))
-    }
-
-    private func writeAll(_ fd: Int32, _ data: UnsafeRawBufferPointer, name: String) throws {
-        var offset = 0
-        while offset < data.count {
-            let n = write(fd, data.baseAddress! + offset, data.count - offset)
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw TransferError.system("write", path: name)
-            }
-            offset += n
-        }
     }
 
     public func finish(error: (any Error)?) -> HTTPResponse {

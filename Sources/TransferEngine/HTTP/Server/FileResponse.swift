@@ -92,16 +92,7 @@ public enum FileResponse {
 
     /// RFC 5987 attr-char percent-encoding.
     static func percentEncode(_ text: String) -> String {
-        let allowed = Set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789!#$&+-.^_`|~".utf8)
-        var out = ""
-        for byte in text.utf8 {
-            if allowed.contains(byte) {
-                out.append(Character(Unicode.Scalar(byte)))
-            } else {
-                out += "%" + String(byte, radix: 16, uppercase: true).leftPadded(2)
-            }
-        }
-        return out
+        PercentEncoding.encode(text, allowed: PercentEncoding.attributeCharacters)
     }
 
     /// IMF-fixdate (RFC 9110 §5.6.7): `Sun, 06 Nov 1994 08:49:37 GMT`.
