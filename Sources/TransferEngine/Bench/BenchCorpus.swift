@@ -96,9 +96,19 @@ public struct BenchCorpus: Sendable {
     }
 }
 
-/// SplitMix64: fast, deterministic, good enough to make incompressible bytes.
-struct SplitMix64 {
+/// SplitMix64 (Vigna): fast, seedable, deterministic; good enough to make incompressible bytes.
+struct SplitMix64: RandomNumberGenerator {
     var state: UInt64
+    init(state: UInt64) { self.state = state }
+    init(seed: UInt64) { state = seed }
+
+    /// `count` pseudo-random bytes.
+    mutating func bytes(_ count: Int) -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: count)
+        out.withUnsafeMutableBytes { fill($0) }
+        return out
+    }
+
     mutating func next() -> UInt64 {
         state &+= 0x9E37_79B9_7F4A_7C15
         var z = state
