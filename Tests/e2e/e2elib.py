@@ -86,7 +86,7 @@ class Daemon:
         with open(self.out_path, "wb") as out, open(self.err_path, "wb") as err:
             self.proc = subprocess.Popen([self.binary, *self.args], stdout=out, stderr=err,
                                          stdin=subprocess.DEVNULL, cwd=self.workdir)
-        pattern = re.compile(r"listening on (http://127\.0\.0\.1:(\d+))")
+        pattern = re.compile(r"listening on (https?://127\.0\.0\.1:(\d+))")
 
         def listening():
             match = pattern.search(self.out_path.read_text(errors="replace"))

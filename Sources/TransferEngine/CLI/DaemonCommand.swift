@@ -23,7 +23,11 @@ public enum DaemonCommand {
           --log-level LEVEL        debug | info (default) | warning | error
           --version                print the version
 
-        Endpoints: POST /api/transfers (bearer JWT, scope transfer), GET /api/system (node token).
+        Endpoints (DESIGN.md): POST /api/transfers; GET|HEAD /download/file, /download/backup;
+        POST /upload/file; GET /api/servers/:uuid/ws (websocket); with the node token:
+        POST|DELETE /api/servers/:uuid/transfer, GET /api/transfers, DELETE /api/transfers/:uuid,
+        POST /api/servers/:uuid/backup, GET|DELETE /api/servers/:uuid/backup/:backup,
+        POST /api/servers/:uuid/ws/deny, GET /api/system. Logs go to stderr; tokens are never logged.
         SIGTERM or SIGINT stops it: running transfers are abandoned and nothing partial is committed.
         """
 

@@ -17,8 +17,9 @@ public enum SendCommand {
         \(usage)
 
         Commands
-          push     stream a volume to a node's POST /api/transfers as tar.gz + SHA-256; the
-                   destination commits it only after the checksum matches. Exit 0 only on success.
+          push     stream a volume to a node's POST /api/transfers as a tar archive + SHA-256 (gzip
+                   for a Wings node; zstd or plain tar when both ends are ours); the destination
+                   commits it only after the checksum matches. Exit 0 only on success.
           token    mint a JWT signed with a node's token, shaped like a panel's, with a scope.
           download fetch a file of a server's volume (/download/file) or a backup (/download/backup)
                    into --output (default: its own name); --resume continues a partial download.
