@@ -129,7 +129,13 @@ public final class GzipDecoder: StreamCodec {
         while state.pointee.avail_in > 0 || memberOpen {
             if !memberOpen {
                 // A new member starts here (the first, or one concatenated after a finished one).
-                if sawMember { reset() }
+                // Re-initialising clears the input pointers: carry the unread input over.
+                if sawMember {
+                    let (next, available) = (state.pointee.next_in, state.pointee.avail_in)
+                    reset()
+                    state.pointee.next_in = next
+                    state.pointee.avail_in = available
+                }
                 memberOpen = true
                 sawMember = true
             }

@@ -85,4 +85,43 @@ struct GzipCodecTests {
         gz[gz.count - 6] ^= 0xff
         #expect(throws: TransferError.self) { try Self.decode(gz) }
     }
+
+    static func gnuGzip(_ input: [UInt8]) throws -> [UInt8] {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("gz-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let file = dir.appendingPathComponent("x")
+        try Data(input).write(to: file)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["gzip", "-1", file.path]
+        try process.run()
+        process.waitUntilExit()
+        return [UInt8](try Data(contentsOf: dir.appendingPathComponent("x.gz")))
+    }
+
+    /// Streams that are not ours (GNU gzip: a file name, no size subfield), alone or after our
+    /// members, decode through the streaming path, whatever the chunking.
+    @Test func foreignAndMixedStreamsDecode() throws {
+        let a = Self.sample(700_000)
+        let b = Self.sample(90_000)
+        let foreign = try Self.gnuGzip(a)
+        #expect(try Self.decode(foreign) == a)
+        let mixed = try Self.encode(b, pieces: b.count, segmentSize: 32 * 1024) + foreign
+        #expect(try Self.decode(mixed) == b + a)
+        let decoder = try GzipDecoder()
+        var out: [UInt8] = []
+        for start in stride(from: 0, to: mixed.count, by: 997) {
+            try mixed[start..<min(start + 997, mixed.count)].withUnsafeBytes { try decoder.process($0) { out += $0 } }
+        }
+        try decoder.finish { out += $0 }
+        #expect(out == b + a)
+    }
+
+    /// A stream cut inside one of our members is an error at the end, never silently short.
+    @Test(arguments: [1, 19, 20, 5000])
+    func truncatedMemberIsRefused(cut: Int) throws {
+        let gz = try Self.encode(Self.sample(300_000), pieces: 300_000, segmentSize: 64 * 1024)
+        #expect(throws: TransferError.self) { try Self.decode(Array(gz.dropLast(cut))) }
+    }
 }
