@@ -15,6 +15,8 @@ public struct VolumeArchiver: Sendable {
     public var progress: (@Sendable (Int64) -> Void)?
     /// Chunk size for reading files.
     public var readSize = 256 * 1024
+    /// Log a warning for each socket, FIFO or device left out.
+    public var reportsSkipped = true
 
     public init(root: String, compression: ArchiveCompression = .wingsCompatible) {
         self.root = root
@@ -57,7 +59,7 @@ public struct VolumeArchiver: Sendable {
             },
             skipped: { path, kind in
                 summary.skipped += 1
-                Log.warning("archive: skipping \(kind) \(path)")
+                if reportsSkipped { Log.warning("archive: skipping \(kind) \(path)") }
             })
         try writer.finish()
         summary.archiveBytes = writer.bytesOut

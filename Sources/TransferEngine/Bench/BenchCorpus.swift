@@ -170,7 +170,7 @@ struct CorpusWriter {
 
     mutating func file(_ relative: String, _ bytes: [UInt8], mode: mode_t = 0o644) throws {
         try write(relative, size: bytes.count, mode: mode) { buffer, offset in
-            _ = bytes.withUnsafeBytes { buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[offset..<(offset + buffer.count)])) }
+            bytes.withUnsafeBytes { buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[offset..<(offset + buffer.count)])) }
         }
     }
 

@@ -23,7 +23,8 @@ public enum BenchReport {
         for row in rows {
             lines.append(row.indices.map { i in i < 3 ? row[i].padding(widths[i]) : row[i].leftAligned(widths[i]) }.joined(separator: "  "))
         }
-        lines.append("(medians of \(report.series.first?.runs.count ?? 0) runs after a warm-up; MB/s of volume bytes, time to verified commit)")
+        let runs = report.series.first?.runs.count ?? 0
+        lines.append("(medians of \(runs) run\(runs == 1 ? "" : "s"); MB/s of volume bytes, time to verified commit)")
         let corpora = report.series.map(\.corpus).reduce(into: [String]()) { if !$0.contains($1) { $0.append($1) } }
         for corpus in corpora {
             let baselines = report.baselines.filter { $0.corpus == corpus }

@@ -183,7 +183,13 @@ public final class BenchRunner {
         let output = child.output
         guard exit.status == 0, let line = output.split(separator: "\n").last(where: { $0.hasPrefix("{") }),
             let json = try? JSONValue.parse(Array(line.utf8))
-        else { throw TransferError(.io, .cli, "bench push failed (exit \(exit.status)): \(output.suffix(400))") }
+        else {
+            let prefix = "transfer-send: error: "
+            let reason = output.split(separator: "\n").last(where: { $0.hasPrefix(prefix) }).map { String($0.dropFirst(prefix.count)) }
+                ?? "exit \(exit.status)"
+            let code: TransferError.Code = exit.status == 69 ? .network : (exit.status == 77 ? .forbidden : .io)
+            throw TransferError(code, .cli, "bench push failed: \(reason)")
+        }
         var run = Run(
             seconds: seconds, volumeBytes: Int64(json["volume_bytes"]?.numberValue ?? 0),
             archiveBytes: Int64(json["archive_bytes"]?.numberValue ?? 0), files: Int(json["files"]?.numberValue ?? 0),

@@ -78,7 +78,9 @@ public enum DaemonCommand {
         if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
         if host == "localhost" { host = "127.0.0.1" }
         if host.isEmpty { host = "0.0.0.0" }
-        guard host.split(separator: ".").count == 4 || host.contains(":") else {
+        var v4 = in_addr()
+        var v6 = in6_addr()
+        guard inet_pton(AF_INET, host, &v4) == 1 || inet_pton(AF_INET6, host, &v6) == 1 else {
             throw Arguments.usage("--listen host must be an IP address (got '\(host)')")
         }
         return (host, port)

@@ -14,6 +14,8 @@ extension SendCommand {
         In the same run it times baselines on the same volume (tar | sha256sum, tar | gzip -1,
         igzip -1 and zstd -1 -T0 when installed) and prints our figures as multiples of them.
         Modes: gzip (what a Wings peer gets), auto (negotiated), zstd, none.
+        Corpora and the local daemon's state live in --work (default ./transfer-bench). With --url,
+        each run commits a volume under a random server UUID on that node, left there.
         """
 
     static func bench(_ argv: [String]) throws -> Int32 {
@@ -46,7 +48,14 @@ extension SendCommand {
             }
         }
         options.volume = args["volume"]
-        options.url = args["url"]
+        options.url = try args["url"].map(validatedURL)
+        // Output paths are checked before minutes of benchmarking, not after.
+        for name in ["json", "chart"] {
+            if let path = args[name] {
+                let parent = URL(fileURLWithPath: path).deletingLastPathComponent().path
+                guard FileTree.isDirectory(parent) else { throw Arguments.usage("--\(name): directory \(parent) does not exist") }
+            }
+        }
         options.secretFile = args["secret-file"]
         if options.url != nil && options.secretFile == nil { throw Arguments.usage("--url needs --secret-file") }
         options.workDirectory = args["work"] ?? "transfer-bench"

@@ -74,16 +74,13 @@ extension SendCommand {
         let (bytes, _) = try client.run()
         bar.finish()
         let seconds = MonotonicClock.now() - started
-        print("uploaded \(args.positionals.count) files, \(ByteCount.format(bytes)) in \(ByteCount.fixed(seconds, 2)) s "
+        print("uploaded \(args.positionals.count) file\(args.positionals.count == 1 ? "" : "s"), \(ByteCount.format(bytes)) in \(ByteCount.fixed(seconds, 2)) s "
             + "(\(ByteCount.rate(bytes: bytes, seconds: seconds)))")
         return 0
     }
 
     static func nodeURL(_ args: Arguments) throws -> String {
-        var url = try args.required("url")
-        guard url.hasPrefix("http://") || url.hasPrefix("https://") else {
-            throw Arguments.usage("--url must start with http:// or https://")
-        }
+        var url = try validatedURL(try args.required("url"))
         while url.hasSuffix("/") { url.removeLast() }
         return url
     }

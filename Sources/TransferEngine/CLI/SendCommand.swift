@@ -5,7 +5,7 @@ import Foundation
 public enum SendCommand {
     public static let usage = """
         usage: transfer-send push --volume DIR --url URL (--token JWT | --secret S | --secret-file F) [--server UUID]
-               transfer-send token (--secret S | --secret-file F) --scope SCOPE [--server UUID] [--ttl 15m]
+               transfer-send token (--secret S | --secret-file F) --scope SCOPE --server UUID [--ttl 15m]
                transfer-send download --url URL (--token JWT | --secret-file F --server UUID) (--file PATH | --backup UUID)
                transfer-send upload --url URL (--token JWT | --secret-file F --server UUID --user UUID) FILE...
                transfer-send bench [--corpus mixed,large,tiny] [--scale S] [--runs N] [--json F] [--chart F.svg]
@@ -67,7 +67,7 @@ public enum SendCommand {
           --audience URL      aud claim
 
         Exit status: 0 ok, 64 usage, 65 rejected data, 69 destination unreachable, 74 I/O error,
-        77 token refused, 130 cancelled, 1 other.
+        75 busy (the server is already transferring), 77 token refused, 130 cancelled, 1 other.
         """
 
     /// Runs the command line and returns the exit status.
@@ -110,6 +110,17 @@ public enum SendCommand {
         return ErrorMapping.exitStatus(for: error.code)
     }
 
+    /// An http(s) URL with a host and a valid port, or a usage error.
+    static func validatedURL(_ text: String) throws -> String {
+        guard text.hasPrefix("http://") || text.hasPrefix("https://") else {
+            throw Arguments.usage("--url must start with http:// or https://")
+        }
+        guard let parts = URLComponents(string: text), let host = parts.host, !host.isEmpty,
+            parts.port.map({ (1...65535).contains($0) }) ?? true
+        else { throw Arguments.usage("--url '\(text)' is not a valid URL (http(s)://host[:port])") }
+        return text
+    }
+
     static func secret(_ args: Arguments) throws -> [UInt8]? {
         if let secret = args["secret"] { return Array(secret.utf8) }
         if let file = args["secret-file"] {
@@ -134,10 +145,9 @@ public enum SendCommand {
             return 0
         }
         let volume = try args.required("volume")
-        let url = try args.required("url")
-        guard url.hasPrefix("http://") || url.hasPrefix("https://") else {
-            throw Arguments.usage("--url must start with http:// or https://")
-        }
+        let url = try validatedURL(try args.required("url"))
+        guard FileTree.exists(volume) else { throw TransferError(.notFound, .cli, "volume \(volume) does not exist") }
+        guard FileTree.isDirectory(volume) else { throw TransferError(.invalidInput, .cli, "volume \(volume) is not a directory") }
         let token: String
         if let given = args["token"] {
             token = given
@@ -168,13 +178,17 @@ public enum SendCommand {
         transfer.onProgress = { progress in
             bar.update(done: progress.volumeBytes, total: progress.totalBytes, seconds: progress.seconds)
         }
+        let interrupted = SignalBox()
         SignalWaiter.onSignal { name in
-            FileHandle.standardError.write(Data("\ntransfer-send: \(name) received, cancelling (nothing is committed at the destination)\n".utf8))
+            interrupted.name = name
             transfer.cancel()
         }
         let result: OutgoingTransfer.Result
         do {
             result = try transfer.run()
+        } catch let error as TransferError where error.code == .cancelled {
+            bar.finish()
+            throw TransferError(.cancelled, .cli, "cancelled (\(interrupted.name ?? "interrupted")): nothing was committed at the destination")
         } catch {
             bar.finish()
             throw error
@@ -243,5 +257,15 @@ public enum SendCommand {
         let minter = TokenMinter(secret: secret, issuer: args["issuer"] ?? "transfer-send", audience: args["audience"] ?? "")
         print(minter.mint(scope: args.has("no-scope") ? nil : scope, ttl: ttl, claims: claims))
         return 0
+    }
+}
+
+/// The signal that cancelled a command, set on the signal thread, read after the work returned.
+final class SignalBox: @unchecked Sendable {
+    private let lock = NSLock()
+    private var stored: String?
+    var name: String? {
+        get { lock.withLock { stored } }
+        set { lock.withLock { stored = newValue } }
     }
 }

@@ -81,6 +81,9 @@ extension TransferDaemon {
     func cancelTransfer(_ request: HTTPRequest, server: String, direction: TransferRegistry.Direction) -> HTTPResponse {
         do {
             try requireNodeToken(request)
+            guard let server = VolumeStore.canonicalServerID(server) else {
+                throw TransferError(.invalidInput, .http, "'\(server)' is not a server UUID")
+            }
             guard registry.cancel(server: server, direction: direction) else {
                 throw TransferError(.conflict, .transfer, "no \(direction.rawValue) transfer is running for \(server)")
             }

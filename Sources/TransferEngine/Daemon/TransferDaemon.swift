@@ -29,7 +29,6 @@ public final class TransferDaemon: Sendable {
     public init(configuration: DaemonConfiguration) throws {
         self.configuration = configuration
         self.store = try VolumeStore(dataDirectory: configuration.dataDirectory)
-        try FileTree.makeDirectories(configuration.backupDirectory, mode: 0o700)
         self.verifier = TokenVerifier(
             secret: Array(configuration.token.utf8), allowUnscopedTokens: configuration.allowUnscopedTokens)
         self.server = HTTPServerBox()
@@ -136,7 +135,8 @@ public final class TransferDaemon: Sendable {
     }
 
     private func methodNotAllowed(_ request: HTTPRequest, allowed: String) -> HTTPResponse {
-        var response = HTTPResponse.json(405, ["error": .string("\(request.method) is not allowed on \(request.path)")])
+        var response = HTTPResponse.json(
+            405, ["error": .string("\(request.method) is not allowed on \(request.path)"), "code": "methodNotAllowed"])
         response.headers.append(("Allow", allowed))
         return response
     }
@@ -174,7 +174,7 @@ public final class TransferDaemon: Sendable {
             try requireNodeToken(request)
             return .json(200, [
                 "version": .string(TransferEngineVersion.current), "os": "linux",
-                "capabilities": ["transfer", "gzip"],
+                "capabilities": .array([.string("transfer")] + StreamCompression.allCases.map { .string($0.rawValue) }),
             ])
         } catch {
             return .error(error)

@@ -26,6 +26,7 @@ public enum ErrorMapping {
         case .network, .timeout: 69  // EX_UNAVAILABLE
         case .io, .notFound: 74  // EX_IOERR
         case .cancelled: 130
+        case .conflict: 75  // EX_TEMPFAIL: busy now, try again later
         default: 1
         }
     }

@@ -66,6 +66,8 @@ public final class BackupService: Sendable {
     }
 
     private func write(server: String, backup: String) throws -> (Int64, String) {
+        // Created on first use, so a node that never makes backups leaves no directory behind.
+        try FileTree.makeDirectories(directory, mode: 0o700)
         let partial = "\(directory)/.\(backup).tar.gz.partial"
         let fd = open(partial, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw TransferError.system("open", path: partial) }

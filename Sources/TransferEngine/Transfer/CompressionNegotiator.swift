@@ -27,8 +27,7 @@ public enum CompressionNegotiator {
         if mode == .gzip { return Choice(compression: .gzip, reason: "gzip requested") }
         let base = baseURL(url)
         let bearer = token.lowercased().hasPrefix("bearer ") ? token : "Bearer \(token)"
-        guard let offered = capabilities(base: base, bearer: bearer, insecureTLS: insecureTLS, cancelled: cancelled) else {
-            if cancelled() { throw TransferError(.cancelled, .transfer, "cancelled") }
+        guard let offered = try capabilities(base: base, bearer: bearer, insecureTLS: insecureTLS, cancelled: cancelled) else {
             if mode == .auto {
                 return Choice(compression: .gzip, reason: "the destination does not negotiate (a Wings node?): gzip")
             }
@@ -70,15 +69,22 @@ public enum CompressionNegotiator {
         return base
     }
 
-    /// The compressions the destination accepts, or nil if it does not answer the probe.
-    static func capabilities(base: String, bearer: String, insecureTLS: Bool, cancelled: @escaping () -> Bool) -> [String]? {
-        guard let easy = try? CurlEasyHandle(url: base + "/api/transfers/capabilities") else { return nil }
+    /// The compressions the destination accepts; nil if it does not negotiate (a Wings node
+    /// answers 404). A refused token or an unreachable node throws, as the push itself would.
+    static func capabilities(base: String, bearer: String, insecureTLS: Bool, cancelled: @escaping () -> Bool) throws -> [String]? {
+        let easy = try CurlEasyHandle(url: base + "/api/transfers/capabilities")
         easy.shouldCancel = cancelled
         easy.addHeader("Authorization: \(bearer)")
         if insecureTLS { easy.allowInsecureTLS() }
         easy.setTimeout(seconds: 10)
-        guard let status = try? easy.perform(), status == 200, let json = try? JSONValue.parse(easy.responseBody),
-            json["engine"]?.stringValue == "transfer-engine"
+        let status: Int
+        do {
+            status = try easy.perform()
+        } catch let error as TransferError where error.code == .timeout {
+            return nil  // a node that accepts and never answers is not one of ours
+        }
+        if status == 401 || status == 403 { throw OutgoingTransfer.remoteError(status: status, body: easy.responseBody) }
+        guard status == 200, let json = try? JSONValue.parse(easy.responseBody), json["engine"]?.stringValue == "transfer-engine"
         else { return nil }
         return json["compression"]?.arrayValue?.compactMap(\.stringValue) ?? []
     }
@@ -117,7 +123,9 @@ public enum CompressionNegotiator {
         var output = 0
         let started = MonotonicClock.now()
         do {
-            _ = try VolumeArchiver(root: volume, compression: .none).run { bytes in
+            var sampler = VolumeArchiver(root: volume, compression: .none)
+            sampler.reportsSkipped = false  // the push itself warns about them
+            _ = try sampler.run { bytes in
                 try encoder.process(bytes) { output += $0.count }
                 input += bytes.count
                 if input >= limit { throw SampleFull() }

@@ -137,7 +137,7 @@ final class CurlEasyHandle {
     func setBodyPOST(_ bytes: [UInt8]) {
         tx_curl_easy_setopt_long(handle, CURLOPT_POST, 1)
         tx_curl_easy_setopt_offset(handle, CURLOPT_POSTFIELDSIZE_LARGE, curl_off_t(bytes.count))
-        bytes.withUnsafeBytes { tx_curl_easy_setopt_pointer(handle, CURLOPT_COPYPOSTFIELDS, UnsafeMutableRawPointer(mutating: $0.baseAddress ?? UnsafeRawPointer(bitPattern: 1)!)) }
+        _ = bytes.withUnsafeBytes { tx_curl_easy_setopt_pointer(handle, CURLOPT_COPYPOSTFIELDS, UnsafeMutableRawPointer(mutating: $0.baseAddress ?? UnsafeRawPointer(bitPattern: 1)!)) }
     }
 
     /// Gives up on the whole request after `seconds`.
