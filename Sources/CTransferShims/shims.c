@@ -6,6 +6,7 @@
 #include <netinet/in.h>
 #include <string.h>
 #include <stdio.h>
+#include <stdarg.h>
 #include <unistd.h>
 #include <fcntl.h>
 #include <malloc.h>
@@ -46,6 +47,17 @@ CURLcode tx_curl_easy_getinfo_long(CURL *handle, CURLINFO info, long *value) {
     return curl_easy_getinfo(handle, info, value);
 }
 
+static void (*tx_log_sink)(const char *) = NULL;
+
+void tx_mhd_set_log_sink(void (*sink)(const char *message)) { tx_log_sink = sink; }
+
+static void tx_mhd_logger(void *context, const char *format, va_list arguments) {
+    (void)context;
+    char message[512];
+    vsnprintf(message, sizeof message, format, arguments);
+    if (tx_log_sink != NULL) tx_log_sink(message);
+}
+
 struct MHD_Daemon *tx_mhd_start_daemon(unsigned int flags, const struct sockaddr *address,
                                        MHD_AccessHandlerCallback handler, void *handler_context,
                                        MHD_RequestCompletedCallback completed, void *completed_context,
@@ -68,6 +80,7 @@ struct MHD_Daemon *tx_mhd_start_daemon(unsigned int flags, const struct sockaddr
                                 MHD_OPTION_CONNECTION_MEMORY_LIMIT, connection_memory_limit,
                                 MHD_OPTION_HTTPS_MEM_KEY, tls_key_pem,
                                 MHD_OPTION_HTTPS_MEM_CERT, tls_cert_pem,
+                                MHD_OPTION_EXTERNAL_LOGGER, tx_mhd_logger, NULL,
                                 MHD_OPTION_END);
     }
     return MHD_start_daemon(flags, port, NULL, NULL, handler, handler_context,
@@ -75,6 +88,7 @@ struct MHD_Daemon *tx_mhd_start_daemon(unsigned int flags, const struct sockaddr
                             MHD_OPTION_NOTIFY_COMPLETED, completed, completed_context,
                             MHD_OPTION_CONNECTION_TIMEOUT, connection_timeout_seconds,
                             MHD_OPTION_CONNECTION_MEMORY_LIMIT, connection_memory_limit,
+                            MHD_OPTION_EXTERNAL_LOGGER, tx_mhd_logger, NULL,
                             MHD_OPTION_END);
 }
 

@@ -30,6 +30,8 @@ struct MHD_Daemon *tx_mhd_start_daemon(unsigned int flags, const struct sockaddr
                                        unsigned int connection_timeout_seconds,
                                        size_t connection_memory_limit,
                                        const char *tls_key_pem, const char *tls_cert_pem);
+/// Routes libmicrohttpd's own messages (formatted) to `sink` instead of stderr.
+void tx_mhd_set_log_sink(void (*sink)(const char *message));
 /// The port the daemon is bound to (useful after binding port 0), or 0.
 uint16_t tx_mhd_bound_port(struct MHD_Daemon *daemon);
 /// The peer address as text ("127.0.0.1"), written to `buffer`; empty on failure.

@@ -64,7 +64,10 @@ public enum DaemonCommand {
             config.port = listen.port
         }
         if let data = args["data"] { config.dataDirectory = data }
-        if let backups = args["backups"] { config.backupDirectory = backups }
+        if let backups = args["backups"] {
+            config.backupDirectory = backups
+            config.backupDirectoryIsImplicit = false
+        }
         if args.has("allow-unscoped-tokens") { config.allowUnscopedTokens = true }
         return config
     }

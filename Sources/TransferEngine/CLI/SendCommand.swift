@@ -166,13 +166,14 @@ public enum SendCommand {
         }
         var options = OutgoingTransfer.Options(volume: volume, url: url, token: token)
         options.insecureTLS = args.has("insecure")
+        options.caCertificate = args["cacert"]
         let choice = try CompressionNegotiator.choose(
-            mode: mode, url: url, token: token, volume: volume, insecureTLS: options.insecureTLS)
+            mode: mode, url: url, token: token, volume: volume, insecureTLS: options.insecureTLS,
+            caCertificate: options.caCertificate)
         options.compression = choice.compression
         if !args.has("json") && !args.has("quiet") {
             FileHandle.standardError.write(Data("transfer-send: compression \(choice.compression.rawValue) (\(choice.reason))\n".utf8))
         }
-        options.caCertificate = args["cacert"]
         let transfer = OutgoingTransfer(options: options)
         let bar = ProgressBar(enabled: !args.has("quiet") && !args.has("json") && isatty(2) == 1)
         transfer.onProgress = { progress in

@@ -23,6 +23,9 @@ public struct DaemonConfiguration: Sendable {
     public var allowedOrigins: [String] = []
     /// Where the configuration came from, for the start-up log.
     public var source = "embedded default"
+    /// True when `system.backup_directory` was not given and Wings' default path is assumed:
+    /// that directory is then only created when a backup is made.
+    public var backupDirectoryIsImplicit = false
     /// The file holding the token when it was generated here (printed for operators).
     public var tokenFile: String?
 
@@ -51,6 +54,7 @@ public struct DaemonConfiguration: Sendable {
             dataDirectory: yaml["system.data"]?.string ?? "/var/lib/pterodactyl/volumes",
             backupDirectory: yaml["system.backup_directory"]?.string ?? "/var/lib/pterodactyl/backups")
         config.source = path
+        config.backupDirectoryIsImplicit = yaml["system.backup_directory"]?.string == nil
         config.nodeUUID = yaml["uuid"]?.string
         config.tokenID = yaml["token_id"]?.string
         config.host = yaml["api.host"]?.string ?? "0.0.0.0"

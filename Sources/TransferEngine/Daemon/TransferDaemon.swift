@@ -29,6 +29,9 @@ public final class TransferDaemon: Sendable {
     public init(configuration: DaemonConfiguration) throws {
         self.configuration = configuration
         self.store = try VolumeStore(dataDirectory: configuration.dataDirectory)
+        if !configuration.backupDirectoryIsImplicit {
+            try FileTree.makeDirectories(configuration.backupDirectory, mode: 0o700)
+        }
         self.verifier = TokenVerifier(
             secret: Array(configuration.token.utf8), allowUnscopedTokens: configuration.allowUnscopedTokens)
         self.server = HTTPServerBox()

@@ -21,13 +21,14 @@ public enum CompressionNegotiator {
 
     /// - Parameter cancelled: polled while waiting on the network (a DELETE on a panel-driven push).
     public static func choose(
-        mode: Mode, url: String, token: String, volume: String, insecureTLS: Bool = false,
+        mode: Mode, url: String, token: String, volume: String, insecureTLS: Bool = false, caCertificate: String? = nil,
         cancelled: @escaping () -> Bool = { false }
     ) throws -> Choice {
+        let tls = TLSOptions(insecure: insecureTLS, caCertificate: caCertificate)
         if mode == .gzip { return Choice(compression: .gzip, reason: "gzip requested") }
         let base = baseURL(url)
         let bearer = token.lowercased().hasPrefix("bearer ") ? token : "Bearer \(token)"
-        guard let offered = try capabilities(base: base, bearer: bearer, insecureTLS: insecureTLS, cancelled: cancelled) else {
+        guard let offered = try capabilities(base: base, bearer: bearer, tls: tls, cancelled: cancelled) else {
             if mode == .auto {
                 return Choice(compression: .gzip, reason: "the destination does not negotiate (a Wings node?): gzip")
             }
@@ -42,7 +43,7 @@ public enum CompressionNegotiator {
             }
             return Choice(compression: wanted, reason: "\(mode.rawValue) requested")
         }
-        let link = linkRate(base: base, bearer: bearer, insecureTLS: insecureTLS, cancelled: cancelled)
+        let link = linkRate(base: base, bearer: bearer, tls: tls, cancelled: cancelled)
         if cancelled() { throw TransferError(.cancelled, .transfer, "cancelled") }
         let (zstdRate, ratio) = zstdSample(volume: volume)
         var choice = Choice(compression: .none, reason: "", linkMBps: link, zstdMBps: zstdRate, zstdRatio: ratio)
@@ -71,11 +72,11 @@ public enum CompressionNegotiator {
 
     /// The compressions the destination accepts; nil if it does not negotiate (a Wings node
     /// answers 404). A refused token or an unreachable node throws, as the push itself would.
-    static func capabilities(base: String, bearer: String, insecureTLS: Bool, cancelled: @escaping () -> Bool) throws -> [String]? {
+    static func capabilities(base: String, bearer: String, tls: TLSOptions, cancelled: @escaping () -> Bool) throws -> [String]? {
         let easy = try CurlEasyHandle(url: base + "/api/transfers/capabilities")
         easy.shouldCancel = cancelled
         easy.addHeader("Authorization: \(bearer)")
-        if insecureTLS { easy.allowInsecureTLS() }
+        tls.apply(to: easy)
         easy.setTimeout(seconds: 10)
         let status: Int
         do {
@@ -90,7 +91,7 @@ public enum CompressionNegotiator {
     }
 
     /// MB/s of a 16 MiB upload to the probe endpoint (nil if it failed).
-    static func linkRate(base: String, bearer: String, insecureTLS: Bool, cancelled: @escaping () -> Bool) -> Double? {
+    static func linkRate(base: String, bearer: String, tls: TLSOptions, cancelled: @escaping () -> Bool) -> Double? {
         let total = 16 << 20
         let block = SecureRandom.bytes(64 * 1024)
         var sent = 0
@@ -98,7 +99,7 @@ public enum CompressionNegotiator {
         easy.shouldCancel = cancelled
         easy.addHeader("Authorization: \(bearer)")
         easy.addHeader("Content-Type: application/octet-stream")
-        if insecureTLS { easy.allowInsecureTLS() }
+        tls.apply(to: easy)
         easy.setTimeout(seconds: 60)
         easy.setStreamingPOST { out in
             let n = min(out.count, total - sent, block.count)
@@ -138,5 +139,16 @@ public enum CompressionNegotiator {
         let seconds = max(MonotonicClock.now() - started, 1e-6)
         guard input > 0 else { return (nil, nil) }
         return (workers * Double(input) / seconds / 1e6, Double(output) / Double(input))
+    }
+}
+
+/// TLS settings a request inherits from the command line.
+struct TLSOptions {
+    var insecure = false
+    var caCertificate: String?
+
+    func apply(to easy: CurlEasyHandle) {
+        if insecure { easy.allowInsecureTLS() }
+        if let caCertificate { easy.setCACertificate(caCertificate) }
     }
 }

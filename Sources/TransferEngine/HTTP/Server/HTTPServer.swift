@@ -53,6 +53,17 @@ public final class HTTPServer: @unchecked Sendable {
             MHD_USE_THREAD_PER_CONNECTION.rawValue | MHD_USE_INTERNAL_POLLING_THREAD.rawValue | MHD_USE_POLL.rawValue
             | MHD_USE_ERROR_LOG.rawValue | MHD_ALLOW_UPGRADE.rawValue
         let context = Unmanaged.passUnretained(self).toOpaque()
+        // libmicrohttpd's own messages go through our log, in its format: peers closing early are
+        // routine (our request line already says so), failures to bind or accept are not.
+        tx_mhd_set_log_sink { message in
+            guard let message else { return }
+            let text = String(cString: message).trimmingCharacters(in: .whitespacesAndNewlines)
+            if text.contains("Failed") || text.contains("failed") {
+                Log.warning("http: \(text)")
+            } else {
+                Log.debug("http: \(text)")
+            }
+        }
         let started = withUnsafePointer(to: &storage) { pointer in
             pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { address in
                 tx_mhd_start_daemon(
