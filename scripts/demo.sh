@@ -30,8 +30,9 @@ echo "demo: pushing $volume ($(du -sh "$volume" | cut -f1), $(find "$volume" -ty
 echo
 "$bin/transfer-send" push --volume "$volume" --url "$url" --secret-file "$work/state/node-token" --server "$server"
 echo
+echo "demo: daemon log:"
+sed 's/^/  /' "$work/transferd.log"
+echo
 python3 fixtures/treecmp.py "$volume" "$work/state/volumes/$server" >/dev/null \
     && echo "demo: verified: the committed volume is identical to the source (content, modes, mtimes, symlinks, empty dirs)" \
     || { echo "demo: FAILED: the committed volume differs:"; python3 fixtures/treecmp.py "$volume" "$work/state/volumes/$server" | head; exit 1; }
-echo "demo: daemon log:"
-sed 's/^/  /' "$work/transferd.log"

@@ -74,7 +74,7 @@ public enum SendCommand {
     public static func main(_ argv: [String]) -> Int32 {
         do {
             guard let command = argv.first else {
-                print(help)
+                FileHandle.standardError.write(Data("\(usage)\nRun 'transfer-send --help' for all options.\n".utf8))
                 return 64
             }
             let rest = Array(argv.dropFirst())
