@@ -10,6 +10,7 @@
 #include <unistd.h>
 #include <fcntl.h>
 #include <malloc.h>
+#include <pthread.h>
 
 CURLcode tx_curl_easy_setopt_long(CURL *handle, CURLoption option, long value) {
     return curl_easy_setopt(handle, option, value);
@@ -145,4 +146,11 @@ void tx_configure_malloc(int mmap_threshold, int max_arenas) {
 int tx_mhd_connection_fd(struct MHD_Connection *connection) {
     const union MHD_ConnectionInfo *info = MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CONNECTION_FD);
     return info == NULL ? -1 : info->connect_fd;
+}
+
+void tx_set_thread_name(const char *name) {
+    char cut[16];
+    strncpy(cut, name, sizeof cut - 1);
+    cut[sizeof cut - 1] = '\0';
+    pthread_setname_np(pthread_self(), cut);
 }

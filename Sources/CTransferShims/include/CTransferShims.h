@@ -56,6 +56,8 @@ size_t tx_isal_level_buffer_size(int level);
 void *tx_memmem(const void *haystack, size_t haystack_length, const void *needle, size_t needle_length);
 /// syncfs(2): flush the file system holding fd.
 int tx_syncfs(int fd);
+/// pthread_setname_np for the calling thread (names over 15 bytes are cut).
+void tx_set_thread_name(const char *name);
 /// renameat2(2) with RENAME_EXCHANGE: atomically swap two paths (both must exist).
 int tx_rename_exchange(int old_dirfd, const char *old_path, int new_dirfd, const char *new_path);
 /// renameat2(2) with RENAME_NOREPLACE: fails with EEXIST instead of replacing.

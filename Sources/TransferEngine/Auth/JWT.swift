@@ -1,4 +1,7 @@
-import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+import FoundationEssentials
 
 /// HS256 JSON Web Tokens (RFC 7519), the only kind panels and Wings exchange.
 ///

@@ -125,7 +125,7 @@ public enum BenchReport {
     }
 
     static func escape(_ text: String) -> String {
-        text.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;").replacingOccurrences(of: ">", with: "&gt;")
+        text.replacingByte("&", with: "&amp;").replacingByte("<", with: "&lt;").replacingByte(">", with: "&gt;")
     }
 }
 

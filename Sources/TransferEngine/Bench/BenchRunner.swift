@@ -1,7 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import Foundation
+import FoundationEssentials
 
 /// `transfer-send bench`: pushes standard volumes through a local `transferd` (or a given node)
 /// with the real binaries, N times after a warm-up, and measures the same volume's baselines in
@@ -73,7 +73,7 @@ public final class BenchRunner {
     private let binDirectory: String
     /// Volumes received in the current corpus, removed when it is done (not between runs).
     private var pushedServers: [String] = []
-    public var log: (String) -> Void = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
+    public var log: (String) -> Void = { StandardError.write(($0 + "\n")) }
 
     public init(options: Options) {
         self.options = options
@@ -156,13 +156,18 @@ public final class BenchRunner {
             path: binDirectory + "/transferd", arguments: ["--state", state, "--listen", "127.0.0.1:0", "--log-level", "warning"],
             outputPath: state + "/../transferd.log")
         for _ in 0..<100 {
-            if let range = process.output.range(of: #"http://127\.0\.0\.1:[0-9]+"#, options: .regularExpression) {
-                return (process, String(process.output[range]))
-            }
+            if let url = Self.listeningURL(in: process.output) { return (process, url) }
             usleep(50_000)
         }
         process.terminate()
         throw TransferError(.io, .cli, "transferd did not start: \(process.output)")
+    }
+
+    /// The `http://127.0.0.1:PORT` transferd prints once it listens.
+    static func listeningURL(in output: String) -> String? {
+        guard let start = output.firstRange(of: "http://127.0.0.1:") else { return nil }
+        let digits = output[start.upperBound...].prefix { $0.isNumber }
+        return digits.isEmpty ? nil : "http://127.0.0.1:" + digits
     }
 
     private func push(
@@ -204,7 +209,7 @@ public final class BenchRunner {
 
     /// Shell pipelines over the same volume, timed once each (only the tools that are installed).
     private func baselines(corpus: String, volume: String, bytes: Int64) -> [Baseline] {
-        let quoted = "'" + volume.replacingOccurrences(of: "'", with: "'\\''") + "'"
+        let quoted = "'" + volume.replacingByte("'", with: "'\\''") + "'"
         let candidates: [(String, String, String)] = [
             ("read + hash floor", "openssl", "tar -C \(quoted) -cf - . | openssl dgst -sha256"),
             ("tar | gzip -1 | sha256", "gzip", "tar -C \(quoted) -cf - . | gzip -1 | openssl dgst -sha256"),

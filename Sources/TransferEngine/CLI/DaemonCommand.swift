@@ -1,4 +1,7 @@
-import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+import FoundationEssentials
 
 /// `transferd`: the node daemon's command line. Builds the configuration (file or embedded
 /// default, then flags), starts the daemon, and stops it gracefully on SIGTERM/SIGINT.
@@ -110,14 +113,14 @@ public enum DaemonCommand {
             Log.info("transferd: stopped")
             return 0
         } catch let error as TransferError {
-            FileHandle.standardError.write(Data("transferd: error: \(error.message)\n".utf8))
+            StandardError.write("transferd: error: \(error.message)\n")
             if error.isUsageError {
-                FileHandle.standardError.write(Data("Run 'transferd --help' for the options.\n".utf8))
+                StandardError.write("Run 'transferd --help' for the options.\n")
                 return 64
             }
             return ErrorMapping.exitStatus(for: error.code)
         } catch {
-            FileHandle.standardError.write(Data("transferd: error: \(error)\n".utf8))
+            StandardError.write("transferd: error: \(error)\n")
             return 1
         }
     }

@@ -1,4 +1,7 @@
-import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+import FoundationEssentials
 
 /// `transfer-send download` and `transfer-send upload`.
 extension SendCommand {

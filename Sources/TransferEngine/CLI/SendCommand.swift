@@ -1,4 +1,7 @@
-import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+import FoundationEssentials
 
 /// `transfer-send`: push a volume to a node, mint tokens. Parsing, validation and output live
 /// here so they can be tested; the executable only calls `main`.
@@ -74,7 +77,7 @@ public enum SendCommand {
     public static func main(_ argv: [String]) -> Int32 {
         do {
             guard let command = argv.first else {
-                FileHandle.standardError.write(Data("\(usage)\nRun 'transfer-send --help' for all options.\n".utf8))
+                StandardError.write("\(usage)\nRun 'transfer-send --help' for all options.\n")
                 return 64
             }
             let rest = Array(argv.dropFirst())
@@ -102,9 +105,9 @@ public enum SendCommand {
 
     /// Prints one clear line (plus the usage line for usage errors) and picks the exit status.
     static func report(_ error: TransferError) -> Int32 {
-        FileHandle.standardError.write(Data("transfer-send: error: \(error.message)\n".utf8))
+        StandardError.write("transfer-send: error: \(error.message)\n")
         if error.isUsageError {
-            FileHandle.standardError.write(Data("\(usage)\nRun 'transfer-send --help' for all options.\n".utf8))
+            StandardError.write("\(usage)\nRun 'transfer-send --help' for all options.\n")
             return 64
         }
         return ErrorMapping.exitStatus(for: error.code)
@@ -127,7 +130,7 @@ public enum SendCommand {
             guard let data = FileManager.default.contents(atPath: file) else {
                 throw TransferError(.notFound, .cli, "cannot read secret file \(file)")
             }
-            let text = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            let text = String(decoding: data, as: UTF8.self).trimmingWhitespace()
             guard !text.isEmpty else { throw TransferError(.invalidInput, .cli, "secret file \(file) is empty") }
             return Array(text.utf8)
         }
@@ -172,7 +175,7 @@ public enum SendCommand {
             caCertificate: options.caCertificate)
         options.compression = choice.compression
         if !args.has("json") && !args.has("quiet") {
-            FileHandle.standardError.write(Data("transfer-send: compression \(choice.compression.rawValue) (\(choice.reason))\n".utf8))
+            StandardError.write("transfer-send: compression \(choice.compression.rawValue) (\(choice.reason))\n")
         }
         let transfer = OutgoingTransfer(options: options)
         let bar = ProgressBar(enabled: !args.has("quiet") && !args.has("json") && isatty(2) == 1)
@@ -263,7 +266,7 @@ public enum SendCommand {
 
 /// The signal that cancelled a command, set on the signal thread, read after the work returned.
 final class SignalBox: @unchecked Sendable {
-    private let lock = NSLock()
+    private let lock = Condition()
     private var stored: String?
     var name: String? {
         get { lock.withLock { stored } }

@@ -1,7 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import Foundation
+import FoundationEssentials
 
 /// Routes SIGINT and SIGTERM to one thread, so they arrive as ordinary calls instead of
 /// interrupting C libraries mid-call. Call `install` first thing in `main`, before any thread
@@ -30,8 +30,6 @@ public enum SignalWaiter {
 
     /// Calls `handler` on a background thread when SIGINT or SIGTERM arrives.
     public static func onSignal(_ handler: @escaping @Sendable (String) -> Void) {
-        let thread = Thread { handler(wait()) }
-        thread.name = "signals"
-        thread.start()
+        spawnThread(name: "signals") { handler(wait()) }
     }
 }

@@ -1,4 +1,7 @@
-import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+import FoundationEssentials
 
 /// Everything `transferd` needs to run: read from a Wings-style `config.yml`, or the embedded
 /// default (loopback, a state directory under the working directory, a generated token);
@@ -97,7 +100,7 @@ public enum NodeTokenFile {
     /// Reads the token in `path`, creating it (64 random characters, mode 0600) if missing.
     public static func loadOrCreate(_ path: String) throws -> String {
         if let existing = FileManager.default.contents(atPath: path) {
-            let token = String(decoding: existing, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            let token = String(decoding: existing, as: UTF8.self).trimmingWhitespace()
             guard !token.isEmpty else { throw TransferError(.invalidInput, .config, "token file \(path) is empty") }
             var st = stat()
             if stat(path, &st) == 0, st.st_mode & 0o077 != 0 {

@@ -1,4 +1,7 @@
-import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+import FoundationEssentials
 
 /// Panel → node control of transfers (node token), and the transfer list.
 ///
@@ -42,7 +45,7 @@ extension TransferDaemon {
         let id = registry.begin(direction: .outgoing, server: server) { handle.cancel() }
         events.log(server, "sending transfer to \(url)")
         Log.info("transfer \(server): pushing to \(url)")
-        let thread = Thread { [self] in
+        spawnThread(name: "push-\(server.prefix(8))") { [self] in
             defer { store.release(server) }
             do {
                 var options = OutgoingTransfer.Options(volume: store.volumePath(server), url: url, token: token)
@@ -73,8 +76,6 @@ extension TransferDaemon {
                 panel?.reportTransfer(server: server, successful: false)
             }
         }
-        thread.name = "push-\(server.prefix(8))"
-        thread.start()
         return id
     }
 
@@ -180,7 +181,7 @@ extension TransferDaemon {
 
 /// Lets a DELETE cancel an outgoing push before and after its transfer object exists.
 final class PushHandle: @unchecked Sendable {
-    private let lock = NSLock()
+    private let lock = Condition()
     private var transfer: OutgoingTransfer?
     private var cancelled = false
 

@@ -1,4 +1,7 @@
-import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+import FoundationEssentials
 import Synchronization
 
 /// The node daemon: configuration, volume store, token checks and HTTP routes, wired together.
@@ -187,7 +190,7 @@ public final class TransferDaemon: Sendable {
 
 /// Holds the HTTP server once started (set once from `start`, read from any thread).
 final class HTTPServerBox: @unchecked Sendable {
-    private let lock = NSLock()
+    private let lock = Condition()
     private var server: HTTPServer?
     var value: HTTPServer? {
         get { lock.withLock { server } }

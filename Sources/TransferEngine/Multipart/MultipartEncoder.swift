@@ -1,4 +1,7 @@
-import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+import FoundationEssentials
 
 /// Frames parts of a `multipart/form-data` body (RFC 7578) whose lengths are not known in
 /// advance: the caller streams each part's bytes between the framing this returns.
@@ -45,8 +48,17 @@ public struct MultipartEncoder: Sendable {
 
     /// Percent-escapes `"`, CR and LF in names, as browsers do (WHATWG multipart/form-data encoding).
     static func escape(_ value: String) -> String {
-        value.replacingOccurrences(of: "\"", with: "%22")
-            .replacingOccurrences(of: "\r", with: "%0D")
-            .replacingOccurrences(of: "\n", with: "%0A")
+        // By bytes, not Characters: "\r\n" is one Character in Swift and would slip past a
+        // Character-level replacement of "\r" (a header injection).
+        var out: [UInt8] = []
+        for byte in value.utf8 {
+            switch byte {
+            case 0x22: out += Array("%22".utf8)
+            case 0x0d: out += Array("%0D".utf8)
+            case 0x0a: out += Array("%0A".utf8)
+            default: out.append(byte)
+            }
+        }
+        return String(decoding: out, as: UTF8.self)
     }
 }

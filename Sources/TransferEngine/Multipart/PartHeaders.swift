@@ -90,7 +90,7 @@ public struct HeaderParameters: Sendable {
                     value.append(bytes[index])
                     index += 1
                 }
-                index += 1  // closing quote
+                if index < bytes.count { index += 1 }  // closing quote (an unterminated one ends the value)
                 _ = readUntil([0x3b])
             } else {
                 value = Array(readUntil([0x3b]).utf8)

@@ -1,4 +1,7 @@
-import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+import FoundationEssentials
 
 /// A blocking, bounded queue of byte chunks between two threads: the bridge between a stage
 /// that pushes (an HTTP body callback, libarchive's write callback) and one that pulls
@@ -13,7 +16,7 @@ import Foundation
 /// sees the error on its next call, so neither thread is left waiting forever. Threads (not tasks)
 /// are the right tool here because the C libraries on both ends call back synchronously.
 public final class BoundedChunkBuffer: @unchecked Sendable {
-    private let condition = NSCondition()
+    private let condition = Condition()
     private var chunks: [[UInt8]] = []
     private var head = 0
     private var queuedBytes = 0

@@ -1,4 +1,8 @@
-import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+import FoundationEssentials
+import Dispatch
 
 /// Runs one pipeline stage on its own thread and hands its outcome back on `join()`.
 ///
@@ -10,7 +14,7 @@ public final class StageThread: @unchecked Sendable {
 
     /// Starts `body` at once on a thread named `name`.
     public init(name: String, _ body: @escaping @Sendable () throws -> Void) {
-        let thread = Thread { [self] in
+        spawnThread(name: name) { [self] in
             do {
                 try body()
             } catch {
@@ -18,8 +22,6 @@ public final class StageThread: @unchecked Sendable {
             }
             done.signal()
         }
-        thread.name = name
-        thread.start()
     }
 
     /// Waits for the stage to end; returns its error, if any. May be called more than once.

@@ -1,7 +1,8 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import Foundation
+import FoundationEssentials
+import Dispatch
 import Synchronization
 
 /// Local backups: `<backup_directory>/<backup-uuid>.tar.gz` plus a `.sha256` sidecar, made by
@@ -47,7 +48,7 @@ public final class BackupService: Sendable {
         }
         guard accepted else { throw TransferError(.conflict, .transfer, "backup \(backup) already exists") }
         let done = DispatchSemaphore(value: 0)
-        let thread = Thread { [self] in
+        spawnThread(name: "backup") { [self] in
             let outcome: State
             do {
                 let (size, checksum) = try write(server: server, backup: backup)
@@ -60,8 +61,6 @@ public final class BackupService: Sendable {
             states.withLock { $0[backup] = outcome }
             done.signal()
         }
-        thread.name = "backup"
-        thread.start()
         return done
     }
 

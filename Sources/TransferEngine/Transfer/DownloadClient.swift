@@ -1,7 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import Foundation
+import FoundationEssentials
 
 /// Fetches a signed download URL (`/download/file` or `/download/backup`) into a local file,
 /// resuming a previous partial download when asked.
@@ -22,7 +22,7 @@ public final class DownloadClient: @unchecked Sendable {
     public var resume = false
     public var insecureTLS = false
     public var onProgress: (@Sendable (Int64, Int64, Double) -> Void)?
-    private let cancelLock = NSLock()
+    private let cancelLock = Condition()
     private var cancelled = false
 
     public init(url: String, output: String) {

@@ -1,4 +1,7 @@
-import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+import FoundationEssentials
 
 /// The destination half of a transfer: one `POST /api/transfers` body, streamed into staging and
 /// committed only after the archive's SHA-256 matches the `checksum` part.
@@ -33,7 +36,7 @@ public final class IncomingTransfer: RequestBodyHandler, @unchecked Sendable {
     private let started = MonotonicClock.now()
     private var closed = false
     /// Guards `finished`: the outcome is decided once, by the connection thread or by `cancel()`.
-    private let outcome = NSLock()
+    private let outcome = Condition()
     private var finished = false
     /// Cuts the HTTP connection (set by the daemon); used by `cancel()` when the source has stalled.
     public var dropConnection: (@Sendable () -> Void)?
@@ -129,7 +132,7 @@ public final class IncomingTransfer: RequestBodyHandler, @unchecked Sendable {
             guard archiveStarted else { throw invalid("the body has no archive part") }
             guard let checksum else { throw invalid("the body has no checksum part (checksum or checksum_archive)") }
             let (files, volumeBytes) = try waitForExtractor()
-            let sent = String(decoding: checksum, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines).lowercased()
+            let sent = String(decoding: checksum, as: UTF8.self).trimmingWhitespace().lowercased()
             let actual = hasher.finalizeHex()
             guard sent == actual else {
                 throw TransferError(.integrity, .transfer, "checksum mismatch: the sender says \(sent.prefix(64)), the archive received hashes to \(actual)")

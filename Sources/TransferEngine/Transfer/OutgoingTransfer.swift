@@ -1,4 +1,7 @@
-import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+import FoundationEssentials
 
 /// The source half of a transfer: pushes a volume to a destination's `POST /api/transfers`, as a
 /// Wings source node does, and succeeds only when the destination answers 200.
@@ -49,7 +52,7 @@ public final class OutgoingTransfer: @unchecked Sendable {
     public let options: Options
     /// Called from the producer thread, at most 4 times a second.
     public var onProgress: (@Sendable (Progress) -> Void)?
-    private let cancelled = NSLock()
+    private let cancelled = Condition()
     private var isCancelled = false
 
     public init(options: Options) {
@@ -143,7 +146,7 @@ public final class OutgoingTransfer: @unchecked Sendable {
     /// Turns a non-200 answer into an error carrying the destination's own message.
     static func remoteError(status: Int, body: [UInt8]) -> TransferError {
         let message = (try? JSONValue.parse(body))?["error"]?.stringValue
-            ?? String(decoding: body.prefix(200), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            ?? String(decoding: body.prefix(200), as: UTF8.self).trimmingWhitespace()
         let code: TransferError.Code =
             switch status {
             case 401, 403: .forbidden

@@ -1,4 +1,7 @@
-import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+import FoundationEssentials
 import Synchronization
 
 /// Fan-out of per-server events (`transfer logs`, `transfer status`, `transfer progress`) to the

@@ -1,7 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import Foundation
+import FoundationEssentials
 
 /// Sends local files to a signed `/upload/file` URL as one streaming multipart body (field
 /// `files`, one part per file), as a panel's browser client does.
@@ -10,7 +10,7 @@ public final class UploadClient: @unchecked Sendable {
     public let files: [String]
     public var insecureTLS = false
     public var onProgress: (@Sendable (Int64, Int64, Double) -> Void)?
-    private let cancelLock = NSLock()
+    private let cancelLock = Condition()
     private var cancelled = false
 
     public init(url: String, files: [String]) {

@@ -1,7 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import Foundation
+import FoundationEssentials
 
 /// One server-side websocket after the handshake: reads frames on the calling thread, answers
 /// pings, reassembles messages, and runs the close handshake. `send` may be called from any thread.
@@ -16,7 +16,7 @@ public final class WebSocketConnection: @unchecked Sendable {
     private var pendingInput: [UInt8]
     private var parser: WebSocketFrameParser
     private var assembler: WebSocketMessageAssembler
-    private let writeLock = NSLock()
+    private let writeLock = Condition()
     private var closed = false
 
     public init(_ connection: UpgradedConnection, maxMessage: Int = 64 * 1024) {

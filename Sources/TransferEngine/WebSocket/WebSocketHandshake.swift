@@ -1,5 +1,8 @@
 private import COpenSSL
-import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+import FoundationEssentials
 
 /// The server side of the RFC 6455 opening handshake (§4.2).
 public enum WebSocketHandshake {

@@ -1,4 +1,7 @@
-import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+import FoundationEssentials
 import Synchronization
 
 /// Tokens refused for websockets by `jti` (`POST /api/servers/:uuid/ws/deny`), plus the daemon's

@@ -1,7 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import Foundation
+import FoundationEssentials
 private import CCurl
 private import CTransferShims
 
@@ -73,7 +73,7 @@ final class CurlEasyHandle {
                 easy.responseHeaders = [:]  // a new response (after 100 Continue or a redirect)
             } else if let colon = line.firstIndex(of: ":") {
                 let name = line[..<colon].lowercased()
-                easy.responseHeaders[name] = line[line.index(after: colon)...].trimmingCharacters(in: .whitespacesAndNewlines)
+                easy.responseHeaders[name] = line[line.index(after: colon)...].trimmingWhitespace()
             }
             return n
         }

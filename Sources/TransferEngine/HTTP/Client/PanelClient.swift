@@ -1,4 +1,7 @@
-import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+import FoundationEssentials
 
 /// Calls back to the panel (`remote` in config.yml) the way Wings does:
 /// `POST {remote}/api/remote/servers/{uuid}/transfer/{success|failure}` with
@@ -21,9 +24,7 @@ public final class PanelClient: Sendable {
     /// Reports the outcome of a transfer in the background.
     public func reportTransfer(server: String, successful: Bool) {
         let url = "\(remote)/api/remote/servers/\(server)/transfer/\(successful ? "success" : "failure")"
-        let thread = Thread { [self] in post(url: url, what: "transfer \(successful ? "success" : "failure") of \(server)") }
-        thread.name = "panel-callback"
-        thread.start()
+        spawnThread(name: "panel-callback") { [self] in post(url: url, what: "transfer \(successful ? "success" : "failure") of \(server)") }
     }
 
     /// POSTs with retries; blocks the calling thread. Returns whether the panel accepted it.
@@ -49,7 +50,7 @@ public final class PanelClient: Sendable {
                 Log.warning("panel: \(what): \(error)")
             }
             guard retryable, attempt < backoff.count else { break }
-            Thread.sleep(forTimeInterval: backoff[attempt])
+            usleep(UInt32(backoff[attempt] * 1_000_000))
         }
         Log.error("panel: could not report \(what)")
         return false

@@ -2,7 +2,7 @@
 import Glibc
 #endif
 import Synchronization
-import Foundation
+import FoundationEssentials
 private import CMicroHTTPD
 private import CTransferShims
 
@@ -57,7 +57,7 @@ public final class HTTPServer: @unchecked Sendable {
         // routine (our request line already says so), failures to bind or accept are not.
         tx_mhd_set_log_sink { message in
             guard let message else { return }
-            let text = String(cString: message).trimmingCharacters(in: .whitespacesAndNewlines)
+            let text = String(cString: message).trimmingWhitespace()
             if text.contains("Failed") || text.contains("failed") {
                 Log.warning("http: \(text)")
             } else {
@@ -148,13 +148,11 @@ public final class HTTPServer: @unchecked Sendable {
         let flags = fcntl(socket, F_GETFL)
         _ = fcntl(socket, F_SETFL, flags & ~O_NONBLOCK)
         nonisolated(unsafe) let handle = handle
-        let thread = Thread {
+        spawnThread(name: "websocket") {
             upgrade.run(UpgradedConnection(descriptor: socket, initialBytes: initial))
             _ = tx_mhd_upgrade_close(handle)
             HTTPServer.upgradedConnections.withLock { $0 -= 1 }
         }
-        thread.name = "websocket"
-        thread.start()
     }
 
     private static let completedHandler: MHD_RequestCompletedCallback = { context, _, exchangePointer, code in
