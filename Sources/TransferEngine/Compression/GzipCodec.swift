@@ -23,7 +23,7 @@ public final class GzipEncoder: StreamCodec {
     private var finished = false
 
     /// - Parameter level: ISA-L level 0…3 (1 is the fast default; 3 compresses best).
-    public init(level: Int = 1, segmentSize: Int = 1 << 20) throws {
+    public init(level: Int = 1, segmentSize: Int = 512 * 1024) throws {
         let level = max(0, min(3, level))
         self.level = UInt32(level)
         stream = .allocate(capacity: 1)

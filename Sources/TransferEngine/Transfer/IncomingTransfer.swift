@@ -24,7 +24,7 @@ public final class IncomingTransfer: RequestBodyHandler, @unchecked Sendable {
     private let client: String
     private var decoder: MultipartDecoder
     private let hasher = SHA256Hasher()
-    private let buffer = BoundedChunkBuffer(capacity: 2 << 20)
+    private let buffer = BoundedChunkBuffer(capacity: 1 << 20)
     private var part: Part = .ignored
     private var archiveStarted = false
     private var archiveEnded = false
@@ -102,7 +102,7 @@ public final class IncomingTransfer: RequestBodyHandler, @unchecked Sendable {
     }
 
     private func startExtractor() {
-        let tarBuffer = BoundedChunkBuffer(capacity: 2 << 20)
+        let tarBuffer = BoundedChunkBuffer(capacity: 1 << 20)
         // Stages start under the outcome lock so a concurrent cancel() sees them (or sees none).
         outcome.lock()
         defer { outcome.unlock() }

@@ -80,8 +80,8 @@ public final class OutgoingTransfer: @unchecked Sendable {
         let totals = try VolumeWalker(root: options.volume).totals()
         let started = MonotonicClock.now()
         // Three threads, so both cores work: archive (walk + tar), compress + hash, send (curl).
-        let tarBuffer = BoundedChunkBuffer(capacity: 2 << 20)
-        let buffer = BoundedChunkBuffer(capacity: 2 << 20)
+        let tarBuffer = BoundedChunkBuffer(capacity: 1 << 20)
+        let buffer = BoundedChunkBuffer(capacity: 1 << 20)
         let hasher = SHA256Hasher()
         let summaryBox = SummaryBox()
 
