@@ -27,7 +27,8 @@ extension TransferDaemon {
                 throw error
             }
             let transfer = IncomingTransfer(
-                server: server, boundary: boundary, store: store, staging: staging, client: request.clientAddress)
+                server: server, boundary: boundary, store: store, staging: staging, client: request.clientAddress,
+                backupDirectory: configuration.backupDirectory)
             let connection = request.connectionDescriptor
             transfer.dropConnection = { if connection >= 0 { _ = shutdown(connection, Int32(SHUT_RDWR)) } }
             let total = request.header("content-length").flatMap { Int64($0) } ?? 0

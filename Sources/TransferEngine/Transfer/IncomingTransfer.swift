@@ -16,7 +16,7 @@ import FoundationEssentials
 /// Both cores work: the connection thread parses and hashes, one thread decompresses (ISA-L,
 /// CRC-checked), one writes files. Any failure, or the connection closing early, discards staging: nothing is committed.
 public final class IncomingTransfer: RequestBodyHandler, @unchecked Sendable {
-    private enum Part { case archive, checksum, ignored }
+    private enum Part { case archive, checksum, backup, ignored }
 
     public let server: String
     private let store: VolumeStore
@@ -46,7 +46,13 @@ public final class IncomingTransfer: RequestBodyHandler, @unchecked Sendable {
     /// Archive bytes received so far, at most four times a second.
     public var onProgress: (@Sendable (Int64) -> Void)?
 
-    public init(server: String, boundary: String, store: VolumeStore, staging: String, client: String) {
+    /// Pelican's backup parts, kept only when the transfer commits.
+    private let backups: IncomingBackups?
+
+    public init(
+        server: String, boundary: String, store: VolumeStore, staging: String, client: String, backupDirectory: String? = nil
+    ) {
+        self.backups = backupDirectory.map(IncomingBackups.init(directory:))
         self.server = server
         self.store = store
         self.staging = staging
@@ -69,6 +75,8 @@ public final class IncomingTransfer: RequestBodyHandler, @unchecked Sendable {
                 case .checksum:
                     checksum!.append(contentsOf: data)
                     guard checksum!.count <= 512 else { throw invalid("checksum part is too long") }
+                case .backup:
+                    try backups?.data(data)
                 case .ignored:
                     break
                 }
@@ -76,6 +84,8 @@ public final class IncomingTransfer: RequestBodyHandler, @unchecked Sendable {
                 if part == .archive {
                     archiveEnded = true
                     buffer.finish()
+                } else if part == .backup {
+                    try backups?.end()
                 }
                 part = .ignored
             }
@@ -94,8 +104,11 @@ public final class IncomingTransfer: RequestBodyHandler, @unchecked Sendable {
             guard checksum == nil else { throw invalid("the body has two checksum parts") }
             checksum = []
             part = .checksum
+        case let name? where backups != nil && (name.hasPrefix("backup_") || name.hasPrefix("checksum_backup_")):
+            _ = try backups!.begin(name)
+            part = .backup
         default:
-            // Pelican's backup_*/install_logs parts and anything newer: not ours to interpret.
+            // install_logs and anything newer: not ours to interpret.
             Log.debug("transfer \(server): ignoring part \(headers.name ?? "(unnamed)")")
             part = .ignored
         }
@@ -137,10 +150,14 @@ public final class IncomingTransfer: RequestBodyHandler, @unchecked Sendable {
             guard sent == actual else {
                 throw TransferError(.integrity, .transfer, "checksum mismatch: the sender says \(sent.prefix(64)), the archive received hashes to \(actual)")
             }
+            try backups?.verify()
             guard claimOutcome() else {
                 throw TransferError(.cancelled, .transfer, "the transfer was cancelled on this node")
             }
             try store.commit(staging: staging, server: server)
+            if let stored = backups?.commit(), !stored.isEmpty {
+                Log.info("transfer \(server): stored backups \(stored.joined(separator: ", "))")
+            }
             close()
             let seconds = MonotonicClock.now() - started
             Log.info(
@@ -184,6 +201,7 @@ public final class IncomingTransfer: RequestBodyHandler, @unchecked Sendable {
             error as? TransferError ?? TransferError(.internal, .transfer, "\(error)")
         guard claimOutcome() else { return failure }
         buffer.fail(failure)
+        backups?.discard()
         _ = try? waitForExtractor()
         store.discard(staging: staging)
         close()

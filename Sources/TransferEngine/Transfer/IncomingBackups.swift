@@ -1,0 +1,156 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Pelican's extra transfer parts: `backup_<file>` carries one of the server's backups and
+/// `checksum_backup_<file>` its SHA-256. Each backup is streamed to a hidden temp file in the
+/// backup directory, hashed on the way, and renamed into place only when the whole transfer
+/// commits and its checksum matched; otherwise the temp files are removed.
+///
+/// The connection thread feeds it; `discard()` may come from a cancelling thread, so every entry
+/// point holds `lock`, and nothing is written after a discard.
+final class IncomingBackups: @unchecked Sendable {
+    private let lock = Condition()
+    private var discarded = false
+    private struct Received {
+        let temporary: String
+        let digest: String
+    }
+
+    let directory: String
+    private var current: (name: String, fd: Int32, temporary: String, hasher: SHA256Hasher)?
+    private var currentChecksum: (name: String, bytes: [UInt8])?
+    private var received: [String: Received] = [:]
+    private var checksums: [String: String] = [:]
+
+    init(directory: String) { self.directory = directory }
+
+    /// Starts a part if it is one of ours; false for any other part name.
+    func begin(_ partName: String) throws -> Bool {
+        return try lock.withLock {
+            guard !discarded else { throw TransferError(.cancelled, .transfer, "the transfer was cancelled") }
+            return try locked_begin(partName)
+        }
+    }
+
+    private func locked_begin(_ partName: String) throws -> Bool {
+        if partName.hasPrefix("checksum_backup_") {
+            currentChecksum = (try Self.fileName(partName.dropFirst("checksum_backup_".count)), [])
+            return true
+        }
+        guard partName.hasPrefix("backup_") else { return false }
+        let name = try Self.fileName(partName.dropFirst("backup_".count))
+        guard received[name] == nil else { throw Self.invalid("the body has two backup_\(name) parts") }
+        try FileTree.makeDirectories(directory, mode: 0o700)
+        let temporary = "\(directory)/.incoming-\(SecureRandom.alphanumeric(12)).partial"
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw TransferError.system("open", path: temporary) }
+        current = (name, fd, temporary, SHA256Hasher())
+        return true
+    }
+
+    func data(_ bytes: UnsafeRawBufferPointer) throws {
+        try lock.withLock {
+            guard !discarded else { throw TransferError(.cancelled, .transfer, "the transfer was cancelled") }
+            try locked_data(bytes)
+        }
+    }
+
+    private func locked_data(_ bytes: UnsafeRawBufferPointer) throws {
+        if let open = current {
+            open.hasher.update(bytes)
+            try FileIO.writeAll(open.fd, bytes, path: open.temporary)
+        } else if currentChecksum != nil {
+            currentChecksum!.bytes.append(contentsOf: bytes)
+            guard currentChecksum!.bytes.count <= 512 else { throw Self.invalid("a backup checksum part is too long") }
+        }
+    }
+
+    func end() throws {
+        try lock.withLock {
+            guard !discarded else { throw TransferError(.cancelled, .transfer, "the transfer was cancelled") }
+            try locked_end()
+        }
+    }
+
+    private func locked_end() throws {
+        if let open = current {
+            current = nil
+            let ok = fsync(open.fd) == 0
+            close(open.fd)
+            guard ok else { throw TransferError.system("fsync", path: open.temporary) }
+            received[open.name] = Received(temporary: open.temporary, digest: open.hasher.finalizeHex())
+        } else if let checksum = currentChecksum {
+            currentChecksum = nil
+            checksums[checksum.name] = String(decoding: checksum.bytes, as: UTF8.self).trimmingWhitespace().lowercased()
+        }
+    }
+
+    /// Every backup has a checksum part and it matches (call before committing anything).
+    func verify() throws {
+        try lock.withLock {
+            guard !discarded else { throw TransferError(.cancelled, .transfer, "the transfer was cancelled") }
+            try locked_verify()
+        }
+    }
+
+    private func locked_verify() throws {
+        for (name, backup) in received {
+            guard let sent = checksums[name] else { throw Self.invalid("backup \(name) has no checksum_backup_\(name) part") }
+            guard sent == backup.digest else {
+                throw TransferError(.integrity, .transfer, "checksum mismatch for backup \(name): sent \(sent.prefix(64)), received \(backup.digest)")
+            }
+        }
+    }
+
+    /// Moves the verified backups into place. Returns their names.
+    func commit() -> [String] {
+        return lock.withLock {
+            guard !discarded else { return [] }
+            return locked_commit()
+        }
+    }
+
+    private func locked_commit() -> [String] {
+        var stored: [String] = []
+        for (name, backup) in received.sorted(by: { $0.key < $1.key }) {
+            if rename(backup.temporary, "\(directory)/\(name)") == 0 {
+                stored.append(name)
+            } else {
+                Log.error("transfer: could not store backup \(name): \(String(cString: strerror(errno)))")
+                unlink(backup.temporary)
+            }
+        }
+        received.removeAll()
+        return stored
+    }
+
+    /// Removes every temp file (a failed or cancelled transfer).
+    func discard() {
+        lock.withLock {
+            locked_discard()
+        }
+    }
+
+    private func locked_discard() {
+        discarded = true
+        if let open = current {
+            close(open.fd)
+            unlink(open.temporary)
+            current = nil
+        }
+        for backup in received.values { unlink(backup.temporary) }
+        received.removeAll()
+    }
+
+    /// A plain file name: no path separators, not `.` or `..`, not hidden, at most 255 bytes.
+    static func fileName(_ text: Substring) throws -> String {
+        let name = String(text)
+        guard !name.isEmpty, !name.contains("/"), !name.contains("\0"), !name.hasPrefix("."), name.utf8.count <= 255 else {
+            throw invalid("invalid backup part name '\(name)'")
+        }
+        return name
+    }
+
+    static func invalid(_ message: String) -> TransferError { TransferError(.invalidInput, .transfer, message) }
+}

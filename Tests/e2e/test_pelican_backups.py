@@ -1,0 +1,73 @@
+"""Pelican's transfer dialect with backups: `checksum_archive`, then `backup_<file>` +
+`checksum_backup_<file>` pairs. Backups land in the backup directory only when the whole transfer
+commits and every checksum matched; otherwise nothing is kept (no volume, no backup, no temp file).
+"""
+import os
+
+from e2elib import (Part, archive_part, compare_trees, field, go_boundary, mint, multipart_stream, new_server_id,
+                    post_transfer, rechunk, sha256_hex)
+
+
+def backups_dir(daemon):
+    return daemon.state / "backups"
+
+
+def leftovers(daemon):
+    directory = backups_dir(daemon)
+    return sorted(n for n in os.listdir(directory) if n.startswith(".")) if directory.exists() else []
+
+
+def pelican_body(archive, backups, wrong=None, omit_checksum=None):
+    parts = [archive_part(archive), field("checksum_archive", sha256_hex(archive))]
+    for name, data in backups.items():
+        parts.append(Part(f"backup_{name}", data, filename=name, content_type="application/octet-stream"))
+        if name != omit_checksum:
+            parts.append(field(f"checksum_backup_{name}", "0" * 64 if name == wrong else sha256_hex(data)))
+    parts.append(field("install_logs", "installed fine\n"))
+    return parts
+
+
+def post(daemon, server, parts, sizes=(65536,)):
+    boundary = go_boundary()
+    return post_transfer(daemon.url, mint(daemon.token, sub=server),
+                         rechunk(multipart_stream(parts, boundary), list(sizes)), boundary)
+
+
+def test_backups_are_stored_with_the_volume(daemon, sample_tgz, sample_volume):
+    server = new_server_id()
+    first, second = os.urandom(300_000), b"small backup"
+    names = {f"{new_server_id()}.tar.gz": first, f"{new_server_id()}.tar.gz": second}
+    r = post(daemon, server, pelican_body(sample_tgz, names), sizes=(7, 4093, 65536))
+    assert r.status_code == 200, r.text
+    assert compare_trees(sample_volume, daemon.volume(server)) == []
+    for name, data in names.items():
+        assert (backups_dir(daemon) / name).read_bytes() == data
+    assert leftovers(daemon) == []
+
+
+def test_wrong_backup_checksum_keeps_nothing(daemon, sample_tgz):
+    server = new_server_id()
+    names = {"a.tar.gz": b"aaaa", "b.tar.gz": b"bbbb"}
+    r = post(daemon, server, pelican_body(sample_tgz, names, wrong="b.tar.gz"))
+    assert r.status_code == 422, r.text
+    assert "b.tar.gz" in r.json()["error"]
+    assert not daemon.volume(server).exists()
+    assert not (backups_dir(daemon) / "a.tar.gz").exists() and not (backups_dir(daemon) / "b.tar.gz").exists()
+    assert leftovers(daemon) == [] and daemon.staging_entries() == []
+
+
+def test_backup_without_checksum_is_refused(daemon, sample_tgz):
+    server = new_server_id()
+    r = post(daemon, server, pelican_body(sample_tgz, {"c.tar.gz": b"cc"}, omit_checksum="c.tar.gz"))
+    assert r.status_code == 400, r.text
+    assert not daemon.volume(server).exists() and leftovers(daemon) == []
+
+
+def test_backup_names_cannot_leave_the_backup_directory(daemon, sample_tgz):
+    for bad in ("../escape.tar.gz", "sub/dir.tar.gz", ".hidden", ""):
+        server = new_server_id()
+        r = post(daemon, server, pelican_body(sample_tgz, {bad: b"x"}))
+        assert r.status_code == 400, (bad, r.status_code, r.text)
+        assert not daemon.volume(server).exists()
+    assert not (daemon.state / "escape.tar.gz").exists()
+    assert leftovers(daemon) == []
