@@ -84,6 +84,7 @@ public final class SafeExtractor {
             guard fd >= 0 else { throw TransferError.system("openat", path: display) }
             defer { close(fd) }
             var end: Int64 = 0
+            var flushedTo: Int64 = 0
             let written = try reader.readData { offset, block in
                 var done = 0
                 while done < block.count {
@@ -95,7 +96,15 @@ public final class SafeExtractor {
                     done += n
                 }
                 end = offset + Int64(block.count)
+                // Start writing big files back while they arrive, so the commit's syncfs finds
+                // little left to flush (it was a third of a transfer's time without this).
+                if end - flushedTo >= 8 << 20 {
+                    _ = tx_start_writeback(fd, flushedTo, end - flushedTo)
+                    flushedTo = end
+                }
             }
+            // Tiny files are left to syncfs: a syscall each would cost more than it saves.
+            if end >= 64 << 10, end > flushedTo { _ = tx_start_writeback(fd, flushedTo, end - flushedTo) }
             // Sparse entries may end in a hole: the size in the header is the truth.
             if entry.size > end && ftruncate(fd, off_t(entry.size)) != 0 { throw TransferError.system("ftruncate", path: display) }
             if mode & umaskBits != 0 || mode & 0o1000 != 0 {

@@ -83,7 +83,9 @@ public final class VolumeStore: Sendable {
         guard fd >= 0 else { throw TransferError.system("open", path: staging) }
         defer { close(fd) }
         // One syncfs flushes every file written into staging; cheaper than an fsync per file.
+        let syncStarted = MonotonicClock.now()
         guard tx_syncfs(fd) == 0 else { throw TransferError.system("syncfs", path: staging) }
+        Log.debug("volumes: syncfs took \(ByteCount.fixed((MonotonicClock.now() - syncStarted) * 1000, 1)) ms")
         let volume = volumePath(server)
         if tx_rename_noreplace(AT_FDCWD, staging, AT_FDCWD, volume) != 0 {
             guard errno == EEXIST || errno == ENOTEMPTY else { throw TransferError.system("rename", path: volume) }
