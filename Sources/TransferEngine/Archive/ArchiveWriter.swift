@@ -4,10 +4,10 @@ import Glibc
 private import CLibArchive
 
 /// Writes a tar stream (pax where needed, plain ustar otherwise, as GNU tar and Go's
-/// archive/tar read) through a compressor, pushing the output bytes to `sink`.
+/// archive/tar read), pushing the bytes to `sink`; compression is a `StreamCodec` downstream.
 ///
 /// ```
-///  entries ──▶ libarchive (tar + gzip filter) ──write callback──▶ sink(bytes)
+///  entries ──▶ libarchive (plain tar, 256 KiB blocks) ──write callback──▶ sink(bytes)
 /// ```
 /// `sink` is called on the writing thread with buffers valid only for the call.
 /// Call order: `append…`/`writeData` any number of times, then `finish()` once.
@@ -18,10 +18,10 @@ public final class ArchiveWriter {
     /// The first error the sink threw; libarchive sees only "-1".
     private var sinkError: (any Error)?
     private var finished = false
-    /// Compressed bytes written to the sink.
+    /// Tar bytes written to the sink.
     public private(set) var bytesOut: Int64 = 0
 
-    public init(compression: ArchiveCompression, sink: @escaping (UnsafeRawBufferPointer) throws -> Void) throws {
+    public init(sink: @escaping (UnsafeRawBufferPointer) throws -> Void) throws {
         _ = LibArchiveLocale.configured
         guard let handle = archive_write_new(), let entry = archive_entry_new() else {
             throw TransferError(.internal, .archive, "libarchive: out of memory")
@@ -30,21 +30,10 @@ public final class ArchiveWriter {
         self.entry = entry
         self.sink = sink
         try check(archive_write_set_format_pax_restricted(handle))
-        switch compression {
-        case .gzip(let level):
-            try check(archive_write_add_filter_gzip(handle))
-            try check(archive_write_set_filter_option(handle, "gzip", "compression-level", String(level)))
-        case .none:
-            try check(archive_write_add_filter_none(handle))
-        }
-        if compression == .none {
-            // Hand out plain tar in 256 KiB blocks (few, large calls downstream); no padding of the last one.
-            try check(archive_write_set_bytes_per_block(handle, 256 * 1024))
-            try check(archive_write_set_bytes_in_last_block(handle, 1))
-        } else {
-            // The compressor buffers; emit whatever it has as soon as it has it.
-            try check(archive_write_set_bytes_per_block(handle, 0))
-        }
+        try check(archive_write_add_filter_none(handle))
+        // Hand out plain tar in 256 KiB blocks (few, large calls downstream); no padding of the last one.
+        try check(archive_write_set_bytes_per_block(handle, 256 * 1024))
+        try check(archive_write_set_bytes_in_last_block(handle, 1))
         let opaqueSelf = Unmanaged.passUnretained(self).toOpaque()
         try check(
             archive_write_open(

@@ -15,14 +15,6 @@ struct LibArchiveError: Error, Sendable, CustomStringConvertible {
     }
 }
 
-/// Archive stream compression. `gzip` is what a Wings peer sends and expects.
-public enum ArchiveCompression: Sendable, Equatable {
-    case gzip(level: Int)
-    case none
-
-    public static let wingsCompatible = ArchiveCompression.gzip(level: 1)
-}
-
 /// Sets the process locale's character type to UTF-8 once, so libarchive writes and reads names
 /// (pax `path` records are UTF-8) without lossy conversion. Idempotent.
 enum LibArchiveLocale {

@@ -2,15 +2,16 @@
 import Glibc
 #endif
 
-/// The source half of the pipeline: walks a volume and writes it as a compressed tar stream.
+/// The source half of the pipeline: walks a volume and writes it as a (compressed) tar stream.
 ///
 /// ```
-///  VolumeWalker ─▶ read(file, 256 KiB) ─▶ ArchiveWriter(tar + gzip) ─▶ sink
+///  VolumeWalker ─▶ read(file, 256 KiB) ─▶ ArchiveWriter (plain tar) ─▶ StreamCodec (gzip/zstd/none) ─▶ sink
 /// ```
-/// Memory is one read buffer plus libarchive's compressor state, whatever the volume's size.
+/// Compression is the same `StreamCodec` a transfer's compress stage uses (there, on its own
+/// thread; here, inline). Memory is one read buffer plus the codec's state, whatever the volume's size.
 public struct VolumeArchiver: Sendable {
     public var root: String
-    public var compression: ArchiveCompression
+    public var compression: StreamCompression
     /// Called after every block of file data with the volume bytes archived so far.
     public var progress: (@Sendable (Int64) -> Void)?
     /// Chunk size for reading files.
@@ -18,7 +19,7 @@ public struct VolumeArchiver: Sendable {
     /// Log a warning for each socket, FIFO or device left out.
     public var reportsSkipped = true
 
-    public init(root: String, compression: ArchiveCompression = .wingsCompatible) {
+    public init(root: String, compression: StreamCompression = .gzip) {
         self.root = root
         self.compression = compression
     }
@@ -36,7 +37,25 @@ public struct VolumeArchiver: Sendable {
     /// Writes the whole archive to `sink` and returns what it contained.
     public func run(sink: @escaping (UnsafeRawBufferPointer) throws -> Void) throws -> Summary {
         var summary = Summary()
-        let writer = try ArchiveWriter(compression: compression, sink: sink)
+        var archiveBytes: Int64 = 0
+        let writer: ArchiveWriter
+        let codec: (any StreamCodec)?
+        if compression == .none {
+            codec = nil
+            writer = try ArchiveWriter { bytes in
+                archiveBytes += Int64(bytes.count)
+                try sink(bytes)
+            }
+        } else {
+            let encoder = try compression.makeEncoder()
+            codec = encoder
+            writer = try ArchiveWriter { bytes in
+                try encoder.process(bytes) { out in
+                    archiveBytes += Int64(out.count)
+                    try sink(out)
+                }
+            }
+        }
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: readSize, alignment: 64)
         defer { buffer.deallocate() }
         // The root's own entry ("./", as GNU tar writes it) carries the volume root's mode and time.
@@ -62,7 +81,11 @@ public struct VolumeArchiver: Sendable {
                 if reportsSkipped { Log.warning("archive: skipping \(kind) \(path)") }
             })
         try writer.finish()
-        summary.archiveBytes = writer.bytesOut
+        try codec?.finish { out in
+            archiveBytes += Int64(out.count)
+            try sink(out)
+        }
+        summary.archiveBytes = archiveBytes
         return summary
     }
 

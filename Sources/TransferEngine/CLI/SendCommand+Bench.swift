@@ -22,13 +22,10 @@ extension SendCommand {
         """
 
     static func bench(_ argv: [String]) throws -> Int32 {
-        let args = try Arguments(
+        guard let args = try commandArguments(
             argv, valued: ["corpus", "scale", "runs", "modes", "volume", "url", "secret-file", "work", "json", "chart"],
-            booleans: ["no-baselines", "no-warmup", "help"])
-        if args.has("help") {
-            print(benchHelp)
-            return 0
-        }
+            booleans: ["no-baselines", "no-warmup"], help: benchHelp)
+        else { return 0 }
         var options = BenchRunner.Options()
         if let corpus = args["corpus"] {
             options.corpora = try corpus.split(separator: ",").map {

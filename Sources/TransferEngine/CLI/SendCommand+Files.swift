@@ -6,13 +6,10 @@ import FoundationEssentials
 /// `transfer-send download` and `transfer-send upload`.
 extension SendCommand {
     static func download(_ argv: [String]) throws -> Int32 {
-        let args = try Arguments(
+        guard let args = try commandArguments(
             argv, valued: ["url", "token", "secret", "secret-file", "server", "file", "backup", "output"],
-            booleans: ["resume", "insecure", "quiet", "help"])
-        if args.has("help") {
-            print(help)
-            return 0
-        }
+            booleans: ["resume", "insecure", "quiet"], help: help)
+        else { return 0 }
         let node = try nodeURL(args)
         let isBackup = args["backup"] != nil
         guard isBackup != (args["file"] != nil) else { throw Arguments.usage("give exactly one of --file PATH or --backup UUID") }
@@ -45,13 +42,10 @@ extension SendCommand {
     }
 
     static func upload(_ argv: [String]) throws -> Int32 {
-        let args = try Arguments(
+        guard let args = try commandArguments(
             argv, valued: ["url", "token", "secret", "secret-file", "server", "user", "directory"],
-            booleans: ["insecure", "quiet", "help"])
-        if args.has("help") {
-            print(help)
-            return 0
-        }
+            booleans: ["insecure", "quiet"], help: help)
+        else { return 0 }
         let node = try nodeURL(args)
         guard !args.positionals.isEmpty else { throw Arguments.usage("name at least one FILE to upload") }
         let token: String

@@ -103,6 +103,18 @@ public enum SendCommand {
         }
     }
 
+    /// Parses a subcommand's options; nil when `--help` was asked for (and printed).
+    static func commandArguments(_ argv: [String], valued: Set<String>, booleans: Set<String>, help text: String) throws
+        -> Arguments?
+    {
+        let args = try Arguments(argv, valued: valued, booleans: booleans.union(["help"]))
+        if args.has("help") {
+            print(text)
+            return nil
+        }
+        return args
+    }
+
     /// Prints one clear line (plus the usage line for usage errors) and picks the exit status.
     static func report(_ error: TransferError) -> Int32 {
         StandardError.write("transfer-send: error: \(error.message)\n")
@@ -140,13 +152,10 @@ public enum SendCommand {
     // MARK: - push
 
     static func push(_ argv: [String]) throws -> Int32 {
-        let args = try Arguments(
+        guard let args = try commandArguments(
             argv, valued: ["volume", "url", "token", "secret", "secret-file", "server", "cacert", "compression"],
-            booleans: ["insecure", "json", "quiet", "help"])
-        if args.has("help") {
-            print(help)
-            return 0
-        }
+            booleans: ["insecure", "json", "quiet"], help: help)
+        else { return 0 }
         let volume = try args.required("volume")
         let url = try validatedURL(try args.required("url"))
         guard FileTree.exists(volume) else { throw TransferError(.notFound, .cli, "volume \(volume) does not exist") }
@@ -222,14 +231,11 @@ public enum SendCommand {
     // MARK: - token
 
     static func token(_ argv: [String]) throws -> Int32 {
-        let args = try Arguments(
+        guard let args = try commandArguments(
             argv,
             valued: ["secret", "secret-file", "scope", "server", "user", "file", "backup", "permissions", "ttl", "issuer", "audience"],
-            booleans: ["no-scope", "help"])
-        if args.has("help") {
-            print(help)
-            return 0
-        }
+            booleans: ["no-scope"], help: help)
+        else { return 0 }
         guard let secret = try secret(args) else { throw Arguments.usage("--secret or --secret-file is required") }
         let scopeName = try args.required("scope")
         guard let scope = TokenScope(rawValue: scopeName) else {

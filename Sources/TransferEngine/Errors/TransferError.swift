@@ -72,7 +72,7 @@ extension TransferError {
         _ call: String, path: String, errno code: Int32 = errno, stage: Stage = .volumes
     ) -> TransferError {
         let reason = String(cString: strerror(code))
-        let kind: Code = code == ENOENT ? .notFound : (code == ENOSPC || code == EDQUOT ? .io : .io)
+        let kind: Code = code == ENOENT ? .notFound : .io
         return TransferError(kind, stage, "\(path): \(reason)", cause: SystemCallError(call: call, errno: code))
     }
 }

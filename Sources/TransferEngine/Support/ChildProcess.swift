@@ -53,11 +53,11 @@ public final class ChildProcess: @unchecked Sendable {
     public func terminate() { kill(pid, SIGTERM) }
 
     /// What the child printed so far.
-    public var output: String { Self.readFile(outputPath) ?? "" }
+    public var output: String { FileIO.readFile(outputPath) ?? "" }
 
     /// CPU seconds used so far by a running process (`/proc/<pid>/stat` utime + stime).
     public static func cpuSeconds(of pid: pid_t) -> Double {
-        guard let stat = readFile("/proc/\(pid)/stat"), let close = stat.lastIndex(of: ")") else { return 0 }
+        guard let stat = FileIO.readFile("/proc/\(pid)/stat"), let close = stat.lastIndex(of: ")") else { return 0 }
         let fields = stat[stat.index(after: close)...].split(separator: " ")
         guard fields.count > 13, let user = Double(fields[11]), let system = Double(fields[12]) else { return 0 }
         return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
@@ -65,7 +65,7 @@ public final class ChildProcess: @unchecked Sendable {
 
     /// Peak RSS (VmHWM) of a running process, in KiB.
     public static func peakRSSKiB(of pid: pid_t) -> Int {
-        guard let status = readFile("/proc/\(pid)/status"),
+        guard let status = FileIO.readFile("/proc/\(pid)/status"),
             let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") })
         else { return 0 }
         return Int(line.split(separator: " ").dropFirst().first ?? "") ?? 0
@@ -79,16 +79,4 @@ public final class ChildProcess: @unchecked Sendable {
         close(fd)
     }
 
-    static func readFile(_ path: String) -> String? {
-        guard let file = fopen(path, "r") else { return nil }
-        defer { fclose(file) }
-        var bytes: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 4096)
-        while true {
-            let n = fread(&buffer, 1, buffer.count, file)
-            if n <= 0 { break }
-            bytes += buffer[0..<n]
-        }
-        return String(decoding: bytes, as: UTF8.self)
-    }
 }

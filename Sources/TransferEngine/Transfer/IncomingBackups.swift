@@ -27,13 +27,9 @@ final class IncomingBackups: @unchecked Sendable {
 
     /// Starts a part if it is one of ours; false for any other part name.
     func begin(_ partName: String) throws -> Bool {
-        return try lock.withLock {
-            guard !discarded else { throw TransferError(.cancelled, .transfer, "the transfer was cancelled") }
-            return try locked_begin(partName)
-        }
-    }
-
-    private func locked_begin(_ partName: String) throws -> Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        guard !discarded else { throw TransferError(.cancelled, .transfer, "the transfer was cancelled") }
         if partName.hasPrefix("checksum_backup_") {
             currentChecksum = (try Self.fileName(partName.dropFirst("checksum_backup_".count)), [])
             return true
@@ -50,13 +46,9 @@ final class IncomingBackups: @unchecked Sendable {
     }
 
     func data(_ bytes: UnsafeRawBufferPointer) throws {
-        try lock.withLock {
-            guard !discarded else { throw TransferError(.cancelled, .transfer, "the transfer was cancelled") }
-            try locked_data(bytes)
-        }
-    }
-
-    private func locked_data(_ bytes: UnsafeRawBufferPointer) throws {
+        lock.lock()
+        defer { lock.unlock() }
+        guard !discarded else { throw TransferError(.cancelled, .transfer, "the transfer was cancelled") }
         if let open = current {
             open.hasher.update(bytes)
             try FileIO.writeAll(open.fd, bytes, path: open.temporary)
@@ -67,13 +59,9 @@ final class IncomingBackups: @unchecked Sendable {
     }
 
     func end() throws {
-        try lock.withLock {
-            guard !discarded else { throw TransferError(.cancelled, .transfer, "the transfer was cancelled") }
-            try locked_end()
-        }
-    }
-
-    private func locked_end() throws {
+        lock.lock()
+        defer { lock.unlock() }
+        guard !discarded else { throw TransferError(.cancelled, .transfer, "the transfer was cancelled") }
         if let open = current {
             current = nil
             let ok = fsync(open.fd) == 0
@@ -88,13 +76,9 @@ final class IncomingBackups: @unchecked Sendable {
 
     /// Every backup has a checksum part and it matches (call before committing anything).
     func verify() throws {
-        try lock.withLock {
-            guard !discarded else { throw TransferError(.cancelled, .transfer, "the transfer was cancelled") }
-            try locked_verify()
-        }
-    }
-
-    private func locked_verify() throws {
+        lock.lock()
+        defer { lock.unlock() }
+        guard !discarded else { throw TransferError(.cancelled, .transfer, "the transfer was cancelled") }
         for (name, backup) in received {
             guard let sent = checksums[name] else { throw Self.invalid("backup \(name) has no checksum_backup_\(name) part") }
             guard sent == backup.digest else {
@@ -105,13 +89,9 @@ final class IncomingBackups: @unchecked Sendable {
 
     /// Moves the verified backups into place. Returns their names.
     func commit() -> [String] {
-        return lock.withLock {
-            guard !discarded else { return [] }
-            return locked_commit()
-        }
-    }
-
-    private func locked_commit() -> [String] {
+        lock.lock()
+        defer { lock.unlock() }
+        guard !discarded else { return [] }
         var stored: [String] = []
         for (name, backup) in received.sorted(by: { $0.key < $1.key }) {
             if rename(backup.temporary, "\(directory)/\(name)") == 0 {
@@ -127,12 +107,8 @@ final class IncomingBackups: @unchecked Sendable {
 
     /// Removes every temp file (a failed or cancelled transfer).
     func discard() {
-        lock.withLock {
-            locked_discard()
-        }
-    }
-
-    private func locked_discard() {
+        lock.lock()
+        defer { lock.unlock() }
         discarded = true
         if let open = current {
             close(open.fd)

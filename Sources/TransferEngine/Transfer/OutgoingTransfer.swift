@@ -177,7 +177,6 @@ final class Throttle: @unchecked Sendable {
 /// Written by the producer thread, read after it signalled completion.
 private final class SummaryBox: @unchecked Sendable {
     var summary: VolumeArchiver.Summary?
-    var error: (any Error)?
 }
 
 /// The multipart body as a pull source for libcurl: archive part, then the checksum part.

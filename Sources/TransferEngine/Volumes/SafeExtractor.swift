@@ -259,7 +259,7 @@ public final class SafeExtractor {
 
     /// The process umask, read from /proc (calling umask(2) to read it would race other threads).
     static func processUmask() -> Glibc.mode_t {
-        guard let status = ChildProcess.readFile("/proc/self/status"),
+        guard let status = FileIO.readFile("/proc/self/status"),
             let line = status.split(separator: "\n").first(where: { $0.hasPrefix("Umask:") }),
             let value = Glibc.mode_t(line.split(separator: "\t").last ?? "", radix: 8)
         else { return 0o777 }  // unknown: always fchmod

@@ -9,7 +9,7 @@ import Glibc
 /// Archive ↔ directory helpers for the Archive and Volumes tests (all in memory, no network).
 enum ArchiveHarness {
     /// Archives the volume at `root` into memory.
-    static func archive(_ root: String, compression: ArchiveCompression = .wingsCompatible) throws
+    static func archive(_ root: String, compression: StreamCompression = .gzip) throws
         -> (bytes: [UInt8], summary: VolumeArchiver.Summary)
     {
         var bytes: [UInt8] = []
