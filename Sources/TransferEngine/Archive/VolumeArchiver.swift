@@ -62,7 +62,9 @@ public struct VolumeArchiver: Sendable {
         var rootStatus = stat()
         guard stat(root, &rootStatus) == 0 else { throw TransferError.system("stat", path: root) }
         try writer.appendHeader(path: PathBytes("."), status: FileStatus(rootStatus))
-        try VolumeWalker(root: root).walk(
+        var walker = VolumeWalker(root: root)
+        walker.statsRegularFiles = false  // archiveFile fstats the descriptor it reads
+        try walker.walk(
             visit: { entry in
                 switch entry.kind {
                 case .directory:
@@ -72,8 +74,12 @@ public struct VolumeArchiver: Sendable {
                     try writer.appendHeader(path: entry.path, status: FileStatus(entry.status), symlinkTarget: entry.symlinkTarget())
                     summary.symlinks += 1
                 case .file:
-                    try archiveFile(entry, writer: writer, buffer: buffer, summary: &summary)
-                    summary.files += 1
+                    if try archiveFile(entry, writer: writer, buffer: buffer, summary: &summary) {
+                        summary.files += 1
+                    } else {
+                        summary.skipped += 1
+                        Log.warning("archive: skipping \(entry.path): no longer a regular file")
+                    }
                 }
             },
             skipped: { path, kind in
@@ -89,16 +95,19 @@ public struct VolumeArchiver: Sendable {
         return summary
     }
 
+    /// Archives one regular file; false if it was replaced by something else since the walk saw it.
     private func archiveFile(
         _ entry: VolumeWalker.Entry, writer: ArchiveWriter, buffer: UnsafeMutableRawBufferPointer,
         summary: inout Summary
-    ) throws {
+    ) throws -> Bool {
         let fd = try entry.openForReading()
         defer { close(fd) }
         // Size and times come from the open descriptor, so they match the bytes we read.
         var st = stat()
         guard fstat(fd, &st) == 0 else { throw TransferError.system("fstat", path: entry.path.description) }
-        posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL)
+        guard st.st_mode & S_IFMT == S_IFREG else { return false }
+        // A file read in one call gains nothing from a readahead hint; skip the syscall.
+        if Int(st.st_size) > buffer.count { posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL) }
         try writer.appendHeader(path: entry.path, status: FileStatus(st))
         var remaining = Int64(st.st_size)
         while remaining > 0 {
@@ -118,5 +127,6 @@ public struct VolumeArchiver: Sendable {
             summary.volumeBytes += Int64(n)
             progress?(summary.volumeBytes)
         }
+        return true
     }
 }

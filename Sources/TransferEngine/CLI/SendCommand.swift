@@ -188,8 +188,10 @@ public enum SendCommand {
         }
         let transfer = OutgoingTransfer(options: options)
         let bar = ProgressBar(enabled: !args.has("quiet") && !args.has("json") && isatty(2) == 1)
-        transfer.onProgress = { progress in
-            bar.update(done: progress.volumeBytes, total: progress.totalBytes, seconds: progress.seconds)
+        if bar.enabled {
+            transfer.onProgress = { progress in
+                bar.update(done: progress.volumeBytes, total: progress.totalBytes, seconds: progress.seconds)
+            }
         }
         let interrupted = SignalBox()
         SignalWaiter.onSignal { name in

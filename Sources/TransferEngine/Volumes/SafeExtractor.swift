@@ -28,6 +28,8 @@ public final class SafeExtractor {
 
     private var deferredDirectories: [(components: [[UInt8]], mode: Glibc.mode_t, mtime: FileTime)] = []
     private var symlinks: [[[UInt8]]] = []
+    /// Writes small files back to disk while extraction goes on (big files start their own writeback).
+    private let flusher: BackgroundFlusher
 
     /// Counts of what was written.
     public private(set) var files = 0
@@ -38,9 +40,11 @@ public final class SafeExtractor {
     /// Opens `root`, which must exist and be a directory the caller owns.
     public init(root: String) throws {
         self.root = try VolumeRoot(path: root)
+        flusher = BackgroundFlusher(descriptor: self.root.descriptor)
     }
 
     deinit {
+        flusher.stop()
         for fd in parentCache.values { close(fd) }
     }
 
@@ -103,8 +107,13 @@ public final class SafeExtractor {
                     flushedTo = end
                 }
             }
-            // Tiny files are left to syncfs: a syscall each would cost more than it saves.
-            if end >= 64 << 10, end > flushedTo { _ = tx_start_writeback(fd, flushedTo, end - flushedTo) }
+            // Small files are flushed in bulk by the background flusher: a syscall each would cost more.
+            if end >= 64 << 10 {
+                if end > flushedTo { _ = tx_start_writeback(fd, flushedTo, end - flushedTo) }
+                flusher.noteWritten(bytes: 0)
+            } else {
+                flusher.noteWritten(bytes: Int(end))
+            }
             // Sparse entries may end in a hole: the size in the header is the truth.
             if entry.size > end && ftruncate(fd, off_t(entry.size)) != 0 { throw TransferError.system("ftruncate", path: display) }
             if mode & umaskBits != 0 || mode & 0o1000 != 0 {
@@ -164,6 +173,7 @@ public final class SafeExtractor {
     /// Applies directory modes and times (deepest first, so setting a parent's time is last) and
     /// checks that every symlink resolves inside the root.
     public func finish() throws {
+        flusher.stop()
         for link in symlinks {
             guard resolvesInside(link) else {
                 throw refuse(link.map { String(decoding: $0, as: UTF8.self) }.joined(separator: "/"),

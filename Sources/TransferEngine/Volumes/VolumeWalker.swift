@@ -21,8 +21,9 @@ public struct VolumeWalker {
         public let name: [UInt8]
 
         /// Opens a regular file for reading without following a symlink swapped in since the walk.
+        /// Non-blocking, so a FIFO swapped in cannot hang the open; callers `fstat` and check the type.
         public func openForReading() throws -> Int32 {
-            let fd = openat(parentDescriptor, CString.terminated(name), O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+            let fd = openat(parentDescriptor, CString.terminated(name), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
             guard fd >= 0 else { throw TransferError.system("openat", path: path.description) }
             return fd
         }
@@ -37,6 +38,10 @@ public struct VolumeWalker {
     }
 
     public let root: String
+    /// When false, regular files (known from the directory entry's type) are not `fstatat`ed: their
+    /// `status` holds only the file type, and the visitor `fstat`s the descriptor it opens. One
+    /// syscall less per file, which is most of the walk on a volume of small files.
+    public var statsRegularFiles = true
 
     public init(root: String) { self.root = root }
 
@@ -69,19 +74,21 @@ public struct VolumeWalker {
             throw TransferError.system("fdopendir", path: path.description)
         }
         defer { closedir(dir) }
-        var names: [[UInt8]] = []
+        var names: [(name: [UInt8], type: UInt8)] = []
         while let item = readdir(dir) {
             let name = withUnsafePointer(to: item.pointee.d_name) {
                 $0.withMemoryRebound(to: CChar.self, capacity: 256) { CString.bytes($0) }
             }
             if name == [0x2e] || name == [0x2e, 0x2e] { continue }
-            names.append(name)
+            names.append((name, item.pointee.d_type))
         }
-        names.sort { $0.lexicographicallyPrecedes($1) }
-        for name in names {
+        names.sort { $0.name.lexicographicallyPrecedes($1.name) }
+        for (name, type) in names {
             let childPath = path.appending(name)
             var st = stat()
-            guard fstatat(fd, CString.terminated(name), &st, AT_SYMLINK_NOFOLLOW) == 0 else {
+            if !statsRegularFiles && type == UInt8(DT_REG) {
+                st.st_mode = S_IFREG
+            } else if fstatat(fd, CString.terminated(name), &st, AT_SYMLINK_NOFOLLOW) != 0 {
                 if errno == ENOENT { continue }  // removed while walking: nothing to send
                 throw TransferError.system("fstatat", path: childPath.description)
             }
