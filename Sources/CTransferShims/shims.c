@@ -155,6 +155,3 @@ void tx_set_thread_name(const char *name) {
     pthread_setname_np(pthread_self(), cut);
 }
 
-int tx_start_writeback(int fd, int64_t offset, int64_t length) {
-    return sync_file_range(fd, offset, length, SYNC_FILE_RANGE_WRITE);
-}

@@ -58,8 +58,6 @@ void *tx_memmem(const void *haystack, size_t haystack_length, const void *needle
 int tx_syncfs(int fd);
 /// pthread_setname_np for the calling thread (names over 15 bytes are cut).
 void tx_set_thread_name(const char *name);
-/// sync_file_range(fd, offset, length, SYNC_FILE_RANGE_WRITE): starts writeback without waiting.
-int tx_start_writeback(int fd, int64_t offset, int64_t length);
 /// renameat2(2) with RENAME_EXCHANGE: atomically swap two paths (both must exist).
 int tx_rename_exchange(int old_dirfd, const char *old_path, int new_dirfd, const char *new_path);
 /// renameat2(2) with RENAME_NOREPLACE: fails with EEXIST instead of replacing.

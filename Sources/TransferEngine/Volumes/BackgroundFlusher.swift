@@ -3,16 +3,16 @@ import Glibc
 #endif
 private import CTransferShims
 
-/// Flushes small files to disk while extraction goes on, on a helper thread, so the commit's final
-/// `syncfs` finds little left to write.
+/// Writes extracted data back to disk while extraction goes on, on a helper thread, so the
+/// commit's final `syncfs` finds little left to write.
 ///
 /// ```
-///  extract thread ─noteWritten(bytes)─▶ [pending ≥ threshold] ─signal─▶ flusher thread: syncfs(staging)
+///  extract thread ─noteWritten(bytes)─▶ [pending ≥ 8 MiB] ─signal─▶ flusher thread: syncfs(staging)
 /// ```
-/// Big files start their own writeback (`sync_file_range`) as they arrive; small ones are not
-/// worth a syscall each, and without this their writeback all waited for the commit: about a
-/// third of a 25,000-file transfer's time went to the final `syncfs`. One `syncfs` per few MiB,
-/// off the extract thread, turns that wait into work done while the data still arrives.
+/// Without it the whole volume's writeback waited for the commit (a third of a transfer's time).
+/// Measured on ext4 here, one `syncfs` per 8 MiB on a helper thread beat `sync_file_range` per
+/// file on the extract thread (mixed corpus: commit ≈ 25 ms instead of ≈ 300 ms after the last
+/// byte, and 15–25 % less wall time), and it covers small files, which are not worth a syscall each.
 final class BackgroundFlusher: @unchecked Sendable {
     private let condition = Condition()
     private let descriptor: Int32
@@ -26,13 +26,13 @@ final class BackgroundFlusher: @unchecked Sendable {
     /// Flushes run so far.
     var flushes: Int { condition.withLock { completedFlushes } }
 
-    /// Each file costs at least a block and an inode write, whatever its size.
+    /// Each file costs at least an inode write and a partial block, whatever its size.
     static let perFileCost = 4096
 
     /// - Parameters:
     ///   - descriptor: an open directory on the file system to flush (duplicated; the caller keeps its own).
     ///   - thresholdBytes: unflushed bytes (counting `perFileCost` per file) that trigger a flush.
-    init(descriptor: Int32, thresholdBytes: Int = 16 << 20) {
+    init(descriptor: Int32, thresholdBytes: Int = 8 << 20) {
         self.descriptor = dup(descriptor)
         self.thresholdBytes = thresholdBytes
     }
@@ -41,11 +41,21 @@ final class BackgroundFlusher: @unchecked Sendable {
         stop()
     }
 
-    /// Records a file of `bytes` written and not yet flushed; may wake the flusher.
+    /// Records `bytes` of file data written and not yet flushed; may wake the flusher.
     func noteWritten(bytes: Int) {
         condition.lock()
         defer { condition.unlock() }
-        pendingBytes += bytes + Self.perFileCost
+        pendingBytes += bytes
+        requestIfDue()
+    }
+
+    /// Records one more file (its inode and last partial block are written back too).
+    func noteFile() {
+        noteWritten(bytes: Self.perFileCost)
+    }
+
+    /// Call with the lock held.
+    private func requestIfDue() {
         guard pendingBytes >= thresholdBytes, !requested, !stopping, descriptor >= 0 else { return }
         pendingBytes = 0
         requested = true

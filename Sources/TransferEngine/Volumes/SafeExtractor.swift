@@ -28,7 +28,7 @@ public final class SafeExtractor {
 
     private var deferredDirectories: [(components: [[UInt8]], mode: Glibc.mode_t, mtime: FileTime)] = []
     private var symlinks: [[[UInt8]]] = []
-    /// Writes small files back to disk while extraction goes on (big files start their own writeback).
+    /// Writes the data back to disk while extraction goes on, so the commit's syncfs has little left.
     private let flusher: BackgroundFlusher
 
     /// Counts of what was written.
@@ -88,7 +88,6 @@ public final class SafeExtractor {
             guard fd >= 0 else { throw TransferError.system("openat", path: display) }
             defer { close(fd) }
             var end: Int64 = 0
-            var flushedTo: Int64 = 0
             let written = try reader.readData { offset, block in
                 var done = 0
                 while done < block.count {
@@ -100,20 +99,9 @@ public final class SafeExtractor {
                     done += n
                 }
                 end = offset + Int64(block.count)
-                // Start writing big files back while they arrive, so the commit's syncfs finds
-                // little left to flush (it was a third of a transfer's time without this).
-                if end - flushedTo >= 8 << 20 {
-                    _ = tx_start_writeback(fd, flushedTo, end - flushedTo)
-                    flushedTo = end
-                }
+                flusher.noteWritten(bytes: block.count)
             }
-            // Small files are flushed in bulk by the background flusher: a syscall each would cost more.
-            if end >= 64 << 10 {
-                if end > flushedTo { _ = tx_start_writeback(fd, flushedTo, end - flushedTo) }
-                flusher.noteWritten(bytes: 0)
-            } else {
-                flusher.noteWritten(bytes: Int(end))
-            }
+            flusher.noteFile()
             // Sparse entries may end in a hole: the size in the header is the truth.
             if entry.size > end && ftruncate(fd, off_t(entry.size)) != 0 { throw TransferError.system("ftruncate", path: display) }
             if mode & umaskBits != 0 || mode & 0o1000 != 0 {

@@ -72,9 +72,15 @@ struct BackgroundFlusherTests {
             let fd = open(temp.path, O_RDONLY | O_DIRECTORY)
             defer { close(fd) }
             let flusher = BackgroundFlusher(descriptor: fd, thresholdBytes: 64 << 10)
-            for _ in 0..<10 { flusher.noteWritten(bytes: 1000) }  // 10 × (1000 + 4096) < 64 KiB
+            for _ in 0..<10 {  // 10 × (1000 + 4096 per file) < 64 KiB
+                flusher.noteWritten(bytes: 1000)
+                flusher.noteFile()
+            }
             #expect(flusher.flushes == 0)
-            for _ in 0..<200 { flusher.noteWritten(bytes: 1000) }
+            for _ in 0..<200 {
+                flusher.noteWritten(bytes: 1000)
+                flusher.noteFile()
+            }
             // The flush runs on the helper thread, not in noteWritten.
             let deadline = Date().addingTimeInterval(10)
             while flusher.flushes == 0 && Date() < deadline { usleep(1000) }
@@ -91,7 +97,10 @@ struct BackgroundFlusherTests {
             let fd = open(temp.path, O_RDONLY | O_DIRECTORY)
             defer { close(fd) }
             let flusher = BackgroundFlusher(descriptor: fd, thresholdBytes: 1 << 30)
-            for _ in 0..<100 { flusher.noteWritten(bytes: 100) }
+            for _ in 0..<100 {
+                flusher.noteWritten(bytes: 100)
+                flusher.noteFile()
+            }
             flusher.stop()
             #expect(flusher.flushes == 0)
         }
