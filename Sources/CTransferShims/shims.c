@@ -138,8 +138,9 @@ size_t tx_isal_level_buffer_size(int level) {
     }
 }
 
-void tx_configure_malloc(int mmap_threshold, int max_arenas) {
+void tx_configure_malloc(int mmap_threshold, int trim_threshold, int max_arenas) {
     mallopt(M_MMAP_THRESHOLD, mmap_threshold);
+    mallopt(M_TRIM_THRESHOLD, trim_threshold);
     mallopt(M_ARENA_MAX, max_arenas);
 }
 

@@ -45,7 +45,7 @@ int tx_mhd_upgrade_close(struct MHD_UpgradeResponseHandle *handle);
 // MARK: glibc malloc
 /// mallopt(M_MMAP_THRESHOLD, threshold) and mallopt(M_ARENA_MAX, arenas): malloc.h is not in
 /// Swift's Glibc module.
-void tx_configure_malloc(int mmap_threshold, int max_arenas);
+void tx_configure_malloc(int mmap_threshold, int trim_threshold, int max_arenas);
 
 // MARK: ISA-L
 /// Bytes of working memory isal_deflate needs at `level` (0-3); the sizes are macros.

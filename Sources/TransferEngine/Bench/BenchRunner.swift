@@ -209,23 +209,36 @@ public final class BenchRunner {
 
     /// Shell pipelines over the same volume, timed once each (only the tools that are installed).
     private func baselines(corpus: String, volume: String, bytes: Int64) -> [Baseline] {
-        let quoted = "'" + volume.replacingByte("'", with: "'\\''") + "'"
-        let candidates: [(String, String, String)] = [
+        let quoted = Self.shellQuoted(volume)
+        let scratch = Self.shellQuoted(options.workDirectory + "/baseline-extract")
+        let candidates: [(name: String, tool: String, command: String)] = [
             ("read + hash floor", "openssl", "tar -C \(quoted) -cf - . | openssl dgst -sha256"),
             ("tar | gzip -1 | sha256", "gzip", "tar -C \(quoted) -cf - . | gzip -1 | openssl dgst -sha256"),
             ("tar | igzip -1 | sha256", "igzip", "tar -C \(quoted) -cf - . | igzip -1 -c | openssl dgst -sha256"),
             ("tar | zstd -1 -T0 | sha256", "zstd", "tar -C \(quoted) -cf - . | zstd -q -1 -T0 -c | openssl dgst -sha256"),
+            // Our times include the durable commit; this is what writing the same tree durably costs
+            // here with nothing else to do (no network, no hashing, no compression).
+            ("tar | tar -x + syncfs", "tar",
+             "tar -C \(quoted) -cf - . | tar -C \(scratch) -xf - && sync -f \(scratch)"),
         ]
         var out: [Baseline] = []
         for (name, tool, command) in candidates {
             guard system("command -v \(tool) >/dev/null 2>&1") == 0 else { continue }
+            // Untimed preparation: an empty scratch directory, nothing dirty left from before.
+            _ = system("rm -rf \(scratch) && mkdir -p \(scratch) && sync -f \(scratch)")
             let started = MonotonicClock.now()
-            guard system(command + " >/dev/null 2>&1") == 0 else { continue }
+            let succeeded = system(command + " >/dev/null 2>&1") == 0
             let seconds = MonotonicClock.now() - started
+            _ = system("rm -rf \(scratch)")
+            guard succeeded else { continue }
             let rate = Double(bytes) / seconds / 1e6
             log("bench: baseline \(name) on \(corpus): \(ByteCount.fixed(rate, 1)) MB/s")
             out.append(Baseline(corpus: corpus, name: name, command: command, mbPerSecond: rate))
         }
         return out
+    }
+
+    private static func shellQuoted(_ text: String) -> String {
+        "'" + text.replacingByte("'", with: "'\\''") + "'"
     }
 }
