@@ -129,11 +129,13 @@ public final class BenchRunner {
                 }
                 report.series.append(series)
             }
+            // Baselines before the received volumes are deleted: right after a big deletion, ext4
+            // creates files far more slowly for a minute, which would skew the write-floor baseline.
+            if options.baselines { report.baselines += baselines(corpus: name, volume: path, bytes: totals.bytes) }
             if daemon != nil {
                 for server in pushedServers { try? FileTree.remove("\(state)/volumes/\(server)") }
                 pushedServers.removeAll()
             }
-            if options.baselines { report.baselines += baselines(corpus: name, volume: path, bytes: totals.bytes) }
         }
         return report
     }
