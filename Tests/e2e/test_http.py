@@ -822,3 +822,21 @@ def test_transfer_send_resume_never_keeps_a_longer_stale_part(served, transfer_s
         assert out.read_bytes() == data, "a stale, longer .part was renamed into place as the download"
     else:
         assert not out.exists() or out.read_bytes() == data
+
+
+def test_request_header_sizes(served):
+    """Headers share libmicrohttpd's per-connection pool: large-but-sane headers (a panel's cookies,
+    a long token) are served; oversized ones get a 4xx and the daemon keeps serving."""
+    daemon, server, vol = served
+    url = lambda: file_url(daemon, server, "logs/latest.log")  # tokens are single-use
+    big = {"X-Padding": "a" * (96 * 1024), "Cookie": "; ".join(f"c{i}={'v' * 200}" for i in range(200))}
+    r = requests.get(url(), headers=big, timeout=30)
+    assert r.status_code == 200
+    assert r.content == (vol / "logs" / "latest.log").read_bytes()
+    try:
+        huge = requests.get(url(), headers={"X-Padding": "a" * (2 * MiB)}, timeout=30)
+        assert 400 <= huge.status_code < 500, huge.status_code
+    except requests.ConnectionError:
+        pass  # closing the connection on an oversized request is also a clean refusal
+    assert requests.get(url(), timeout=30).status_code == 200
+    assert daemon.proc.poll() is None

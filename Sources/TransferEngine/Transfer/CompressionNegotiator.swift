@@ -5,7 +5,7 @@
 ///  auto / zstd / none ─▶ GET /api/transfers/capabilities ── no answer (Wings) ─▶ gzip (auto) or error
 ///                                 │ answered
 ///                                 ▼
-///             time POST /api/transfers/probe (link MB/s)  ·  compress a sample of the volume (zstd MB/s, ratio)
+///             time POST /api/transfers/probe (link MB/s)  ‖  compress a sample of the volume (zstd MB/s, ratio)
 ///             auto: zstd if min(zstd rate, link rate ÷ ratio) beats the link rate by 10 %, else none
 /// ```
 public enum CompressionNegotiator {
@@ -43,9 +43,14 @@ public enum CompressionNegotiator {
             }
             return Choice(compression: wanted, reason: "\(mode.rawValue) requested")
         }
+        // The two measurements use different resources (the link, the disk and a core), so they
+        // run side by side: the stream starts after the slower of the two, not after both.
+        nonisolated(unsafe) var sample: (Double?, Double?) = (nil, nil)
+        let sampler = StageThread(name: "zstd-sample") { sample = zstdSample(volume: volume) }
         let link = linkRate(base: base, bearer: bearer, tls: tls, cancelled: cancelled)
+        _ = sampler.join()
         if cancelled() { throw TransferError(.cancelled, .transfer, "cancelled") }
-        let (zstdRate, ratio) = zstdSample(volume: volume)
+        let (zstdRate, ratio) = sample
         var choice = Choice(compression: .none, reason: "", linkMBps: link, zstdMBps: zstdRate, zstdRatio: ratio)
         guard offered.contains("zstd"), let link, let zstdRate, let ratio, ratio > 0 else {
             choice.compression = offered.contains("none") ? .none : .gzip
