@@ -117,6 +117,12 @@ void *tx_memmem(const void *haystack, size_t haystack_length, const void *needle
 
 int tx_syncfs(int fd) { return syncfs(fd); }
 
+int tx_set_direct_io(int fd, int enabled) {
+    int flags = fcntl(fd, F_GETFL);
+    if (flags < 0) return -1;
+    return fcntl(fd, F_SETFL, enabled ? (flags | O_DIRECT) : (flags & ~O_DIRECT));
+}
+
 int tx_rename_exchange(int old_dirfd, const char *old_path, int new_dirfd, const char *new_path) {
     return renameat2(old_dirfd, old_path, new_dirfd, new_path, RENAME_EXCHANGE);
 }

@@ -56,6 +56,9 @@ size_t tx_isal_level_buffer_size(int level);
 void *tx_memmem(const void *haystack, size_t haystack_length, const void *needle, size_t needle_length);
 /// syncfs(2): flush the file system holding fd.
 int tx_syncfs(int fd);
+/// Turns O_DIRECT (a GNU flag) on or off for an open descriptor with fcntl(F_SETFL); -1 with errno
+/// EINVAL where the file system does not support it.
+int tx_set_direct_io(int fd, int enabled);
 /// pthread_setname_np for the calling thread (names over 15 bytes are cut).
 void tx_set_thread_name(const char *name);
 /// renameat2(2) with RENAME_EXCHANGE: atomically swap two paths (both must exist).

@@ -7,8 +7,12 @@ private import CLibArchive
 /// archive/tar read), pushing the bytes to `sink`; compression is a `StreamCodec` downstream.
 ///
 /// ```
-///  entries ──▶ libarchive (plain tar, 256 KiB blocks) ──write callback──▶ sink(bytes)
+///  entries ──▶ libarchive (plain tar, unblocked) ──write callback──▶ headers, padding: gathered ─▶ sink(bytes)
+///                                                                  file data ≥ 64 KiB: as it is ─▶ sink(bytes)
 /// ```
+/// libarchive's own blocking would copy nearly every data byte once more (a 512-byte header
+/// shifts the data off its block boundary); gathering only the small writes keeps the sink's
+/// calls few and large without that copy.
 /// `sink` is called on the writing thread with buffers valid only for the call.
 /// Call order: `append…`/`writeData` any number of times, then `finish()` once.
 public final class ArchiveWriter {
@@ -20,6 +24,11 @@ public final class ArchiveWriter {
     private var finished = false
     /// Tar bytes written to the sink.
     public private(set) var bytesOut: Int64 = 0
+    /// Small writes (headers, padding, small files' data) gathered into one sink call.
+    private let gathered: UnsafeMutableRawBufferPointer
+    private var gatheredCount = 0
+    /// Writes at least this large go to the sink as they are.
+    static let directWriteMinimum = 64 * 1024
 
     public init(sink: @escaping (UnsafeRawBufferPointer) throws -> Void) throws {
         _ = LibArchiveLocale.configured
@@ -29,10 +38,11 @@ public final class ArchiveWriter {
         self.handle = handle
         self.entry = entry
         self.sink = sink
+        gathered = .allocate(byteCount: 256 * 1024, alignment: 64)
         try check(archive_write_set_format_pax_restricted(handle))
         try check(archive_write_add_filter_none(handle))
-        // Hand out plain tar in 256 KiB blocks (few, large calls downstream); no padding of the last one.
-        try check(archive_write_set_bytes_per_block(handle, 256 * 1024))
+        // Unblocked: every write reaches `deliver` at once (no padding of the last block either).
+        try check(archive_write_set_bytes_per_block(handle, 0))
         try check(archive_write_set_bytes_in_last_block(handle, 1))
         let opaqueSelf = Unmanaged.passUnretained(self).toOpaque()
         try check(
@@ -47,17 +57,32 @@ public final class ArchiveWriter {
     deinit {
         archive_entry_free(entry)
         archive_write_free(handle)
+        gathered.deallocate()
     }
 
     private func deliver(_ buffer: UnsafeRawBufferPointer) -> Int {
         do {
-            try sink(buffer)
+            if buffer.count >= Self.directWriteMinimum {
+                try flushGathered()
+                try sink(buffer)
+            } else {
+                if gatheredCount + buffer.count > gathered.count { try flushGathered() }
+                (gathered.baseAddress! + gatheredCount).copyMemory(from: buffer.baseAddress!, byteCount: buffer.count)
+                gatheredCount += buffer.count
+            }
             bytesOut += Int64(buffer.count)
             return buffer.count
         } catch {
             if sinkError == nil { sinkError = error }
             return -1
         }
+    }
+
+    private func flushGathered() throws {
+        guard gatheredCount > 0 else { return }
+        let count = gatheredCount
+        gatheredCount = 0
+        try sink(UnsafeRawBufferPointer(rebasing: gathered[0..<count]))
     }
 
     /// Adds a header for a directory, regular file (data follows via `writeData`) or symlink.
@@ -102,6 +127,12 @@ public final class ArchiveWriter {
         precondition(!finished, "finish called twice")
         finished = true
         try check(archive_write_close(handle))
+        do {
+            try flushGathered()
+        } catch {
+            sinkError = sinkError ?? error
+            throw error
+        }
     }
 
     private func check(_ status: Int32, path: PathBytes? = nil) throws {

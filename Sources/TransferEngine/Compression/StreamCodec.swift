@@ -7,6 +7,13 @@
 public protocol StreamCodec: AnyObject {
     func process(_ input: UnsafeRawBufferPointer, emit: (UnsafeRawBufferPointer) throws -> Void) throws
     func finish(emit: (UnsafeRawBufferPointer) throws -> Void) throws
+    /// True while the codec would emit its input unchanged: a stage may then hand chunks on as
+    /// they are instead of copying them through `process`.
+    var passesInputThrough: Bool { get }
+}
+
+extension StreamCodec {
+    public var passesInputThrough: Bool { false }
 }
 
 /// The compression of a transfer's archive stream.
@@ -47,6 +54,7 @@ public enum StreamCompression: String, Sendable, CaseIterable {
 /// Emits its input unchanged.
 public final class PassThroughCodec: StreamCodec {
     public init() {}
+    public var passesInputThrough: Bool { true }
     public func process(_ input: UnsafeRawBufferPointer, emit: (UnsafeRawBufferPointer) throws -> Void) throws {
         if !input.isEmpty { try emit(input) }
     }
@@ -61,6 +69,9 @@ public final class DetectingDecoder: StreamCodec {
     public private(set) var format: StreamCompression?
 
     public init() {}
+
+    /// Once the stream is known to be plain tar (the bytes seen so far were emitted).
+    public var passesInputThrough: Bool { decoder?.passesInputThrough ?? false }
 
     public func process(_ input: UnsafeRawBufferPointer, emit: (UnsafeRawBufferPointer) throws -> Void) throws {
         if let decoder { return try decoder.process(input, emit: emit) }

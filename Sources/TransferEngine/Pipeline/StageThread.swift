@@ -36,12 +36,16 @@ public final class StageThread: @unchecked Sendable {
 /// Moves chunks from one buffer to another through a codec (compressor or decompressor).
 ///
 /// ```
-///  input.receive() ─▶ codec.process ─emit▶ output(bytes)      end: codec.finish ─emit▶ output, then onEnd()
+///  input.receive() ─inputTap▶ codec.process ─emit▶ tap ▶ output(bytes)      end: codec.finish ─emit▶ output
 /// ```
-/// Any failure fails both buffers, so the stages on either side stop instead of waiting.
+/// `inputTap` sees every input byte and `tap` every output byte, on this thread (a hasher there
+/// takes work off the threads on either side). A codec that passes its input through (plain tar)
+/// has its chunks handed on without a copy. Any failure fails both buffers, so the stages on
+/// either side stop instead of waiting.
 public enum CodecStage {
     public static func start(
         name: String, input: BoundedChunkBuffer, codec: any StreamCodec, output: BoundedChunkBuffer,
+        inputTap: (@Sendable (UnsafeRawBufferPointer) -> Void)? = nil,
         tap: (@Sendable (UnsafeRawBufferPointer) -> Void)? = nil
     ) -> StageThread {
         nonisolated(unsafe) let codec = codec
@@ -52,6 +56,12 @@ public enum CodecStage {
                     try output.send(Array(bytes))
                 }
                 while let chunk = try input.receive() {
+                    if let inputTap { chunk.withUnsafeBytes { inputTap($0) } }
+                    if codec.passesInputThrough {
+                        if let tap { chunk.withUnsafeBytes { tap($0) } }
+                        try output.send(chunk)
+                        continue
+                    }
                     try chunk.withUnsafeBytes { try codec.process($0, emit: emit) }
                 }
                 try codec.finish(emit: emit)

@@ -23,7 +23,9 @@ public final class IncomingTransfer: RequestBodyHandler, @unchecked Sendable {
     private let staging: String
     private let client: String
     private var decoder: MultipartDecoder
+    /// Hashes the archive part on the decompress thread (the connection thread has the parsing).
     private let hasher = SHA256Hasher()
+    private var receivedArchiveBytes: Int64 = 0
     private let buffer = BoundedChunkBuffer(capacity: 1 << 20)
     private var part: Part = .ignored
     private var archiveStarted = false
@@ -69,9 +71,9 @@ public final class IncomingTransfer: RequestBodyHandler, @unchecked Sendable {
             case .partData(let data):
                 switch part {
                 case .archive:
-                    hasher.update(data)
                     try buffer.send(Array(data))
-                    if progressThrottle.ready() { onProgress?(hasher.byteCount) }
+                    receivedArchiveBytes += Int64(data.count)
+                    if progressThrottle.ready() { onProgress?(receivedArchiveBytes) }
                 case .checksum:
                     checksum!.append(contentsOf: data)
                     guard checksum!.count <= 512 else { throw invalid("checksum part is too long") }
@@ -120,7 +122,9 @@ public final class IncomingTransfer: RequestBodyHandler, @unchecked Sendable {
         outcome.lock()
         defer { outcome.unlock() }
         guard !finished else { return }
-        decompressor = CodecStage.start(name: "decompress-\(server.prefix(8))", input: buffer, codec: DetectingDecoder(), output: tarBuffer)
+        decompressor = CodecStage.start(
+            name: "decompress-\(server.prefix(8))", input: buffer, codec: DetectingDecoder(), output: tarBuffer,
+            inputTap: { [hasher] bytes in hasher.update(bytes) })
         extractor = StageThread(name: "extract-\(server.prefix(8))") { [buffer, staging] in
             do {
                 let reader = try ArchiveReader(source: { try tarBuffer.receive() })
@@ -162,12 +166,12 @@ public final class IncomingTransfer: RequestBodyHandler, @unchecked Sendable {
             let seconds = MonotonicClock.now() - started
             Log.info(
                 "transfer \(server): committed \(files) files, \(ByteCount.format(volumeBytes)) "
-                    + "(archive \(ByteCount.format(hasher.byteCount))) in \(ByteCount.fixed(seconds, 2)) s, "
+                    + "(archive \(ByteCount.format(receivedArchiveBytes))) in \(ByteCount.fixed(seconds, 2)) s, "
                     + "\(ByteCount.rate(bytes: volumeBytes, seconds: seconds)), sha256 \(actual)")
             onFinish?(.success(actual))
             return .json(200, [
                 "success": true, "server": .string(server), "checksum": .string(actual),
-                "archive_bytes": .number(Double(hasher.byteCount)), "volume_bytes": .number(Double(volumeBytes)),
+                "archive_bytes": .number(Double(receivedArchiveBytes)), "volume_bytes": .number(Double(volumeBytes)),
                 "files": .number(Double(files)),
             ])
         } catch {
@@ -180,7 +184,7 @@ public final class IncomingTransfer: RequestBodyHandler, @unchecked Sendable {
     /// thread's next step fails with `.cancelled`, the HTTP layer drops the connection, and
     /// staging is discarded.
     /// Archive bytes received (final once the transfer has finished).
-    public var archiveBytes: Int64 { hasher.byteCount }
+    public var archiveBytes: Int64 { receivedArchiveBytes }
 
     public func cancel() {
         let error = TransferError(.cancelled, .transfer, "the transfer was cancelled on this node")

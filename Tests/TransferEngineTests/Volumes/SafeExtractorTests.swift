@@ -111,6 +111,36 @@ struct SafeExtractorTests {
         }
     }
 
+    /// Files written with direct I/O (1 MiB and up) or through the page cache, and GNU tar's sparse
+    /// entries (offsets that jump), all come out byte for byte as GNU tar archived them.
+    @Test(arguments: [false, true])
+    func gnuTarFilesOfEverySizeAndSparseOnesExtractExactly(sparse: Bool) throws {
+        try TempDirectory.with { temp in
+            let source = try temp.makeDirectory("source")
+            var rng = SplitMix64(seed: 21)
+            for size in [0, 4095, 4097, (1 << 20) - 1, 1 << 20, (2 << 20) + 4096, (5 << 20) + 333] {
+                try ArchiveHarness.write(rng.bytes(size), to: source + "/f\(size)")
+            }
+            // Holes: data at the start, at 3 MiB + 5 and at the end of an 8 MiB file.
+            let holey = source + "/holey.img"
+            let fd = open(holey, O_WRONLY | O_CREAT, 0o644)
+            for (offset, count) in [(0, 5000), ((3 << 20) + 5, 70_000), ((8 << 20) - 100, 100)] {
+                let data = rng.bytes(count)
+                #expect(data.withUnsafeBytes { pwrite(fd, $0.baseAddress, count, off_t(offset)) } == count)
+            }
+            close(fd)
+            let archive = temp.appending("gnu.tar.gz")
+            let flags = sparse ? ["--sparse", "-czf"] : ["-czf"]
+            let tar = try ProcessResult.run("/usr/bin/env", ["tar", "--format=gnu"] + flags + [archive, "-C", source, "."])
+            #expect(tar.status == 0, "\(tar.stderr)")
+            let destination = try temp.makeDirectory("destination")
+            try ArchiveHarness.extract(try Fixtures.bytes(atPath: archive), into: destination, pieceSize: 100_003)
+            for name in try FileManager.default.contentsOfDirectory(atPath: source) {
+                #expect(try Fixtures.bytes(atPath: destination + "/" + name) == Fixtures.bytes(atPath: source + "/" + name), "\(name)")
+            }
+        }
+    }
+
     @Test func missingRootRefused() throws {
         try TempDirectory.with { temp in
             #expect(throws: TransferError.self) { _ = try SafeExtractor(root: temp.appending("does-not-exist")) }
