@@ -7,7 +7,7 @@ private import CTransferShims
 /// instead of through the page cache.
 ///
 /// ```
-///  block(offset, bytes) ─▶ aligned 1 MiB buffer ─full─▶ pwrite(O_DIRECT)        finish: aligned part direct,
+///  block(offset, bytes) ─▶ aligned 512 KiB buffer ─full─▶ pwrite(O_DIRECT)        finish: aligned part direct,
 ///                                                                              last partial 4 KiB buffered
 /// ```
 /// Why: on this machine type the kernel spends ~1 CPU-second per GB copying a written file into the
@@ -24,6 +24,7 @@ final class DirectFileWriter {
     static let alignment = 4096
 
     private let buffer: UnsafeMutableRawBufferPointer
+    private let isMapped: Bool
     private var fd: Int32 = -1
     private var path = ""
     private var direct = false
@@ -34,12 +35,24 @@ final class DirectFileWriter {
     private(set) var bufferedBytes = 0
 
     /// - Parameter capacity: bytes per direct write; rounded up to a multiple of `alignment`.
-    init(capacity: Int = 1 << 20) {
+    ///   512 KiB keeps a write's device time short (~0.3 ms here) and the buffer small.
+    init(capacity: Int = 512 << 10) {
         let size = max(Self.alignment, (capacity + Self.alignment - 1) / Self.alignment * Self.alignment)
-        buffer = .allocate(byteCount: size, alignment: Self.alignment)
+        // Mapped, not from malloc: a large aligned block in the heap would leave a hole there after
+        // the transfer; a mapping is page-aligned and its memory leaves with it.
+        let mapped = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+        if let mapped, mapped != MAP_FAILED {
+            buffer = UnsafeMutableRawBufferPointer(start: mapped, count: size)
+            isMapped = true
+        } else {
+            buffer = .allocate(byteCount: size, alignment: Self.alignment)
+            isMapped = false
+        }
     }
 
-    deinit { buffer.deallocate() }
+    deinit {
+        if isMapped { munmap(buffer.baseAddress, buffer.count) } else { buffer.deallocate() }
+    }
 
     /// Starts a file: `fd` is open for writing and empty. Direct I/O is used if the file system allows it.
     func begin(fd: Int32, path: String) {
