@@ -13,8 +13,8 @@ import FoundationEssentials
 ///                                └▶ "checksum" / "checksum_archive" (must follow the archive)
 ///  finish: closing boundary seen · extractor done · checksum equal ─▶ VolumeStore.commit
 /// ```
-/// Both cores work: the connection thread parses and hashes, one thread decompresses (ISA-L,
-/// CRC-checked), one writes files. Any failure, or the connection closing early, discards staging: nothing is committed.
+/// Both cores work: the connection thread parses (and hashes a compressed archive), one thread
+/// decompresses (ISA-L, CRC-checked; it hashes a plain tar), one writes files. Any failure, or the connection closing early, discards staging: nothing is committed.
 public final class IncomingTransfer: RequestBodyHandler, @unchecked Sendable {
     private enum Part { case archive, checksum, backup, ignored }
 
@@ -23,10 +23,13 @@ public final class IncomingTransfer: RequestBodyHandler, @unchecked Sendable {
     private let staging: String
     private let client: String
     private var decoder: MultipartDecoder
-    /// Hashes the archive part on the decompress thread (the connection thread has the parsing).
+    /// Hashes the archive part, on whichever thread has less to do (see `HashPlacement`).
     private let hasher = SHA256Hasher()
+    private let hashPlacement = HashPlacement()
     private var receivedArchiveBytes: Int64 = 0
     private let buffer = BoundedChunkBuffer(capacity: 1 << 20)
+    /// Archive bytes gathered into chunks of one size before they are queued.
+    private var assembler = ChunkAssembler()
     private var part: Part = .ignored
     private var archiveStarted = false
     private var archiveEnded = false
@@ -71,7 +74,9 @@ public final class IncomingTransfer: RequestBodyHandler, @unchecked Sendable {
             case .partData(let data):
                 switch part {
                 case .archive:
-                    try buffer.send(Array(data))
+                    if !hashPlacement.decided, let first = data.first { hashPlacement.decide(firstByte: first) }
+                    if hashPlacement.onConnectionThread { hasher.update(data) }
+                    try assembler.append(data) { try buffer.send($0) }
                     receivedArchiveBytes += Int64(data.count)
                     if progressThrottle.ready() { onProgress?(receivedArchiveBytes) }
                 case .checksum:
@@ -85,6 +90,7 @@ public final class IncomingTransfer: RequestBodyHandler, @unchecked Sendable {
             case .partEnd:
                 if part == .archive {
                     archiveEnded = true
+                    try assembler.flush { try buffer.send($0) }
                     buffer.finish()
                 } else if part == .backup {
                     try backups?.end()
@@ -124,7 +130,9 @@ public final class IncomingTransfer: RequestBodyHandler, @unchecked Sendable {
         guard !finished else { return }
         decompressor = CodecStage.start(
             name: "decompress-\(server.prefix(8))", input: buffer, codec: DetectingDecoder(), output: tarBuffer,
-            inputTap: { [hasher] bytes in hasher.update(bytes) })
+            inputTap: { [hasher, hashPlacement] bytes in
+                if !hashPlacement.onConnectionThread { hasher.update(bytes) }
+            })
         extractor = StageThread(name: "extract-\(server.prefix(8))") { [buffer, staging] in
             do {
                 let reader = try ArchiveReader(source: { try tarBuffer.receive() })
@@ -240,5 +248,21 @@ public final class IncomingTransfer: RequestBodyHandler, @unchecked Sendable {
 
     private func invalid(_ message: String) -> TransferError {
         TransferError(.invalidInput, .transfer, message)
+    }
+}
+
+/// Where the archive's SHA-256 is computed. A compressed archive keeps the decompress thread the
+/// busiest (inflate costs more than parsing and hashing together), so it is hashed as it arrives;
+/// a plain tar is hashed on the decompress thread, which then has nothing else to do. Decided from
+/// the archive's first byte, before that byte is handed on, so the decompress thread reads the
+/// decision after the buffer hand-off; a wrong guess only costs balance, never correctness.
+final class HashPlacement: @unchecked Sendable {
+    private(set) var decided = false
+    private(set) var onConnectionThread = false
+
+    func decide(firstByte: UInt8) {
+        // 0x1f: gzip (1f 8b); 0x28: zstd (28 b5 2f fd). A tar starts with a file name.
+        onConnectionThread = firstByte == 0x1f || firstByte == 0x28
+        decided = true
     }
 }
