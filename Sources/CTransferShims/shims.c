@@ -11,6 +11,8 @@
 #include <fcntl.h>
 #include <malloc.h>
 #include <pthread.h>
+#include <sys/ioctl.h>
+#include <linux/fs.h>
 
 CURLcode tx_curl_easy_setopt_long(CURL *handle, CURLoption option, long value) {
     return curl_easy_setopt(handle, option, value);
@@ -122,6 +124,18 @@ int tx_set_direct_io(int fd, int enabled) {
     if (flags < 0) return -1;
     return fcntl(fd, F_SETFL, enabled ? (flags | O_DIRECT) : (flags & ~O_DIRECT));
 }
+
+int tx_get_inode_flags(int fd, int *flags) { return ioctl(fd, FS_IOC_GETFLAGS, flags); }
+
+int tx_add_inode_flags(int fd, int add) {
+    int flags = 0;
+    if (ioctl(fd, FS_IOC_GETFLAGS, &flags) != 0) return -1;
+    if ((flags & add) == add) return 0;
+    flags |= add;
+    return ioctl(fd, FS_IOC_SETFLAGS, &flags);
+}
+
+int tx_topdir_flag(void) { return FS_TOPDIR_FL; }
 
 int tx_rename_exchange(int old_dirfd, const char *old_path, int new_dirfd, const char *new_path) {
     return renameat2(old_dirfd, old_path, new_dirfd, new_path, RENAME_EXCHANGE);

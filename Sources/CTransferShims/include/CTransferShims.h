@@ -59,6 +59,13 @@ int tx_syncfs(int fd);
 /// Turns O_DIRECT (a GNU flag) on or off for an open descriptor with fcntl(F_SETFL); -1 with errno
 /// EINVAL where the file system does not support it.
 int tx_set_direct_io(int fd, int enabled);
+/// FS_IOC_GETFLAGS: the inode flags (`chattr` attributes) of an open file; -1 with errno ENOTTY
+/// or EOPNOTSUPP where the file system has none.
+int tx_get_inode_flags(int fd, int *flags);
+/// FS_IOC_SETFLAGS with `add` or'ed into the current flags (no call when already set).
+int tx_add_inode_flags(int fd, int add);
+/// FS_TOPDIR_FL (`chattr +T`): the directory's subdirectories are unrelated hierarchies.
+int tx_topdir_flag(void);
 /// pthread_setname_np for the calling thread (names over 15 bytes are cut).
 void tx_set_thread_name(const char *name);
 /// renameat2(2) with RENAME_EXCHANGE: atomically swap two paths (both must exist).

@@ -84,6 +84,8 @@ public final class BenchRunner {
 
     public func run() throws -> Report {
         try FileTree.makeDirectories(options.workDirectory)
+        // The baseline's scratch tree gets the same placement as the daemon's staging trees.
+        DirectoryAllocation.markSubdirectoriesUnrelated(options.workDirectory)
         var report = Report()
         var daemon: ChildProcess?
         var url = options.url

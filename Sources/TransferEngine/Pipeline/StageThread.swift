@@ -40,7 +40,7 @@ public final class StageThread: @unchecked Sendable {
 /// ```
 /// `inputTap` sees every input byte and `tap` every output byte, on this thread (a hasher there
 /// takes work off the threads on either side). A codec that passes its input through (plain tar)
-/// has its chunks handed on without a copy. Any failure fails both buffers, so the stages on
+/// has its chunks handed on without a copy; other output is gathered into 256 KiB chunks. Any failure fails both buffers, so the stages on
 /// either side stop instead of waiting.
 public enum CodecStage {
     public static func start(
@@ -51,20 +51,24 @@ public enum CodecStage {
         nonisolated(unsafe) let codec = codec
         return StageThread(name: name) {
             do {
+                // Output in chunks of one size (a codec emits pieces of any size): a flat heap.
+                var assembler = ChunkAssembler()
                 let emit: (UnsafeRawBufferPointer) throws -> Void = { bytes in
                     tap?(bytes)
-                    try output.send(Array(bytes))
+                    try assembler.append(bytes) { try output.send($0) }
                 }
                 while let chunk = try input.receive() {
                     if let inputTap { chunk.withUnsafeBytes { inputTap($0) } }
                     if codec.passesInputThrough {
                         if let tap { chunk.withUnsafeBytes { tap($0) } }
+                        try assembler.flush { try output.send($0) }
                         try output.send(chunk)
                         continue
                     }
                     try chunk.withUnsafeBytes { try codec.process($0, emit: emit) }
                 }
                 try codec.finish(emit: emit)
+                try assembler.flush { try output.send($0) }
                 output.finish()
             } catch {
                 input.fail(error)

@@ -96,7 +96,10 @@ public final class OutgoingTransfer: @unchecked Sendable {
         }
         let producer = StageThread(name: "archive") { [archiver] in
             do {
-                summaryBox.summary = try archiver.run { bytes in try tarBuffer.send(Array(bytes)) }
+                // Tar output in chunks of one size (headers, small files, large reads): a flat heap.
+                var assembler = ChunkAssembler()
+                summaryBox.summary = try archiver.run { bytes in try assembler.append(bytes) { try tarBuffer.send($0) } }
+                try assembler.flush { try tarBuffer.send($0) }
                 tarBuffer.finish()
             } catch {
                 tarBuffer.fail(error)

@@ -28,6 +28,11 @@ public final class VolumeStore: Sendable {
             Log.info("volumes: removed staging leftovers in \(stagingDirectory)")
         }
         guard mkdir(stagingDirectory, 0o700) == 0 else { throw TransferError.system("mkdir", path: stagingDirectory) }
+        // Every volume is its own tree: let the file system spread them (a hint; ignored where unknown).
+        if !DirectoryAllocation.markSubdirectoriesUnrelated(stagingDirectory) {
+            Log.debug("volumes: \(stagingDirectory) takes no allocation hint (not ext2/3/4)")
+        }
+        DirectoryAllocation.markSubdirectoriesUnrelated(dataDirectory)
     }
 
     /// Whether `text` is a server UUID (8-4-4-4-12 hex digits). Only such names become paths.
