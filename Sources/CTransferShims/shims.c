@@ -164,6 +164,8 @@ void tx_configure_malloc(int mmap_threshold, int trim_threshold, int max_arenas)
     mallopt(M_ARENA_MAX, max_arenas);
 }
 
+void tx_release_free_memory(void) { malloc_trim(0); }
+
 int tx_mhd_connection_fd(struct MHD_Connection *connection) {
     const union MHD_ConnectionInfo *info = MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CONNECTION_FD);
     return info == NULL ? -1 : info->connect_fd;

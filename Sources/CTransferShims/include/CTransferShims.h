@@ -46,6 +46,8 @@ int tx_mhd_upgrade_close(struct MHD_UpgradeResponseHandle *handle);
 /// mallopt(M_MMAP_THRESHOLD, threshold) and mallopt(M_ARENA_MAX, arenas): malloc.h is not in
 /// Swift's Glibc module.
 void tx_configure_malloc(int mmap_threshold, int trim_threshold, int max_arenas);
+/// malloc_trim(0): hands the heap's free pages back to the system (every arena, not just the top).
+void tx_release_free_memory(void);
 
 // MARK: ISA-L
 /// Bytes of working memory isal_deflate needs at `level` (0-3); the sizes are macros.

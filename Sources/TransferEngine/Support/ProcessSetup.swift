@@ -19,6 +19,13 @@ public enum ProcessSetup {
     public static func configureMemory() {
         tx_configure_malloc(4 << 20, 2 << 20, 2)
     }
+
+    /// Gives the heap's free pages back to the system. The daemon calls it when its last transfer
+    /// ends: what one transfer left free in the middle of the heap (up to ~4 MiB after a `tiny`
+    /// and a `large` push, measured) would otherwise count again in every later transfer's peak.
+    public static func releaseFreeMemory() {
+        tx_release_free_memory()
+    }
 }
 
 /// `MSG_NOSIGNAL` for `send(2)`: a peer that went away is an error return, never SIGPIPE.

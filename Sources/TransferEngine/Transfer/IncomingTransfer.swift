@@ -244,6 +244,7 @@ public final class IncomingTransfer: RequestBodyHandler, @unchecked Sendable {
         guard !closed else { return }
         closed = true
         store.release(server)
+        if store.busyServers.isEmpty { ProcessSetup.releaseFreeMemory() }
     }
 
     private func invalid(_ message: String) -> TransferError {
