@@ -66,6 +66,8 @@ def test_push_json_reports_the_checksum_the_daemon_verified(daemon, transfer_sen
                if os.path.isfile(os.path.join(d, n)) and not os.path.islink(os.path.join(d, n))]
     assert result["files"] == len(regular)
     assert result["volume_bytes"] == sum(os.path.getsize(p) for p in regular)
+    # Its own peak RSS (VmHWM), for the bench: a few tens of MiB, never zero.
+    assert 4 << 10 < result["peak_rss_kib"] < 256 << 10, result
     # Between two of our nodes on loopback the negotiated mode is usually "none" (plain tar,
     # slightly larger than the files); any compressed mode must be smaller than the volume.
     assert result["compression"] in ("gzip", "zstd", "none"), result
@@ -181,3 +183,16 @@ def test_push_file_larger_than_the_pipeline_buffers(daemon, transfer_send, tmp_p
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["volume_bytes"] == (12 << 20) + 19
     assert compare_trees(volume, daemon.volume(server)) == []
+
+
+def test_push_reports_its_own_peak_rss_not_its_parents(daemon, transfer_send, sample_volume):
+    """wait4's ru_maxrss of a spawned child can carry the parent's high-water mark from before
+    the exec; the bench reads the sender's own figure instead. Here the parent holds ~300 MiB."""
+    ballast = bytearray(300 << 20)
+    for i in range(0, len(ballast), 4096):
+        ballast[i] = 1
+    r = push(transfer_send, daemon, sample_volume, new_server_id(), "--json")
+    assert r.returncode == 0, r.stderr
+    result = json.loads([line for line in r.stdout.splitlines() if line.strip()][-1])
+    assert 4 << 10 < result["peak_rss_kib"] < 128 << 10, result
+    del ballast

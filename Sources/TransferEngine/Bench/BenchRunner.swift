@@ -105,16 +105,19 @@ public final class BenchRunner {
             }
         }
         guard let url, let secretFile else { throw Arguments.usage("--url needs --secret-file (the destination's node token)") }
-        var volumes: [(String, String)] = []
+        // Each corpus is generated (and flushed) just before its own runs, so no run shares the
+        // disk with another corpus being written back. Many-file corpora first: creating files
+        // right after a big tree was deleted is slow on ext4 without a journal (its "recently
+        // deleted" inode scan), and received volumes are deleted per corpus.
+        var volumes: [(name: String, path: () throws -> String)] = []
         if let volume = options.volume {
-            volumes = [("volume", volume)]
+            volumes = [("volume", { volume })]
         } else {
-            // Many-file corpora first: creating files right after a big tree was deleted is slow on
-            // ext4 (its "recently deleted" inode scan), and received volumes are deleted per corpus.
             let ordered = BenchCorpus.Kind.allCases.reversed().filter { options.corpora.contains($0) }
-            for kind in ordered { volumes.append((kind.rawValue, try corpus(kind))) }
+            for kind in ordered { volumes.append((kind.rawValue, { try self.corpus(kind) })) }
         }
-        for (name, path) in volumes {
+        for (name, makePath) in volumes {
+            let path = try makePath()
             let totals = try VolumeWalker(root: path).totals()
             report.volumeBytes[name] = totals.bytes
             report.volumeFiles[name] = totals.files
@@ -151,6 +154,8 @@ public final class BenchRunner {
         log("bench: generating \(kind.rawValue) at scale \(options.scale) in \(path)")
         _ = try BenchCorpus(kind: kind, scale: options.scale).generate(into: path)
         try Data().write(to: URL(fileURLWithPath: marker))
+        // Written back now, not during the runs that follow.
+        FileTree.syncFileSystem(containing: path)
         return path
     }
 
@@ -203,7 +208,9 @@ public final class BenchRunner {
             seconds: seconds, volumeBytes: Int64(json["volume_bytes"]?.numberValue ?? 0),
             archiveBytes: Int64(json["archive_bytes"]?.numberValue ?? 0), files: Int(json["files"]?.numberValue ?? 0),
             compression: json["compression"]?.stringValue ?? mode.rawValue, senderCPU: exit.cpuSeconds,
-            senderRSSMiB: Double(exit.peakRSSKiB) / 1024)
+            // The sender's own VmHWM: wait4's ru_maxrss of a posix_spawn'ed child also counts the
+            // parent's peak from before the exec (the bench's, after generating a corpus).
+            senderRSSMiB: Double(json["peak_rss_kib"]?.numberValue.map(Int.init) ?? exit.peakRSSKiB) / 1024)
         if let daemon, let before = daemonCPU {
             run.daemonCPU = ChildProcess.cpuSeconds(of: daemon.pid) - before
             run.daemonRSSMiB = Double(ChildProcess.peakRSSKiB(of: daemon.pid)) / 1024

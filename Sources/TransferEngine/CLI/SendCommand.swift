@@ -216,6 +216,8 @@ public enum SendCommand {
                 "archive_bytes": .number(Double(result.archiveBytes)), "files": .number(Double(result.files)),
                 "seconds": .number(result.seconds), "compression": .string(choice.compression.rawValue),
                 "mb_per_second": .number(result.seconds > 0 ? Double(result.volumeBytes) / result.seconds / 1e6 : 0),
+                // This process's own high-water mark (a parent's wait4 ru_maxrss can report the parent's).
+                "peak_rss_kib": .number(Double(ChildProcess.peakRSSKiB(of: getpid()))),
             ]
             print(String(decoding: json.serialized(), as: UTF8.self))
         } else {
