@@ -2,6 +2,9 @@
 import json
 import os
 import shutil
+import socket
+import threading
+import time
 
 import pytest
 
@@ -196,3 +199,60 @@ def test_push_reports_its_own_peak_rss_not_its_parents(daemon, transfer_send, sa
     result = json.loads([line for line in r.stdout.splitlines() if line.strip()][-1])
     assert 4 << 10 < result["peak_rss_kib"] < 128 << 10, result
     del ballast
+
+
+class EarlyAnswer:
+    """A node that answers a transfer before reading its body (a refusal, a full disk), then either
+    closes the connection or keeps it open without reading for a while."""
+
+    def __init__(self, status, close):
+        self.status, self.close = status, close
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(4)
+        self.url = "http://127.0.0.1:%d" % self.sock.getsockname()[1]
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                head = b""
+                while b"\r\n\r\n" not in head:
+                    data = conn.recv(4096)
+                    if not data:
+                        break
+                    head += data
+                payload = json.dumps({"error": "refused before the body"}).encode()
+                conn.sendall(b"HTTP/1.1 %d Nope\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n"
+                             % (self.status, len(payload)) + payload)
+                if not self.close:
+                    time.sleep(3)
+
+    def stop(self):
+        self.sock.close()
+
+
+@pytest.mark.parametrize("status", [200, 409, 500])
+@pytest.mark.parametrize("close", [True, False])
+def test_push_ends_when_the_node_answers_before_the_archive_is_sent(transfer_send, tmp_path, status, close):
+    """The archive is far larger than the pipeline's buffers, so the archiving and compressing
+    threads are blocked on full buffers when the answer comes: the push must still end, with one
+    clear error line, not wait for them forever."""
+    volume = tmp_path / "volume"
+    volume.mkdir()
+    (volume / "random.bin").write_bytes(os.urandom(24 << 20))
+    node = EarlyAnswer(status, close)
+    try:
+        started = time.monotonic()
+        r = run_cli(transfer_send, "push", "--volume", volume, "--url", node.url, "--token", "x.y.z",
+                    "--server", new_server_id(), "--compression", "gzip", "--quiet", timeout=60)
+        assert time.monotonic() - started < 30
+    finally:
+        node.stop()
+    assert r.returncode != 0, r.stdout
+    assert_one_error_line(r)

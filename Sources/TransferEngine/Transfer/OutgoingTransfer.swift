@@ -136,8 +136,15 @@ public final class OutgoingTransfer: @unchecked Sendable {
             }
             throw error
         }
-        if let error = producer.join() ?? compressor.join() { throw error }
+        // The answer is in. A node may answer before it has read the whole archive (a refusal, a
+        // full disk): the stages are then blocked on full buffers nobody reads, so stop them
+        // before waiting for them. After a complete upload they have already ended.
+        let early = TransferError(.network, .transfer, "the node answered \(status) before the whole archive was sent")
+        buffer.fail(early)
+        tarBuffer.fail(early)
+        let stageError = producer.join() ?? compressor.join()
         guard status == 200 else { throw Self.remoteError(status: status, body: easy.responseBody) }
+        if let stageError { throw stageError }
         let checksum = body.checksum ?? ""
         if let reply = try? JSONValue.parse(easy.responseBody), let theirs = reply["checksum"]?.stringValue, theirs != checksum {
             throw TransferError(.integrity, .transfer, "the destination reports checksum \(theirs), we sent \(checksum)")
