@@ -120,8 +120,7 @@ public enum CompressionNegotiator {
     }
 
     /// zstd rate (MB/s of input, archive reading included) and ratio on up to 32 MiB of the volume's
-    /// tar stream. Sampled on one thread (zstd's multi-threaded buffers would add ~10 MiB of peak
-    /// memory for a 0.1 s measurement) and scaled by the two workers a transfer uses.
+    /// tar stream, on one thread, as the transfer's compress stage runs it.
     ///
     /// Stops early, after at least 4 MiB, once `link` is known and faster than zstd's rate so far
     /// by the margin `choose` asks for: zstd cannot win then, and on a fast link the sample would
@@ -130,7 +129,6 @@ public enum CompressionNegotiator {
         struct SampleFull: Error {}
         let limit = 32 << 20
         let minimum = 4 << 20
-        let workers = 2.0
         guard let encoder = try? ZstdEncoder(level: 1, threads: 0) else { return ZstdSample() }
         var input = 0
         var output = 0
@@ -143,7 +141,7 @@ public enum CompressionNegotiator {
                 input += bytes.count
                 if input >= limit { throw SampleFull() }
                 if input >= minimum, let link = link?.value {
-                    let rate = workers * Double(input) / max(MonotonicClock.now() - started, 1e-6) / 1e6
+                    let rate = Double(input) / max(MonotonicClock.now() - started, 1e-6) / 1e6
                     if rate * 1.1 < link { throw SampleFull() }
                 }
             }
@@ -154,12 +152,12 @@ public enum CompressionNegotiator {
         try? encoder.finish { output += $0.count }
         let seconds = max(MonotonicClock.now() - started, 1e-6)
         guard input > 0 else { return ZstdSample() }
-        return ZstdSample(rate: workers * Double(input) / seconds / 1e6, ratio: Double(output) / Double(input), bytes: input)
+        return ZstdSample(rate: Double(input) / seconds / 1e6, ratio: Double(output) / Double(input), bytes: input)
     }
 
     /// What sampling zstd on the volume found (nil: could not sample).
     struct ZstdSample {
-        /// MB/s of input with the transfer's workers.
+        /// MB/s of input on one thread, as the transfer compresses.
         var rate: Double?
         /// Compressed ÷ input bytes.
         var ratio: Double?
