@@ -31,7 +31,7 @@ e2e: build
 ## The standard volumes through a local transferd, medians next to same-run baselines (table, JSON, chart).
 bench: release
 	mkdir -p .bench
-	.build/release/transfer-send bench --corpus mixed,large,tiny --scale $${BENCH_SCALE:-0.25} --runs 3 \
+	.build/release/transfer-send bench --corpus mixed,large,tiny --scale $${BENCH_SCALE:-0.25} --runs $${BENCH_RUNS:-5} \
 		--modes gzip,auto --work .bench/corpora --json .bench/bench.json --chart .bench/bench.svg
 
 ## Push a 1 GiB corpus through release binaries and report rate and each side's peak RSS.
