@@ -17,6 +17,19 @@ enum FileIO {
         }
     }
 
+    /// Writes all of `bytes` to `fd` at `offset` (pwrite), retrying short writes and EINTR.
+    static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, at offset: Int64, path: String) throws {
+        var done = 0
+        while done < bytes.count {
+            let n = pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(offset) + off_t(done))
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw TransferError.system("write", path: path)
+            }
+            done += n
+        }
+    }
+
     /// The whole (small) file as text, or nil if it cannot be read (`/proc` files, logs).
     static func readFile(_ path: String) -> String? {
         guard let file = fopen(path, "r") else { return nil }

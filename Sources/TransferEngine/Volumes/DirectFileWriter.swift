@@ -162,15 +162,7 @@ final class DirectFileWriter {
     }
 
     private func writeBuffered(at offset: Int64, _ bytes: UnsafeRawBufferPointer) throws {
-        var done = 0
-        while done < bytes.count {
-            let n = pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(offset) + off_t(done))
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw TransferError.system("write", path: path)
-            }
-            done += n
-        }
+        try FileIO.writeAll(fd, bytes, at: offset, path: path)
         bufferedBytes += bytes.count
     }
 }

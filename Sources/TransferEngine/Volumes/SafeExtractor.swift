@@ -111,7 +111,7 @@ public final class SafeExtractor {
                 flusher.noteWritten(bytes: direct.bufferedBytes)
             } else {
                 written = try reader.readData { offset, block in
-                    try Self.writeAll(fd, block, at: offset, path: display)
+                    try FileIO.writeAll(fd, block, at: offset, path: display)
                     end = offset + Int64(block.count)
                     flusher.noteWritten(bytes: block.count)
                 }
@@ -255,18 +255,6 @@ public final class SafeExtractor {
             parentCache[components] = fd
         }
         return fd
-    }
-
-    private static func writeAll(_ fd: Int32, _ block: UnsafeRawBufferPointer, at offset: Int64, path: String) throws {
-        var done = 0
-        while done < block.count {
-            let n = pwrite(fd, block.baseAddress! + done, block.count - done, off_t(offset) + off_t(done))
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw TransferError.system("write", path: path)
-            }
-            done += n
-        }
     }
 
     private func kindAt(_ parent: Int32, _ name: [CChar]) -> Glibc.mode_t? {
