@@ -108,15 +108,18 @@ public enum CompressionNegotiator {
         easy.addHeader("Content-Type: application/octet-stream")
         tls.apply(to: easy)
         easy.setTimeout(seconds: 60)
+        // Timed from the first body byte: connecting and a TLS handshake are not the link's rate.
+        var started: Double?
         easy.setStreamingPOST { out in
+            if started == nil { started = MonotonicClock.now() }
             let n = min(out.count, total - sent, block.count)
             block.withUnsafeBytes { out.baseAddress!.copyMemory(from: $0.baseAddress!, byteCount: n) }
             sent += n
             return n
         }
-        let started = MonotonicClock.now()
+        let called = MonotonicClock.now()
         guard let status = try? easy.perform(), status == 200 else { return nil }
-        return Double(total) / max(MonotonicClock.now() - started, 1e-6) / 1e6
+        return Double(total) / max(MonotonicClock.now() - (started ?? called), 1e-6) / 1e6
     }
 
     /// zstd rate (MB/s of input, archive reading included) and ratio on up to 32 MiB of the volume's
