@@ -2,6 +2,8 @@
 import json
 import os
 import shutil
+import signal
+import subprocess
 import socket
 import threading
 import time
@@ -256,3 +258,57 @@ def test_push_ends_when_the_node_answers_before_the_archive_is_sent(transfer_sen
         node.stop()
     assert r.returncode != 0, r.stdout
     assert_one_error_line(r)
+
+
+class SilentNode:
+    """Accepts a transfer and never reads its body nor answers (a node that hangs)."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(4)
+        self.url = "http://127.0.0.1:%d" % self.sock.getsockname()[1]
+        self.held = []
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def serve(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.held.append(conn)
+
+    def stop(self):
+        self.sock.close()
+        for conn in self.held:
+            conn.close()
+
+
+@pytest.mark.parametrize("signals", [1, 2])
+def test_sigint_ends_a_push_to_a_node_that_hangs_with_130(transfer_send, tmp_path, signals):
+    """Ctrl-C cancels cleanly (exit 130, one line); a second Ctrl-C ends it at once, whatever the
+    cleanup is waiting for."""
+    volume = tmp_path / "volume"
+    volume.mkdir()
+    (volume / "random.bin").write_bytes(os.urandom(16 << 20))
+    node = SilentNode()
+    try:
+        child = subprocess.Popen([str(transfer_send), "push", "--volume", str(volume), "--url", node.url, "--token", "x.y.z",
+                                  "--server", new_server_id(), "--compression", "gzip", "--quiet"],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+        time.sleep(1.5)
+        assert child.poll() is None, "the push should still be waiting on the silent node"
+        started = time.monotonic()
+        for _ in range(signals):
+            child.send_signal(signal.SIGINT)
+            time.sleep(0.2)
+        _, stderr = child.communicate(timeout=20)
+        assert time.monotonic() - started < 10
+    finally:
+        node.stop()
+    assert child.returncode == 130, stderr
+    lines = error_lines(stderr)
+    # One line; a second signal that lands while the first cancel is printing may add its own.
+    assert 1 <= len(lines) <= signals and all(line.startswith("transfer-send: ") for line in lines), stderr
+    assert "cancel" in lines[0] or "again" in lines[0], stderr

@@ -109,6 +109,7 @@ public enum DaemonCommand {
             fflush(nil)
             let signal = SignalWaiter.wait()
             Log.info("transferd: \(signal) received, shutting down (running transfers are abandoned, nothing partial is committed)")
+            spawnThread(name: "signals") { SignalWaiter.exitOnNextSignal(program: "transferd") }
             daemon.stop()
             Log.info("transferd: stopped")
             return 0

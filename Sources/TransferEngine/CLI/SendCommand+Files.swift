@@ -31,7 +31,7 @@ extension SendCommand {
         client.insecureTLS = args.has("insecure")
         let bar = ProgressBar(enabled: !args.has("quiet") && isatty(2) == 1)
         client.onProgress = { done, total, seconds in bar.update(done: done, total: total, seconds: seconds) }
-        SignalWaiter.onSignal { _ in client.cancel() }
+        SignalWaiter.onSignal(program: "transfer-send") { _ in client.cancel() }
         defer { bar.finish() }
         let result = try client.run()
         bar.finish()
@@ -65,7 +65,7 @@ extension SendCommand {
         client.insecureTLS = args.has("insecure")
         let bar = ProgressBar(enabled: !args.has("quiet") && isatty(2) == 1)
         client.onProgress = { done, total, seconds in bar.update(done: done, total: total, seconds: seconds) }
-        SignalWaiter.onSignal { _ in client.cancel() }
+        SignalWaiter.onSignal(program: "transfer-send") { _ in client.cancel() }
         defer { bar.finish() }
         let started = MonotonicClock.now()
         let (bytes, _) = try client.run()

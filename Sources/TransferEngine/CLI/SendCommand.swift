@@ -194,7 +194,7 @@ public enum SendCommand {
             }
         }
         let interrupted = SignalBox()
-        SignalWaiter.onSignal { name in
+        SignalWaiter.onSignal(program: "transfer-send") { name in
             interrupted.name = name
             transfer.cancel()
         }

@@ -28,8 +28,20 @@ public enum SignalWaiter {
         return received == SIGINT ? "SIGINT" : "SIGTERM"
     }
 
-    /// Calls `handler` on a background thread when SIGINT or SIGTERM arrives.
-    public static func onSignal(_ handler: @escaping @Sendable (String) -> Void) {
-        spawnThread(name: "signals") { handler(wait()) }
+    /// Calls `handler` on a background thread when SIGINT or SIGTERM arrives. A second signal
+    /// ends the process at once, in case what the first one asked for is stuck.
+    public static func onSignal(program: String, _ handler: @escaping @Sendable (String) -> Void) {
+        spawnThread(name: "signals") {
+            handler(wait())
+            exitOnNextSignal(program: program)
+        }
+    }
+
+    /// Waits (on the calling thread) for one more SIGINT or SIGTERM, then exits 130 or 143 without
+    /// cleaning up: the operator asked twice.
+    public static func exitOnNextSignal(program: String) {
+        let name = wait()
+        StandardError.write("\(program): \(name) again: exiting without waiting for the cleanup\n")
+        _exit(name == "SIGINT" ? 130 : 143)
     }
 }
