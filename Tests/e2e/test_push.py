@@ -312,3 +312,47 @@ def test_sigint_ends_a_push_to_a_node_that_hangs_with_130(transfer_send, tmp_pat
     # One line; a second signal that lands while the first cancel is printing may add its own.
     assert 1 <= len(lines) <= signals and all(line.startswith("transfer-send: ") for line in lines), stderr
     assert "cancel" in lines[0] or "again" in lines[0], stderr
+
+
+class RawAnswer(EarlyAnswer):
+    """Answers every request with the given bytes, then closes."""
+
+    def __init__(self, reply):
+        self.reply = reply
+        super().__init__(0, True)
+
+    def serve(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(5)
+                try:
+                    conn.recv(65536)
+                    conn.sendall(self.reply)
+                except OSError:
+                    pass
+
+
+HTML_501 = (b"HTTP/1.0 501 Unsupported method ('POST')\r\nContent-Type: text/html;charset=utf-8\r\n"
+            b"Connection: close\r\n\r\n<!DOCTYPE HTML>\n<html lang=\"en\">\n    <head>\n        <title>Error response</title>\n"
+            b"    </head>\n    <body>\n        <h1>Error response</h1>\n        <p>Error code: 501</p>\n"
+            b"        <p>Message: Unsupported method ('POST').</p>\n    </body>\n</html>\n")
+
+
+@pytest.mark.parametrize("reply, expected", [
+    (HTML_501, "501"),
+    (b"SSH-2.0-OpenSSH_9.2\r\nthis is not http at all\r\n\r\n", "not HTTP"),
+])
+def test_push_to_something_that_is_not_a_node_says_so_in_one_line(transfer_send, other_volume, reply, expected):
+    node = RawAnswer(reply)
+    try:
+        r = run_cli(transfer_send, "push", "--volume", other_volume, "--url", node.url, "--token", "x.y.z",
+                    "--server", new_server_id(), "--compression", "gzip", "--quiet", timeout=60)
+    finally:
+        node.stop()
+    line = assert_one_error_line(r)
+    assert expected in line and "<" not in line, line
+    assert r.returncode == 69, r.stderr

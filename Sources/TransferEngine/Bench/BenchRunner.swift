@@ -220,8 +220,8 @@ public final class BenchRunner {
 
     /// Shell pipelines over the same volume, timed once each (only the tools that are installed).
     private func baselines(corpus: String, volume: String, bytes: Int64) -> [Baseline] {
-        let quoted = Self.shellQuoted(volume)
-        let scratch = Self.shellQuoted(options.workDirectory + "/baseline-extract")
+        let quoted = ShellWord.quoted(volume)
+        let scratch = ShellWord.quoted(options.workDirectory + "/baseline-extract")
         let candidates: [(name: String, tool: String, command: String)] = [
             ("read + hash floor", "openssl", "tar -C \(quoted) -cf - . | openssl dgst -sha256"),
             ("tar | gzip -1 | sha256", "gzip", "tar -C \(quoted) -cf - . | gzip -1 | openssl dgst -sha256"),
@@ -247,9 +247,5 @@ public final class BenchRunner {
             out.append(Baseline(corpus: corpus, name: name, command: command, mbPerSecond: rate))
         }
         return out
-    }
-
-    private static func shellQuoted(_ text: String) -> String {
-        "'" + text.replacingByte("'", with: "'\\''") + "'"
     }
 }

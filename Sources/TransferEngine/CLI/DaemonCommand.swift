@@ -98,7 +98,7 @@ public enum DaemonCommand {
             guard let config = try configuration(argv) else { return 0 }
             let daemon = try TransferDaemon(configuration: config)
             try daemon.start()
-            let tokenHint = config.tokenFile.map { "--secret-file \($0)" } ?? "--secret-file <file with the node token>"
+            let tokenHint = config.tokenFile.map { "--secret-file \(ShellWord.quoted($0))" } ?? "--secret-file <file with the node token>"
             print(
                 """
                 transferd \(TransferEngineVersion.current) listening on \(daemon.baseURL) (config: \(config.source))

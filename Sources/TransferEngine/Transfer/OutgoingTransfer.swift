@@ -155,10 +155,31 @@ public final class OutgoingTransfer: @unchecked Sendable {
             seconds: MonotonicClock.now() - started)
     }
 
+    /// A body that is not our JSON (an HTML error page, a proxy's text) as one short line: tags
+    /// dropped, whitespace runs and control bytes folded into single spaces, at most 200 characters.
+    static func oneLine(_ text: String) -> String {
+        var out = ""
+        var inTag = false
+        var lastWasSpace = true
+        for scalar in text.unicodeScalars {
+            if scalar == "<" { inTag = true; continue }
+            if inTag { if scalar == ">" { inTag = false }; continue }
+            if scalar.properties.isWhitespace || scalar.value < 0x20 || scalar.value == 0x7f {
+                if !lastWasSpace { out.unicodeScalars.append(" ") }
+                lastWasSpace = true
+            } else {
+                out.unicodeScalars.append(scalar)
+                lastWasSpace = false
+            }
+            if out.unicodeScalars.count >= 200 { break }
+        }
+        return out.trimmingWhitespace()
+    }
+
     /// Turns a non-200 answer into an error carrying the destination's own message.
     static func remoteError(status: Int, body: [UInt8]) -> TransferError {
         let message = (try? JSONValue.parse(body))?["error"]?.stringValue
-            ?? String(decoding: body.prefix(200), as: UTF8.self).trimmingWhitespace()
+            ?? Self.oneLine(String(decoding: body.prefix(4096), as: UTF8.self))
         let code: TransferError.Code =
             switch status {
             case 401, 403: .forbidden

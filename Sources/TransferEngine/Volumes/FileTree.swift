@@ -4,6 +4,20 @@ import Glibc
 
 /// Whole-tree operations that never follow symlinks.
 public enum FileTree {
+    /// Entries in the directory `path` (without "." and ".."); 0 if it cannot be read.
+    public static func entryCount(_ path: String) -> Int {
+        guard let dir = opendir(path) else { return 0 }
+        defer { closedir(dir) }
+        var count = 0
+        while let item = readdir(dir) {
+            let isDot = withUnsafeBytes(of: item.pointee.d_name) { name in
+                name[0] == 0x2e && (name[1] == 0 || (name[1] == 0x2e && name[2] == 0))
+            }
+            if !isDot { count += 1 }
+        }
+        return count
+    }
+
     /// Removes `path` and everything below it. Symlinks are removed, never followed. Missing is fine.
     public static func remove(_ path: String) throws {
         var st = stat()

@@ -185,6 +185,11 @@ public final class SafeExtractor {
         }
         for fd in parentCache.values { close(fd) }
         parentCache.removeAll()
+        // An archive without a "./" entry (`tar -C vol file…`, Wings' own archives) says nothing
+        // about the root: it becomes 0755 like a fresh directory, not the staging's private 0700.
+        if !deferredDirectories.contains(where: { $0.components.isEmpty }) {
+            guard fchmod(rootDescriptor, 0o755) == 0 else { throw TransferError.system("fchmod", path: "staging") }
+        }
         for dir in deferredDirectories.sorted(by: { $0.components.count > $1.components.count }) {
             let display = dir.components.map { String(decoding: $0, as: UTF8.self) }.joined(separator: "/")
             let fd: Int32

@@ -141,6 +141,28 @@ struct SafeExtractorTests {
         }
     }
 
+    /// The root's mode comes from the archive's "./" entry when there is one; without one (tar of
+    /// named files, as Wings and `tar -C vol file…` make) the root is 0755, never staging's 0700.
+    @Test(arguments: [(["."], Glibc.mode_t(0o750)), (["a.txt", "sub"], Glibc.mode_t(0o755))])
+    func rootModeFromTheArchiveOr0755(members: [String], expected: Glibc.mode_t) throws {
+        try TempDirectory.with { temp in
+            let source = try temp.makeDirectory("source")
+            try ArchiveHarness.write(Array("hello".utf8), to: source + "/a.txt")
+            _ = try temp.makeDirectory("source/sub")
+            chmod(source, 0o750)
+            let archive = temp.appending("t.tar.gz")
+            let tar = try ProcessResult.run("/usr/bin/env", ["tar", "-czf", archive, "-C", source] + members)
+            #expect(tar.status == 0, "\(tar.stderr)")
+            let destination = try temp.makeDirectory("destination")
+            chmod(destination, 0o700)  // as VolumeStore makes staging directories
+            try ArchiveHarness.extract(try Fixtures.bytes(atPath: archive), into: destination)
+            var st = stat()
+            #expect(stat(destination, &st) == 0)
+            #expect(st.st_mode & 0o7777 == expected, "mode \(String(st.st_mode & 0o7777, radix: 8))")
+            #expect(try Fixtures.bytes(atPath: destination + "/a.txt") == Array("hello".utf8))
+        }
+    }
+
     @Test func missingRootRefused() throws {
         try TempDirectory.with { temp in
             #expect(throws: TransferError.self) { _ = try SafeExtractor(root: temp.appending("does-not-exist")) }

@@ -175,6 +175,11 @@ final class CurlEasyHandle {
             return TransferError(.network, .http, "the connection to the destination broke: \(detail)")
         case CURLE_SSL_CONNECT_ERROR, CURLE_PEER_FAILED_VERIFICATION, CURLE_SSL_CACERT_BADFILE:
             return TransferError(.network, .http, "TLS failed: \(detail)")
+        case CURLE_WEIRD_SERVER_REPLY:
+            return TransferError(.network, .http, "the destination's answer is not HTTP: \(detail)")
+        case CURLE_UNSUPPORTED_PROTOCOL where detail.contains("HTTP/0.9"):
+            // What libcurl says of bytes that are not an HTTP status line.
+            return TransferError(.network, .http, "the destination's answer is not HTTP: \(detail)")
         case CURLE_URL_MALFORMAT, CURLE_UNSUPPORTED_PROTOCOL:
             return TransferError(.invalidInput, .http, "bad URL: \(detail)")
         default:
