@@ -66,6 +66,7 @@ struct MHD_Daemon *tx_mhd_start_daemon(unsigned int flags, const struct sockaddr
                                        MHD_RequestCompletedCallback completed, void *completed_context,
                                        unsigned int connection_timeout_seconds,
                                        size_t connection_memory_limit,
+                                       unsigned int connection_limit, unsigned int per_ip_connection_limit,
                                        const char *tls_key_pem, const char *tls_cert_pem) {
     uint16_t port = 0;
     if (address->sa_family == AF_INET6) {
@@ -81,6 +82,8 @@ struct MHD_Daemon *tx_mhd_start_daemon(unsigned int flags, const struct sockaddr
                                 MHD_OPTION_NOTIFY_COMPLETED, completed, completed_context,
                                 MHD_OPTION_CONNECTION_TIMEOUT, connection_timeout_seconds,
                                 MHD_OPTION_CONNECTION_MEMORY_LIMIT, connection_memory_limit,
+                                MHD_OPTION_CONNECTION_LIMIT, connection_limit,
+                                MHD_OPTION_PER_IP_CONNECTION_LIMIT, per_ip_connection_limit,
                                 MHD_OPTION_HTTPS_MEM_KEY, tls_key_pem,
                                 MHD_OPTION_HTTPS_MEM_CERT, tls_cert_pem,
                                 MHD_OPTION_EXTERNAL_LOGGER, tx_mhd_logger, NULL,
@@ -91,6 +94,8 @@ struct MHD_Daemon *tx_mhd_start_daemon(unsigned int flags, const struct sockaddr
                             MHD_OPTION_NOTIFY_COMPLETED, completed, completed_context,
                             MHD_OPTION_CONNECTION_TIMEOUT, connection_timeout_seconds,
                             MHD_OPTION_CONNECTION_MEMORY_LIMIT, connection_memory_limit,
+                            MHD_OPTION_CONNECTION_LIMIT, connection_limit,
+                            MHD_OPTION_PER_IP_CONNECTION_LIMIT, per_ip_connection_limit,
                             MHD_OPTION_EXTERNAL_LOGGER, tx_mhd_logger, NULL,
                             MHD_OPTION_END);
 }

@@ -840,3 +840,34 @@ def test_request_header_sizes(served):
         pass  # closing the connection on an oversized request is also a clean refusal
     assert requests.get(url(), timeout=30).status_code == 200
     assert daemon.proc.poll() is None
+
+
+def test_one_client_cannot_hold_every_connection(daemon):
+    """Half-sent requests held open (a slowloris) are capped per client address; the refusals
+    are logged once, not per connection, and the daemon serves normally once they go."""
+    held = []
+    try:
+        for _ in range(200):
+            s = socket.create_connection(("127.0.0.1", daemon.port), timeout=5)
+            s.sendall(b"GET /api/system HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+            held.append(s)
+        time.sleep(1.0)
+        refused = 0
+        for s in held:
+            s.settimeout(0.05)
+            try:
+                refused += s.recv(1) == b""
+            except (socket.timeout, BlockingIOError):
+                pass
+            except OSError:
+                refused += 1
+        assert refused >= 200 - 128, refused
+        assert refused <= 200 - 100, refused  # the rest were served (held open, waiting for headers)
+    finally:
+        for s in held:
+            s.close()
+    time.sleep(0.5)
+    log = daemon.log()
+    assert "refusing connections" in log and log.count("refusing connections") <= 2, log[-2000:]
+    r = requests.get(daemon.url + "/api/system", timeout=10)
+    assert r.status_code in (200, 401), r.text

@@ -29,6 +29,7 @@ struct MHD_Daemon *tx_mhd_start_daemon(unsigned int flags, const struct sockaddr
                                        MHD_RequestCompletedCallback completed, void *completed_context,
                                        unsigned int connection_timeout_seconds,
                                        size_t connection_memory_limit,
+                                       unsigned int connection_limit, unsigned int per_ip_connection_limit,
                                        const char *tls_key_pem, const char *tls_cert_pem);
 /// Routes libmicrohttpd's own messages (formatted) to `sink` instead of stderr.
 void tx_mhd_set_log_sink(void (*sink)(const char *message));

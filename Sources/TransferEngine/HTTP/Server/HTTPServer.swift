@@ -44,6 +44,12 @@ public final class HTTPServer: @unchecked Sendable {
 
     deinit { stop() }
 
+    /// Connections served at once, and from one client address: each is a thread, and a client
+    /// holding hundreds of half-sent requests open must not lock everyone else out.
+    static let connectionLimit: UInt32 = 1000
+    static let perAddressLimit: UInt32 = 128
+    fileprivate static let limitWarnings = Throttle(interval: 10)
+
     /// Binds and starts serving. Throws if the address is invalid or the port is taken.
     public func start() throws {
         precondition(daemon == nil, "start called twice")
@@ -58,7 +64,12 @@ public final class HTTPServer: @unchecked Sendable {
         tx_mhd_set_log_sink { message in
             guard let message else { return }
             let text = String(cString: message).trimmingWhitespace()
-            if text.contains("Failed") || text.contains("failed") {
+            if text.contains("connection limit") {
+                // One line per refused connection would let a flood fill the log: one per 10 s.
+                if HTTPServer.limitWarnings.ready() {
+                    Log.warning("http: refusing connections: \(text) (at most \(HTTPServer.connectionLimit) in all, \(HTTPServer.perAddressLimit) per client address)")
+                }
+            } else if text.contains("Failed") || text.contains("failed") {
                 Log.warning("http: \(text)")
             } else {
                 Log.debug("http: \(text)")
@@ -70,7 +81,8 @@ public final class HTTPServer: @unchecked Sendable {
             pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { address in
                 tx_mhd_start_daemon(
                     flags, address, Self.accessHandler, context, Self.completedHandler, context,
-                    options.idleTimeout, 512 << 10, options.tls?.key, options.tls?.certificate)
+                    options.idleTimeout, 512 << 10, Self.connectionLimit, Self.perAddressLimit,
+                    options.tls?.key, options.tls?.certificate)
             }
         }
         guard let started else {
