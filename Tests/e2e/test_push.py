@@ -145,6 +145,8 @@ USAGE_CASES = {
                           "--server", "{uuid}"],
     "push-no-credentials": ["push", "--volume", "{vol}", "--url", "http://127.0.0.1:9", "--server", "{uuid}"],
     "push-secret-needs-server": ["push", "--volume", "{vol}", "--url", "http://127.0.0.1:9", "--secret", "s"],
+    "push-server-not-uuid": ["push", "--volume", "{vol}", "--url", "http://127.0.0.1:9", "--secret", "s",
+                             "--server", "../../etc"],
     "push-option-missing-value": ["push", "--volume"],
     "push-flag-with-value": ["push", "--volume", "{vol}", "--url", "http://127.0.0.1:9", "--secret", "s",
                              "--server", "{uuid}", "--json=yes"],
@@ -163,6 +165,8 @@ def test_usage_errors_exit_64(transfer_send, other_volume, case):
     lines = error_lines(r.stderr)
     assert lines and lines[0].startswith("transfer-send: error: "), r.stderr
     assert r.stdout == ""
+    if case == "push-server-not-uuid":
+        assert "'../../etc' is not a server UUID" in lines[0], lines[0]
 
 
 def test_no_arguments_prints_usage_and_exits_64(transfer_send):

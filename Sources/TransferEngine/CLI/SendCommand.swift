@@ -166,6 +166,9 @@ public enum SendCommand {
         } else if let secret = try secret(args) {
             let server = args["server"] ?? URL(fileURLWithPath: volume).standardized.lastPathComponent
             guard VolumeStore.isValidServerID(server) else {
+                if let given = args["server"] {
+                    throw Arguments.usage("--server '\(given)' is not a server UUID (8-4-4-4-12 hex digits)")
+                }
                 throw Arguments.usage("--server UUID is required to mint a token (the volume directory is not named by a UUID)")
             }
             token = TokenMinter(secret: secret, audience: url).mint(scope: .transfer, claims: ["sub": .string(server)])
