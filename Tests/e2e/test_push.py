@@ -207,18 +207,17 @@ def test_push_reports_its_own_peak_rss_not_its_parents(daemon, transfer_send, sa
     del ballast
 
 
-class EarlyAnswer:
-    """A node that answers a transfer before reading its body (a refusal, a full disk), then either
-    closes the connection or keeps it open without reading for a while."""
+class FakeNode:
+    """A listener on 127.0.0.1 standing in for a node: each connection goes to `handle`, which by
+    default holds it open without reading or answering (a node that hangs)."""
 
-    def __init__(self, status, close):
-        self.status, self.close = status, close
+    def __init__(self):
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(4)
+        self.sock.listen(16)
         self.url = "http://127.0.0.1:%d" % self.sock.getsockname()[1]
-        self.thread = threading.Thread(target=self.serve, daemon=True)
-        self.thread.start()
+        self.held = []
+        threading.Thread(target=self.serve, daemon=True).start()
 
     def serve(self):
         while True:
@@ -226,21 +225,56 @@ class EarlyAnswer:
                 conn, _ = self.sock.accept()
             except OSError:
                 return
-            with conn:
-                head = b""
-                while b"\r\n\r\n" not in head:
-                    data = conn.recv(4096)
-                    if not data:
-                        break
-                    head += data
-                payload = json.dumps({"error": "refused before the body"}).encode()
-                conn.sendall(b"HTTP/1.1 %d Nope\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n"
-                             % (self.status, len(payload)) + payload)
-                if not self.close:
-                    time.sleep(3)
+            self.held.append(conn)
+            try:
+                self.handle(conn)
+            except OSError:
+                pass
+
+    def handle(self, conn):
+        pass
 
     def stop(self):
         self.sock.close()
+        for conn in self.held:
+            conn.close()
+
+
+class EarlyAnswer(FakeNode):
+    """Answers a transfer before reading its body (a refusal, a full disk), then closes the
+    connection or keeps it open a while without reading."""
+
+    def __init__(self, status, close):
+        self.status, self.close = status, close
+        super().__init__()
+
+    def handle(self, conn):
+        head = b""
+        while b"\r\n\r\n" not in head:
+            data = conn.recv(4096)
+            if not data:
+                break
+            head += data
+        payload = json.dumps({"error": "refused before the body"}).encode()
+        conn.sendall(b"HTTP/1.1 %d Nope\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n"
+                     % (self.status, len(payload)) + payload)
+        if not self.close:
+            time.sleep(3)
+        conn.close()
+
+
+class RawAnswer(FakeNode):
+    """Answers every request with the given bytes, then closes."""
+
+    def __init__(self, reply):
+        self.reply = reply
+        super().__init__()
+
+    def handle(self, conn):
+        conn.settimeout(5)
+        conn.recv(65536)
+        conn.sendall(self.reply)
+        conn.close()
 
 
 @pytest.mark.parametrize("status", [200, 409, 500])
@@ -264,31 +298,6 @@ def test_push_ends_when_the_node_answers_before_the_archive_is_sent(transfer_sen
     assert_one_error_line(r)
 
 
-class SilentNode:
-    """Accepts a transfer and never reads its body nor answers (a node that hangs)."""
-
-    def __init__(self):
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(4)
-        self.url = "http://127.0.0.1:%d" % self.sock.getsockname()[1]
-        self.held = []
-        threading.Thread(target=self.serve, daemon=True).start()
-
-    def serve(self):
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.held.append(conn)
-
-    def stop(self):
-        self.sock.close()
-        for conn in self.held:
-            conn.close()
-
-
 @pytest.mark.parametrize("signals", [1, 2])
 def test_sigint_ends_a_push_to_a_node_that_hangs_with_130(transfer_send, tmp_path, signals):
     """Ctrl-C cancels cleanly (exit 130, one line); a second Ctrl-C ends it at once, whatever the
@@ -296,7 +305,7 @@ def test_sigint_ends_a_push_to_a_node_that_hangs_with_130(transfer_send, tmp_pat
     volume = tmp_path / "volume"
     volume.mkdir()
     (volume / "random.bin").write_bytes(os.urandom(16 << 20))
-    node = SilentNode()
+    node = FakeNode()
     try:
         child = subprocess.Popen([str(transfer_send), "push", "--volume", str(volume), "--url", node.url, "--token", "x.y.z",
                                   "--server", new_server_id(), "--compression", "gzip", "--quiet"],
@@ -316,28 +325,6 @@ def test_sigint_ends_a_push_to_a_node_that_hangs_with_130(transfer_send, tmp_pat
     # One line; a second signal that lands while the first cancel is printing may add its own.
     assert 1 <= len(lines) <= signals and all(line.startswith("transfer-send: ") for line in lines), stderr
     assert "cancel" in lines[0] or "again" in lines[0], stderr
-
-
-class RawAnswer(EarlyAnswer):
-    """Answers every request with the given bytes, then closes."""
-
-    def __init__(self, reply):
-        self.reply = reply
-        super().__init__(0, True)
-
-    def serve(self):
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            with conn:
-                conn.settimeout(5)
-                try:
-                    conn.recv(65536)
-                    conn.sendall(self.reply)
-                except OSError:
-                    pass
 
 
 HTML_501 = (b"HTTP/1.0 501 Unsupported method ('POST')\r\nContent-Type: text/html;charset=utf-8\r\n"
