@@ -871,3 +871,48 @@ def test_one_client_cannot_hold_every_connection(daemon):
     assert "refusing connections" in log and log.count("refusing connections") <= 2, log[-2000:]
     r = requests.get(daemon.url + "/api/system", timeout=10)
     assert r.status_code in (200, 401), r.text
+
+
+def owners_below(root):
+    """{(uid, gid)} of the root and every entry below it (symlinks themselves)."""
+    found = {(os.lstat(root).st_uid, os.lstat(root).st_gid)}
+    for d, dirs, names in os.walk(root):
+        for n in dirs + names:
+            st = os.lstat(os.path.join(d, n))
+            found.add((st.st_uid, st.st_gid))
+    return found
+
+
+@pytest.mark.parametrize("how", ["flag", "config"])
+def test_volume_owner_applies_to_transfers_and_uploads(daemon_factory, transfer_send, sample_volume, tmp_path, how):
+    """Wings gives what it writes to its system user (a game server runs as that uid): so do we,
+    for a pushed tree (files, directories, symlinks, the root) and for uploaded files."""
+    if how == "flag":
+        daemon = daemon_factory("--volume-owner", "1234:5678")
+    else:
+        token = secrets.token_hex(16)
+        config = write_config(tmp_path / "config.yml", token, tmp_path / "data", tmp_path / "backups")
+        config.write_text(config.read_text() + "  user:\n    uid: 1234\n    gid: 5678\n")
+        daemon = daemon_factory(config=config, token=token, volumes=tmp_path / "data")
+    server = str(uuid.uuid4())
+    r = subprocess.run([str(transfer_send), "push", "--volume", str(sample_volume), "--url", daemon.url,
+                        "--token", mint(daemon.token, "transfer", server, sub=server), "--server", server, "--quiet"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    volume = daemon.volume(server)
+    assert owners_below(volume) == {(1234, 5678)}
+    url = upload_url(daemon, server)
+    r = requests.post(url, files=[("files", ("new.txt", b"uploaded"))], timeout=30)
+    assert r.status_code == 200, r.text
+    st = os.lstat(volume / "new.txt")
+    assert (st.st_uid, st.st_gid) == (1234, 5678)
+
+
+def test_volume_owner_must_be_numbers(transferd, tmp_path):
+    r = subprocess.run([str(transferd), "--state", str(tmp_path / "s"), "--listen", "127.0.0.1:0",
+                        "--volume-owner", "pterodactyl"], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 64 and "--volume-owner must be UID:GID" in r.stderr, r.stderr
+    config = write_config(tmp_path / "config.yml", secrets.token_hex(16), tmp_path / "data", tmp_path / "backups")
+    config.write_text(config.read_text() + "  user:\n    uid: 988\n")
+    r = subprocess.run([str(transferd), "--config", str(config)], capture_output=True, text=True, timeout=30)
+    assert r.returncode != 0 and "system.user needs both uid and gid" in r.stderr, r.stderr

@@ -10,17 +10,21 @@ public enum DaemonCommand {
         transferd — node daemon that receives game-server volumes (Wings/Pelican wire protocol)
 
         usage: transferd [--config FILE] [--listen HOST:PORT] [--data DIR] [--backups DIR]
-                         [--state DIR] [--allow-unscoped-tokens] [--log-level LEVEL]
+                         [--volume-owner UID:GID] [--state DIR] [--allow-unscoped-tokens]
+                         [--log-level LEVEL]
 
         With no --config, runs on the embedded default: 127.0.0.1:8080, state in ./transferd-data
         (volumes/, backups/, and node-token, generated once with mode 0600).
 
         Options
           --config FILE            a Wings-style config.yml (token, api.host, api.port, api.ssl.*,
-                                   api.upload_limit, system.data, system.backup_directory, remote)
+                                   api.upload_limit, system.data, system.backup_directory,
+                                   system.user.uid/gid, remote)
           --listen HOST:PORT       listen address (port 0 picks a free port); overrides the config
           --data DIR               volumes directory (system.data)
           --backups DIR            backup directory (system.backup_directory)
+          --volume-owner UID:GID   owner of every file a transfer or upload writes into a volume
+                                   (system.user.uid/gid; default: the daemon's own user)
           --state DIR              embedded default's state directory (default ./transferd-data)
           --allow-unscoped-tokens  accept panel tokens without a scope claim (panels before 2026)
           --log-level LEVEL        debug | info (default) | warning | error
@@ -37,7 +41,7 @@ public enum DaemonCommand {
     /// Parses flags into a configuration (nil when the command only printed help/version).
     public static func configuration(_ argv: [String]) throws -> DaemonConfiguration? {
         let args = try Arguments(
-            argv, valued: ["config", "listen", "data", "backups", "state", "log-level"],
+            argv, valued: ["config", "listen", "data", "backups", "volume-owner", "state", "log-level"],
             booleans: ["allow-unscoped-tokens", "help", "version"])
         if args.has("help") {
             print(help)
@@ -70,6 +74,10 @@ public enum DaemonCommand {
         if let backups = args["backups"] {
             config.backupDirectory = backups
             config.backupDirectoryIsImplicit = false
+        }
+        if let owner = args["volume-owner"] {
+            guard let parsed = FileOwner.parse(owner) else { throw Arguments.usage("--volume-owner must be UID:GID (numbers), not '\(owner)'") }
+            config.volumeOwner = parsed
         }
         if args.has("allow-unscoped-tokens") { config.allowUnscopedTokens = true }
         return config

@@ -24,6 +24,8 @@ public struct DaemonConfiguration: Sendable {
     public var remote: String?
     public var allowUnscopedTokens = false
     public var allowedOrigins: [String] = []
+    /// Owner of everything written into volumes (`system.user.uid`/`gid`, `--volume-owner`).
+    public var volumeOwner: FileOwner?
     /// Where the configuration came from, for the start-up log.
     public var source = "embedded default"
     /// True when `system.backup_directory` was not given and Wings' default path is assumed:
@@ -79,6 +81,14 @@ public struct DaemonConfiguration: Sendable {
         config.allowUnscopedTokens = yaml["api.allow_unscoped_tokens"]?.bool ?? false
         config.remote = yaml["remote"]?.string
         config.allowedOrigins = yaml["allowed_origins"]?.strings ?? []
+        if yaml["system.user.uid"] != nil || yaml["system.user.gid"] != nil {
+            guard let uid = yaml["system.user.uid"]?.int, let gid = yaml["system.user.gid"]?.int,
+                let owner = FileOwner.parse("\(uid):\(gid)")
+            else {
+                throw TransferError(.invalidInput, .config, "\(path): system.user needs both uid and gid, as numbers")
+            }
+            config.volumeOwner = owner
+        }
         return config
     }
 

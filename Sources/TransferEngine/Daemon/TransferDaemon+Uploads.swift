@@ -23,7 +23,7 @@ extension TransferDaemon {
             return .consumeBody(
                 UploadReceiver(
                     volume: volume, directory: resolved, directoryDisplay: display,
-                    limitBytes: Int64(configuration.uploadLimitMiB) << 20, boundary: boundary))
+                    limitBytes: Int64(configuration.uploadLimitMiB) << 20, boundary: boundary, owner: store.owner))
         } catch {
             return .respond(.error(error))
         }

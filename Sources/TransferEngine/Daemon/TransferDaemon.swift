@@ -31,7 +31,7 @@ public final class TransferDaemon: Sendable {
 
     public init(configuration: DaemonConfiguration) throws {
         self.configuration = configuration
-        self.store = try VolumeStore(dataDirectory: configuration.dataDirectory)
+        self.store = try VolumeStore(dataDirectory: configuration.dataDirectory, owner: configuration.volumeOwner)
         if !configuration.backupDirectoryIsImplicit {
             try FileTree.makeDirectories(configuration.backupDirectory, mode: 0o700)
         }

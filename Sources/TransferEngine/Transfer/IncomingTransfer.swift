@@ -140,6 +140,7 @@ public final class IncomingTransfer: RequestBodyHandler, @unchecked Sendable {
                 try extractor.extractAll(from: reader)
                 // Bytes after the tar end marker must still be read, or the stages before would block.
                 try reader.drain()
+                if let owner = self.store.owner { try owner.apply(toTree: staging) }
                 self.extracted = (extractor.files, extractor.bytes)
             } catch {
                 // Wake the stages before if they are blocked sending into a buffer nobody reads.

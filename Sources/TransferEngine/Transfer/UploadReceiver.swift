@@ -27,9 +27,16 @@ public final class UploadReceiver: RequestBodyHandler, @unchecked Sendable {
     private var current: (fd: Int32, file: Pending)?
     private var completed: [Pending] = []
     private var sawSingularField = false
+    private let owner: FileOwner?
 
-    /// - Parameter directory: symlink-free components of the target directory inside `volume`.
-    public init(volume: VolumeRoot, directory: [[UInt8]], directoryDisplay: String, limitBytes: Int64, boundary: String) {
+    /// - Parameters:
+    ///   - directory: symlink-free components of the target directory inside `volume`.
+    ///   - owner: who gets each file (nil: the daemon's user).
+    public init(
+        volume: VolumeRoot, directory: [[UInt8]], directoryDisplay: String, limitBytes: Int64, boundary: String,
+        owner: FileOwner? = nil
+    ) {
+        self.owner = owner
         self.volume = volume
         self.directory = directory
         self.directoryDisplay = directoryDisplay
@@ -62,8 +69,10 @@ public final class UploadReceiver: RequestBodyHandler, @unchecked Sendable {
                 guard let open = current else { return }
                 current = nil
                 let ok = fchmod(open.fd, 0o644) == 0
+                let owned = owner.map { fchown(open.fd, $0.uid, $0.gid) == 0 } ?? true
                 close(open.fd)
                 guard ok else { throw TransferError.system("fchmod", path: open.file.name) }
+                guard owned else { throw TransferError.system("fchown", path: open.file.name) }
                 completed.append(open.file)
             }
         }

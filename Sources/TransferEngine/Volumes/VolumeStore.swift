@@ -17,10 +17,13 @@ private import CTransferShims
 public final class VolumeStore: Sendable {
     public let dataDirectory: String
     public let stagingDirectory: String
+    /// Who owns what arrives (nil: whoever runs the daemon).
+    public let owner: FileOwner?
     private let busy = Mutex<Set<String>>([])
 
-    public init(dataDirectory: String) throws {
+    public init(dataDirectory: String, owner: FileOwner? = nil) throws {
         self.dataDirectory = dataDirectory
+        self.owner = owner
         self.stagingDirectory = dataDirectory + "/.staging"
         try FileTree.makeDirectories(dataDirectory)
         if FileTree.exists(stagingDirectory) {

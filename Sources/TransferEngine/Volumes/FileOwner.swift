@@ -1,0 +1,62 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The user and group that own what the daemon writes into volumes (Wings' `system.user.uid`
+/// and `gid`, typically the `pterodactyl` user, 988): a game server runs as that user in its
+/// container and must be able to write its own files. Wings changes ownership of every file it
+/// extracts; so do we, once per transfer, after the tree is written and before it is committed.
+public struct FileOwner: Sendable, Equatable {
+    public var uid: UInt32
+    public var gid: UInt32
+
+    public init(uid: UInt32, gid: UInt32) {
+        self.uid = uid
+        self.gid = gid
+    }
+
+    /// `UID:GID`, both numbers.
+    public static func parse(_ text: String) -> FileOwner? {
+        let parts = text.split(separator: ":", omittingEmptySubsequences: false)
+        guard parts.count == 2, let uid = UInt32(parts[0]), let gid = UInt32(parts[1]), uid != .max, gid != .max else { return nil }
+        return FileOwner(uid: uid, gid: gid)
+    }
+
+    /// Gives the directory `path` and everything below it to this owner. Symlinks are changed
+    /// themselves, never followed; the walk never leaves the tree.
+    public func apply(toTree path: String) throws {
+        let fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        guard fd >= 0 else { throw TransferError.system("open", path: path) }
+        guard fchown(fd, uid, gid) == 0 else {
+            close(fd)
+            throw TransferError.system("fchown", path: path)
+        }
+        try applyBelow(fd, display: path)
+    }
+
+    /// Walks the directory open at `fd` (closed when done).
+    private func applyBelow(_ fd: Int32, display: String) throws {
+        guard let dir = fdopendir(fd) else {
+            close(fd)
+            throw TransferError.system("fdopendir", path: display)
+        }
+        defer { closedir(dir) }
+        while let item = readdir(dir) {
+            let name = withUnsafeBytes(of: item.pointee.d_name) { raw in
+                Array(raw.prefix(while: { $0 != 0 })).map { CChar(bitPattern: $0) } + [0]
+            }
+            if name == [0x2e, 0] || name == [0x2e, 0x2e, 0] { continue }
+            guard fchownat(fd, name, uid, gid, AT_SYMLINK_NOFOLLOW) == 0 else {
+                throw TransferError.system("fchownat", path: display + "/" + String(cString: name))
+            }
+            guard item.pointee.d_type == UInt8(DT_DIR) || item.pointee.d_type == UInt8(DT_UNKNOWN) else { continue }
+            let child = openat(fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+            if child < 0 {
+                // DT_UNKNOWN that is not a directory (or a symlink): nothing below it.
+                if errno == ENOTDIR || errno == ELOOP { continue }
+                throw TransferError.system("openat", path: display + "/" + String(cString: name))
+            }
+            try applyBelow(child, display: display + "/" + String(cString: name))
+        }
+    }
+}
