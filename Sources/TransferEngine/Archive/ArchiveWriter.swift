@@ -86,7 +86,11 @@ public final class ArchiveWriter {
     }
 
     /// Adds a header for a directory, regular file (data follows via `writeData`) or symlink.
-    public func appendHeader(path: PathBytes, status: FileStatus, symlinkTarget: [UInt8]? = nil) throws {
+    /// - Parameter dataRegions: a sparse file's data; `writeData` is then given the whole file,
+    ///   holes included (`writeZeros`), and libarchive stores only the data.
+    func appendHeader(
+        path: PathBytes, status: FileStatus, symlinkTarget: [UInt8]? = nil, dataRegions: [SparseRegions.Region]? = nil
+    ) throws {
         precondition(!finished, "append after finish")
         archive_entry_clear(entry)
         archive_entry_set_filetype(entry, status.fileType)
@@ -102,6 +106,9 @@ public final class ArchiveWriter {
         if let target = symlinkTarget {
             archive_entry_copy_symlink(entry, CString.terminated(target))
             archive_entry_set_size(entry, 0)
+        }
+        for region in dataRegions ?? [] {
+            archive_entry_sparse_add_entry(entry, region.offset, region.length)
         }
         // Directories and links carry no data; pax_restricted adds records only when ustar can't hold a field.
         let status = archive_write_header(handle, entry)
@@ -121,6 +128,19 @@ public final class ArchiveWriter {
             offset += n
         }
     }
+
+    /// Appends `count` zero bytes to the current entry: a sparse entry's hole, which libarchive
+    /// skips without storing it.
+    func writeZeros(_ count: Int64) throws {
+        var left = count
+        while left > 0 {
+            let n = Int(min(left, Int64(Self.zeros.count)))
+            try Self.zeros.withUnsafeBytes { try writeData(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
+            left -= Int64(n)
+        }
+    }
+
+    private static let zeros = [UInt8](repeating: 0, count: 64 << 10)
 
     /// Closes the stream: tar end blocks and compressor trailer reach the sink before this returns.
     public func finish() throws {

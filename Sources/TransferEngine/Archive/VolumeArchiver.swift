@@ -108,25 +108,43 @@ public struct VolumeArchiver: Sendable {
         guard st.st_mode & S_IFMT == S_IFREG else { return false }
         // A file read in one call gains nothing from a readahead hint; skip the syscall.
         if Int(st.st_size) > buffer.count { posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL) }
-        try writer.appendHeader(path: entry.path, status: FileStatus(st))
-        var remaining = Int64(st.st_size)
-        while remaining > 0 {
-            let n = read(fd, buffer.baseAddress, min(buffer.count, Int(clamping: remaining)))
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw TransferError.system("read", path: entry.path.description)
-            }
-            if n == 0 {
+        let size = Int64(st.st_size)
+        let regions = SparseRegions.of(fd, size: size, allocatedBytes: Int64(st.st_blocks) * 512)
+        try writer.appendHeader(path: entry.path, status: FileStatus(st), dataRegions: regions)
+        var position: Int64 = 0
+        for region in regions ?? [SparseRegions.Region(offset: 0, length: size)] {
+            if region.offset > position { try writer.writeZeros(region.offset - position) }
+            let read = try copy(fd, from: region.offset, count: region.length, to: writer, buffer: buffer, summary: &summary, path: entry.path)
+            if read < region.length {
                 // The file shrank while we read it; libarchive pads the entry with zeros to the size
                 // in its header. A live server should be stopped before a transfer.
                 Log.warning("archive: \(entry.path) shrank while being read; padded with zeros")
-                break
+                return true
             }
+            position = region.offset + region.length
+        }
+        if position < size { try writer.writeZeros(size - position) }
+        return true
+    }
+
+    /// Copies `count` bytes at `offset` of `fd` into the archive; returns how many there were.
+    private func copy(
+        _ fd: Int32, from offset: Int64, count: Int64, to writer: ArchiveWriter, buffer: UnsafeMutableRawBufferPointer,
+        summary: inout Summary, path: PathBytes
+    ) throws -> Int64 {
+        var done: Int64 = 0
+        while done < count {
+            let n = pread(fd, buffer.baseAddress, min(buffer.count, Int(clamping: count - done)), off_t(offset + done))
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw TransferError.system("read", path: path.description)
+            }
+            if n == 0 { break }
             try writer.writeData(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
-            remaining -= Int64(n)
+            done += Int64(n)
             summary.volumeBytes += Int64(n)
             progress?(summary.volumeBytes)
         }
-        return true
+        return done
     }
 }
