@@ -38,7 +38,9 @@ def test_bench_json_has_every_field(transfer_send, tmp_path):
         median = s["median"]
         for key in ("mb_per_second", "files_per_second", "compression_ratio", "seconds_to_commit",
                     "sender_cpu_seconds", "sender_peak_rss_mib", "daemon_cpu_seconds", "daemon_peak_rss_mib"):
-            assert isinstance(median[key], (int, float)) and median[key] > 0, (key, s)
+            assert isinstance(median[key], (int, float)) and median[key] >= 0, (key, s)
+            # The daemon's CPU comes from /proc in 10 ms ticks: a 300-file push may take less.
+            assert median[key] > 0 or key == "daemon_cpu_seconds", (key, s)
         assert len(s["runs"]) == 1
         run = s["runs"][0]
         assert run["compression"] in ("gzip", "zstd", "none")

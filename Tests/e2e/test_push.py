@@ -347,3 +347,21 @@ def test_push_to_something_that_is_not_a_node_says_so_in_one_line(transfer_send,
     line = assert_one_error_line(r)
     assert expected in line and "<" not in line, line
     assert r.returncode == 69, r.stderr
+
+
+def test_names_that_are_not_utf8_arrive_unchanged_with_one_summary_line(daemon, transfer_send, tmp_path):
+    volume = tmp_path / "volume"
+    volume.mkdir()
+    names = [b"caf\xe9.txt", b"bad\xff\xfename", b"ok-\xc3\xa9.txt"]
+    for i, name in enumerate(names):
+        with open(os.path.join(bytes(volume), name), "wb") as f:
+            f.write(b"%d" % i)
+    server = new_server_id()
+    r = run_cli(transfer_send, "push", "--volume", volume, "--url", daemon.url, "--secret-file",
+                daemon.state / "node-token", "--server", server, "--compression", "auto")
+    assert r.returncode == 0, r.stderr
+    assert "WARN" not in r.stderr and r.stderr.count("not UTF-8") == 1, r.stderr
+    assert sorted(os.listdir(bytes(daemon.volume(server)))) == sorted(names)
+    for i, name in enumerate(names):
+        with open(os.path.join(bytes(daemon.volume(server)), name), "rb") as f:
+            assert f.read() == b"%d" % i

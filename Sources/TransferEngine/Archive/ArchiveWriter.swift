@@ -24,6 +24,10 @@ public final class ArchiveWriter {
     private var finished = false
     /// Tar bytes written to the sink.
     public private(set) var bytesOut: Int64 = 0
+    /// Entries whose names are not UTF-8 (kept as raw bytes).
+    private(set) var rawNames = 0
+    /// Whether `finish` logs how many names were not UTF-8 (off for the negotiation's sample).
+    var reportsRawNames = true
     /// Small writes (headers, padding, small files' data) gathered into one sink call.
     private let gathered: UnsafeMutableRawBufferPointer
     private var gatheredCount = 0
@@ -113,7 +117,15 @@ public final class ArchiveWriter {
         // Directories and links carry no data; pax_restricted adds records only when ustar can't hold a field.
         let status = archive_write_header(handle, entry)
         if status == ARCHIVE_WARN {
-            Log.warning("archive: \(path): \(LibArchiveError.from(handle, status: status))")
+            let warning = LibArchiveError.from(handle, status: status)
+            if warning.message.contains("translate") {
+                // A name that is not UTF-8: stored as its raw bytes (hdrcharset=BINARY) and
+                // restored byte for byte; one summary line at the end instead of one per file.
+                rawNames += 1
+                Log.debug("archive: \(path): \(warning)")
+            } else {
+                Log.warning("archive: \(path): \(warning)")
+            }
         } else {
             try check(status, path: path)
         }
@@ -146,6 +158,9 @@ public final class ArchiveWriter {
     public func finish() throws {
         precondition(!finished, "finish called twice")
         finished = true
+        if rawNames > 0 && reportsRawNames {
+            Log.info("archive: \(rawNames) name(s) are not UTF-8; sent as their raw bytes (they arrive unchanged)")
+        }
         try check(archive_write_close(handle))
         do {
             try flushGathered()

@@ -56,6 +56,7 @@ public struct VolumeArchiver: Sendable {
                 }
             }
         }
+        writer.reportsRawNames = reportsSkipped
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: readSize, alignment: 64)
         defer { buffer.deallocate() }
         // The root's own entry ("./", as GNU tar writes it) carries the volume root's mode and time.
