@@ -35,8 +35,6 @@ enum SparseRegions {
             regions.append(Region(offset: Int64(data), length: hole - Int64(data)))
             position = hole
         }
-        // Restore the read position for the caller (pread is used, but keep the descriptor tidy).
-        lseek(fd, 0, SEEK_SET)
         if regions.count == 1 && regions[0] == Region(offset: 0, length: size) { return nil }
         // All hole: an empty region at the end still makes it a sparse entry (as GNU tar writes it).
         return regions.isEmpty ? [Region(offset: size, length: 0)] : regions

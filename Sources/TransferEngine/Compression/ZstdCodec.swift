@@ -7,7 +7,7 @@ public final class ZstdEncoder: StreamCodec {
     private let output: UnsafeMutableRawBufferPointer
     private var finished = false
 
-    public init(level: Int = 1, threads: Int = 2, outputSize: Int = 256 * 1024) throws {
+    public init(level: Int = 1, threads: Int = 1, outputSize: Int = 256 * 1024) throws {
         guard let context = ZSTD_createCCtx() else { throw TransferError(.internal, .archive, "zstd: out of memory") }
         self.context = context
         output = .allocate(byteCount: outputSize, alignment: 64)

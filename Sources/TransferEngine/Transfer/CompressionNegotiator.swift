@@ -132,7 +132,7 @@ public enum CompressionNegotiator {
         struct SampleFull: Error {}
         let limit = 32 << 20
         let minimum = 4 << 20
-        guard let encoder = try? ZstdEncoder(level: 1, threads: 0) else { return ZstdSample() }
+        guard let encoder = try? ZstdEncoder(level: 1) else { return ZstdSample() }
         var input = 0
         var output = 0
         let started = MonotonicClock.now()

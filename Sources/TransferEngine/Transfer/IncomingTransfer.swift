@@ -74,7 +74,7 @@ public final class IncomingTransfer: RequestBodyHandler, @unchecked Sendable {
             case .partData(let data):
                 switch part {
                 case .archive:
-                    if !hashPlacement.decided, let first = data.first { hashPlacement.decide(firstByte: first) }
+                    if !hashPlacement.decided, !data.isEmpty { hashPlacement.decide(head: Array(data.prefix(4))) }
                     if hashPlacement.onConnectionThread { hasher.update(data) }
                     try assembler.append(data) { try buffer.send($0) }
                     receivedArchiveBytes += Int64(data.count)
@@ -256,15 +256,15 @@ public final class IncomingTransfer: RequestBodyHandler, @unchecked Sendable {
 /// Where the archive's SHA-256 is computed. A compressed archive keeps the decompress thread the
 /// busiest (inflate costs more than parsing and hashing together), so it is hashed as it arrives;
 /// a plain tar is hashed on the decompress thread, which then has nothing else to do. Decided from
-/// the archive's first byte, before that byte is handed on, so the decompress thread reads the
-/// decision after the buffer hand-off; a wrong guess only costs balance, never correctness.
+/// the archive's first bytes (the decoder's own format detection), before they are handed on, so
+/// the decompress thread reads the decision after the buffer hand-off. A first piece too short to
+/// tell counts as tar: that only costs balance, never correctness.
 final class HashPlacement: @unchecked Sendable {
     private(set) var decided = false
     private(set) var onConnectionThread = false
 
-    func decide(firstByte: UInt8) {
-        // 0x1f: gzip (1f 8b); 0x28: zstd (28 b5 2f fd). A tar starts with a file name.
-        onConnectionThread = firstByte == 0x1f || firstByte == 0x28
+    func decide(head: [UInt8]) {
+        onConnectionThread = StreamCompression.detect(head) != .none
         decided = true
     }
 }

@@ -36,27 +36,19 @@ public struct FileOwner: Sendable, Equatable {
 
     /// Walks the directory open at `fd` (closed when done).
     private func applyBelow(_ fd: Int32, display: String) throws {
-        guard let dir = fdopendir(fd) else {
-            close(fd)
-            throw TransferError.system("fdopendir", path: display)
-        }
-        defer { closedir(dir) }
-        while let item = readdir(dir) {
-            let name = withUnsafeBytes(of: item.pointee.d_name) { raw in
-                Array(raw.prefix(while: { $0 != 0 })).map { CChar(bitPattern: $0) } + [0]
-            }
-            if name == [0x2e, 0] || name == [0x2e, 0x2e, 0] { continue }
-            guard fchownat(fd, name, uid, gid, AT_SYMLINK_NOFOLLOW) == 0 else {
-                throw TransferError.system("fchownat", path: display + "/" + String(cString: name))
-            }
-            guard item.pointee.d_type == UInt8(DT_DIR) || item.pointee.d_type == UInt8(DT_UNKNOWN) else { continue }
+        defer { close(fd) }
+        for (bytes, type) in try FileTree.entries(ofDirectory: fd, display: display) {
+            let name = CString.terminated(bytes)
+            let path = display + "/" + String(decoding: bytes, as: UTF8.self)
+            guard fchownat(fd, name, uid, gid, AT_SYMLINK_NOFOLLOW) == 0 else { throw TransferError.system("fchownat", path: path) }
+            guard type == UInt8(DT_DIR) || type == UInt8(DT_UNKNOWN) else { continue }
             let child = openat(fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
             if child < 0 {
                 // DT_UNKNOWN that is not a directory (or a symlink): nothing below it.
                 if errno == ENOTDIR || errno == ELOOP { continue }
-                throw TransferError.system("openat", path: display + "/" + String(cString: name))
+                throw TransferError.system("openat", path: path)
             }
-            try applyBelow(child, display: display + "/" + String(cString: name))
+            try applyBelow(child, display: path)
         }
     }
 }

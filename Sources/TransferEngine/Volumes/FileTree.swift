@@ -4,18 +4,32 @@ import Glibc
 
 /// Whole-tree operations that never follow symlinks.
 public enum FileTree {
+    /// The names (without "." and "..") and `d_type`s in the directory open at `fd`, which stays
+    /// open for the caller's `*at` calls. The one place the project reads directories.
+    static func entries(ofDirectory fd: Int32, display: String) throws -> [(name: [UInt8], type: UInt8)] {
+        let own = dup(fd)
+        guard own >= 0, let dir = fdopendir(own) else {
+            if own >= 0 { close(own) }
+            throw TransferError.system("fdopendir", path: display)
+        }
+        defer { closedir(dir) }
+        var entries: [(name: [UInt8], type: UInt8)] = []
+        while let item = readdir(dir) {
+            let name = withUnsafePointer(to: item.pointee.d_name) {
+                $0.withMemoryRebound(to: CChar.self, capacity: 256) { CString.bytes($0) }
+            }
+            if name == [0x2e] || name == [0x2e, 0x2e] { continue }
+            entries.append((name, item.pointee.d_type))
+        }
+        return entries
+    }
+
     /// Entries in the directory `path` (without "." and ".."); 0 if it cannot be read.
     public static func entryCount(_ path: String) -> Int {
-        guard let dir = opendir(path) else { return 0 }
-        defer { closedir(dir) }
-        var count = 0
-        while let item = readdir(dir) {
-            let isDot = withUnsafeBytes(of: item.pointee.d_name) { name in
-                name[0] == 0x2e && (name[1] == 0 || (name[1] == 0x2e && name[2] == 0))
-            }
-            if !isDot { count += 1 }
-        }
-        return count
+        let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else { return 0 }
+        defer { close(fd) }
+        return (try? entries(ofDirectory: fd, display: path).count) ?? 0
     }
 
     /// Removes `path` and everything below it. Symlinks are removed, never followed. Missing is fine.
@@ -37,20 +51,8 @@ public enum FileTree {
 
     /// Empties the directory open at `fd` and closes `fd`.
     private static func removeContents(of fd: Int32, display: String) throws {
-        guard let dir = fdopendir(fd) else {
-            close(fd)
-            throw TransferError.system("fdopendir", path: display)
-        }
-        defer { closedir(dir) }
-        var names: [[CChar]] = []
-        while let item = readdir(dir) {
-            let name = withUnsafePointer(to: item.pointee.d_name) {
-                $0.withMemoryRebound(to: CChar.self, capacity: 256) { Array(UnsafeBufferPointer(start: $0, count: strlen($0) + 1)) }
-            }
-            if name == [0x2e, 0] || name == [0x2e, 0x2e, 0] { continue }
-            names.append(name)
-        }
-        for name in names {
+        defer { close(fd) }
+        for name in try entries(ofDirectory: fd, display: display).map({ CString.terminated($0.name) }) {
             if unlinkat(fd, name, 0) == 0 || errno == ENOENT { continue }
             guard errno == EISDIR else { throw TransferError.system("unlinkat", path: display) }
             let child = openat(fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)

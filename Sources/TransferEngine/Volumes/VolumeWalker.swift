@@ -69,19 +69,8 @@ public struct VolumeWalker {
     private func walkDirectory(
         _ fd: Int32, path: PathBytes, visit: (Entry) throws -> Void, skipped: (PathBytes, String) -> Void
     ) throws {
-        guard let dir = fdopendir(fd) else {
-            close(fd)
-            throw TransferError.system("fdopendir", path: path.description)
-        }
-        defer { closedir(dir) }
-        var names: [(name: [UInt8], type: UInt8)] = []
-        while let item = readdir(dir) {
-            let name = withUnsafePointer(to: item.pointee.d_name) {
-                $0.withMemoryRebound(to: CChar.self, capacity: 256) { CString.bytes($0) }
-            }
-            if name == [0x2e] || name == [0x2e, 0x2e] { continue }
-            names.append((name, item.pointee.d_type))
-        }
+        defer { close(fd) }
+        var names = try FileTree.entries(ofDirectory: fd, display: path.description)
         names.sort { $0.name.lexicographicallyPrecedes($1.name) }
         for (name, type) in names {
             let childPath = path.appending(name)
