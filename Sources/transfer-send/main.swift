@@ -6,5 +6,6 @@ import Glibc
 
 // Thin entry point: all parsing and behaviour live in TransferEngine.SendCommand.
 ProcessSetup.configureMemory()
+ProcessSetup.raiseOpenFileLimit()
 SignalWaiter.blockTerminationSignals()
 exit(SendCommand.main(Array(CommandLine.arguments.dropFirst())))

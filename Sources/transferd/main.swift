@@ -6,5 +6,6 @@ import Glibc
 
 // Thin entry point: all parsing and behaviour live in TransferEngine.DaemonCommand.
 ProcessSetup.configureMemory()
+ProcessSetup.raiseOpenFileLimit()
 SignalWaiter.blockTerminationSignals()
 exit(DaemonCommand.main(Array(CommandLine.arguments.dropFirst())))

@@ -3,7 +3,9 @@ configurations, --help, and stopping on signals (also mid-transfer)."""
 import os
 import signal
 import stat
+import subprocess
 import time
+from pathlib import Path
 
 import pytest
 import requests
@@ -298,3 +300,22 @@ def test_sigterm_during_transfer_exits_0_and_commits_nothing(daemon_factory, see
     assert compare_trees(sample_volume, again.volume(server)) == []
     r = push_archive(again, server, sample_tgz)
     assert r.status_code == 200, r.text
+
+
+def test_daemon_raises_its_open_file_limit_to_the_hard_limit(transferd, tmp_path):
+    """A service started with systemd's soft limit (1,024, here 256) gets the hard limit: 1,000
+    connections and deep trees each hold descriptors."""
+    proc = subprocess.Popen(["prlimit", "--nofile=256:8192", str(transferd), "--state", str(tmp_path / "s"),
+                             "--listen", "127.0.0.1:0"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        seen = ""
+        while "listening on" not in seen:
+            line = proc.stdout.readline()
+            assert line, seen
+            seen += line
+        limits = Path(f"/proc/{proc.pid}/limits").read_text()
+        row = next(l for l in limits.splitlines() if l.startswith("Max open files"))
+        assert row.split()[3:5] == ["8192", "8192"], row
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0

@@ -20,6 +20,16 @@ public enum ProcessSetup {
         tx_configure_malloc(4 << 20, 2 << 20, 2)
     }
 
+    /// Raises the soft limit on open descriptors to the hard one (as Go does for Wings). Each
+    /// connection, each cached extraction directory and each level of a deep tree being walked
+    /// holds a descriptor; systemd's default soft limit of 1,024 is less than 1,000 connections.
+    public static func raiseOpenFileLimit() {
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0, limit.rlim_cur < limit.rlim_max else { return }
+        limit.rlim_cur = limit.rlim_max
+        _ = setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+    }
+
     /// Gives the heap's free pages back to the system. The daemon calls it when its last transfer
     /// ends: what one transfer left free in the middle of the heap (up to ~4 MiB after a `tiny`
     /// and a `large` push, measured) would otherwise count again in every later transfer's peak.
