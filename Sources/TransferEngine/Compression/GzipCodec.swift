@@ -5,11 +5,13 @@ private import CTransferShims
 /// gzip reader (GNU gzip, Go's compress/gzip in Wings, Python) accepts, several times faster.
 ///
 /// ```
-///  input ─▶ 1 MiB segments ─▶ isal_deflate_stateless(FULL_FLUSH) ─▶ one gzip member (header · blocks · CRC32, size)
+///  input ─▶ 512 KiB segments ─▶ IncompressibleRuns ─┬─ deflate run: isal_deflate_stateless(FULL_FLUSH)
+///                                                   └─ stored run:  stored blocks, copied as they are
+///        ─▶ one gzip member (header · blocks · empty final block · CRC32, size)
 /// ```
-/// Each segment is compressed on its own (byte-aligned, no shared history), which lets ISA-L fall
-/// back to stored blocks for incompressible data (jars, region files, logs already gzipped):
-/// those then inflate at memcpy speed on the receiver instead of as millions of Huffman literals.
+/// Each run is compressed on its own (byte-aligned, no shared history). Incompressible runs
+/// (jars, region-file chunks, logs already gzipped) are stored, so they cost neither side a
+/// Huffman pass: the receiver inflates them at memcpy speed.
 public final class GzipEncoder: StreamCodec {
     private let stream: UnsafeMutablePointer<isal_zstream>
     private let levelBuffer: UnsafeMutableRawBufferPointer
@@ -21,6 +23,8 @@ public final class GzipEncoder: StreamCodec {
     private var total: UInt64 = 0
     private var started = false
     private var finished = false
+    /// Input bytes sent as stored blocks so far (incompressible runs).
+    public private(set) var storedBytes: UInt64 = 0
 
     /// - Parameter level: ISA-L level 0…3 (1 is the fast default; 3 compresses best).
     public init(level: Int = 1, segmentSize: Int = 512 * 1024) throws {
@@ -74,18 +78,39 @@ public final class GzipEncoder: StreamCodec {
     }
 
     private func compressSegment(final: Bool, emit: (UnsafeRawBufferPointer) throws -> Void) throws {
-        guard filled > 0 || final else { return }
-        crc = crc32_gzip_refl(crc, segment.baseAddress!.assumingMemoryBound(to: UInt8.self), UInt64(filled))
-        total &+= UInt64(filled)
+        if filled > 0 {
+            let data = UnsafeRawBufferPointer(rebasing: segment[0..<filled])
+            crc = crc32_gzip_refl(crc, data.baseAddress!.assumingMemoryBound(to: UInt8.self), UInt64(filled))
+            total &+= UInt64(filled)
+            try IncompressibleRuns.forEachRun(in: data) { range, stored in
+                let run = UnsafeRawBufferPointer(rebasing: data[range])
+                if stored {
+                    try Self.storeBlocks(run, emit: emit)
+                    storedBytes &+= UInt64(run.count)
+                } else {
+                    try deflate(run, emit: emit)
+                }
+            }
+            filled = 0
+        }
+        // Every run ended byte-aligned and non-final: close the stream with an empty final
+        // stored block (BFINAL=1, BTYPE=00, LEN 0, NLEN 0xFFFF).
+        if final { try Self.finalBlock.withUnsafeBytes { try emit($0) } }
+    }
+
+    private static let finalBlock: [UInt8] = [0x01, 0x00, 0x00, 0xff, 0xff]
+
+    /// Compresses one run into byte-aligned, non-final deflate blocks.
+    private func deflate(_ run: UnsafeRawBufferPointer, emit: (UnsafeRawBufferPointer) throws -> Void) throws {
         isal_deflate_stateless_init(stream)
         stream.pointee.level = level
         stream.pointee.level_buf = levelBuffer.baseAddress?.assumingMemoryBound(to: UInt8.self)
         stream.pointee.level_buf_size = UInt32(levelBuffer.count)
-        stream.pointee.flush = UInt16(final ? NO_FLUSH : FULL_FLUSH)
-        stream.pointee.end_of_stream = final ? 1 : 0
-        stream.pointee.gzip_flag = 0  // raw deflate: one gzip header and trailer wrap every segment
-        stream.pointee.next_in = segment.baseAddress!.assumingMemoryBound(to: UInt8.self)
-        stream.pointee.avail_in = UInt32(filled)
+        stream.pointee.flush = UInt16(FULL_FLUSH)
+        stream.pointee.end_of_stream = 0
+        stream.pointee.gzip_flag = 0  // raw deflate: one gzip header and trailer wrap every run
+        stream.pointee.next_in = UnsafeMutablePointer(mutating: run.baseAddress!.assumingMemoryBound(to: UInt8.self))
+        stream.pointee.avail_in = UInt32(run.count)
         stream.pointee.next_out = output.baseAddress!.assumingMemoryBound(to: UInt8.self)
         stream.pointee.avail_out = UInt32(output.count)
         let status = isal_deflate_stateless(stream)
@@ -94,7 +119,22 @@ public final class GzipEncoder: StreamCodec {
         }
         let produced = output.count - Int(stream.pointee.avail_out)
         if produced > 0 { try emit(UnsafeRawBufferPointer(rebasing: output[0..<produced])) }
-        filled = 0
+    }
+
+    /// Writes a run as stored blocks (RFC 1951 §3.2.4: at most 65,535 bytes each, after a
+    /// 5-byte header), handing the bytes on without copying them.
+    private static func storeBlocks(_ run: UnsafeRawBufferPointer, emit: (UnsafeRawBufferPointer) throws -> Void) throws {
+        var offset = 0
+        while offset < run.count {
+            let length = min(65535, run.count - offset)
+            let header: (UInt8, UInt8, UInt8, UInt8, UInt8) = (
+                0x00, UInt8(length & 0xff), UInt8(length >> 8),
+                UInt8(~length & 0xff), UInt8((~length >> 8) & 0xff)
+            )
+            try withUnsafeBytes(of: header) { try emit($0) }
+            try emit(UnsafeRawBufferPointer(rebasing: run[offset..<(offset + length)]))
+            offset += length
+        }
     }
 }
 
