@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Installs what building and testing need on Debian 12, skipping what is already there:
 # the C libraries the Swift targets wrap, the CLI peers the tests talk to (curl, GNU tar, gzip,
-# nginx for the HTTP benchmark; igzip, zstd and pigz for the bench's baselines), and the Python test peers (requests, PyJWT, websockets, pytest).
+# nginx for the HTTP benchmark; igzip and zstd for the bench's baselines), and the Python test peers (requests, PyJWT, websockets, pytest).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 debs=(pkg-config libssl-dev libarchive-dev libcurl4-openssl-dev libmicrohttpd-dev libyaml-dev libisal-dev libzstd-dev
-      curl tar gzip zstd isal pigz python3 procps time)
+      curl tar gzip zstd isal python3 procps time)
 missing=()
 for pkg in "${debs[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -221,36 +221,26 @@ public final class BenchRunner {
     /// Shell pipelines over the same volume, timed once each (only the tools that are installed).
     private func baselines(corpus: String, volume: String, bytes: Int64) -> [Baseline] {
         let quoted = ShellWord.quoted(volume)
-        // Each extracting baseline gets a scratch tree of its own, all removed together at the
-        // end: deleting one before the next would slow the next one's file creation on ext4
-        // without a journal (see docs/DESIGN-NOTES.md), which our own runs did not pay.
-        let scratchRoot = options.workDirectory + "/baseline-extract"
-        let scratch = (1...2).map { ShellWord.quoted("\(scratchRoot)/\($0)") }
-        let wingsStyle = "set -o pipefail; tar -C \(quoted) -cf - . | pigz -1 -c | tee >(openssl dgst -sha256 >/dev/null)"
-            + " | pigz -dc | tar -C \(scratch[0]) -xf - && sync -f \(scratch[0])"
+        let scratch = ShellWord.quoted(options.workDirectory + "/baseline-extract")
         let candidates: [(name: String, tool: String, command: String)] = [
             ("read + hash floor", "openssl", "tar -C \(quoted) -cf - . | openssl dgst -sha256"),
             ("tar | gzip -1 | sha256", "gzip", "tar -C \(quoted) -cf - . | gzip -1 | openssl dgst -sha256"),
             ("tar | igzip -1 | sha256", "igzip", "tar -C \(quoted) -cf - . | igzip -1 -c | openssl dgst -sha256"),
             ("tar | zstd -1 -T0 | sha256", "zstd", "tar -C \(quoted) -cf - . | zstd -q -1 -T0 -c | openssl dgst -sha256"),
-            // Wings' pipeline without its HTTP leg (parallel gzip at best speed, SHA-256 of the
-            // stream, gunzip, untar), writing the tree durably as we do: the reference the
-            // issue's targets are multiples of, measured in the same file-system state as our runs.
-            ("Wings-style pipe, no HTTP", "pigz", "bash -c \(ShellWord.quoted(wingsStyle))"),
             // Our times include the durable commit; this is what writing the same tree durably costs
             // here with nothing else to do (no network, no hashing, no compression).
             ("tar | tar -x + syncfs", "tar",
-             "tar -C \(quoted) -cf - . | tar -C \(scratch[1]) -xf - && sync -f \(scratch[1])"),
+             "tar -C \(quoted) -cf - . | tar -C \(scratch) -xf - && sync -f \(scratch)"),
         ]
-        // Untimed preparation: empty scratch directories, nothing dirty left from before.
-        _ = system("rm -rf \(ShellWord.quoted(scratchRoot)) && mkdir -p \(scratch.joined(separator: " ")) && sync -f \(scratch[0])")
-        defer { _ = system("rm -rf \(ShellWord.quoted(scratchRoot))") }
         var out: [Baseline] = []
         for (name, tool, command) in candidates {
             guard system("command -v \(tool) >/dev/null 2>&1") == 0 else { continue }
+            // Untimed preparation: an empty scratch directory, nothing dirty left from before.
+            _ = system("rm -rf \(scratch) && mkdir -p \(scratch) && sync -f \(scratch)")
             let started = MonotonicClock.now()
             let succeeded = system(command + " >/dev/null 2>&1") == 0
             let seconds = MonotonicClock.now() - started
+            _ = system("rm -rf \(scratch)")
             guard succeeded else { continue }
             let rate = Double(bytes) / seconds / 1e6
             log("bench: baseline \(name) on \(corpus): \(ByteCount.fixed(rate, 1)) MB/s")

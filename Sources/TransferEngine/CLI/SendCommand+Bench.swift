@@ -15,8 +15,7 @@ extension SendCommand {
         --runs times per mode with the real binaries, and reports medians: MB/s of volume bytes,
         files/s, compression ratio, time to verified commit, CPU seconds and peak RSS of each side.
         In the same run it times baselines on the same volume (tar | openssl sha256, tar | gzip -1,
-        igzip -1 and zstd -1 -T0 when installed; a Wings-style pipe without the HTTP leg: tar |
-        pigz -1 | sha256 | pigz -d | tar -x + syncfs; and tar | tar -x + syncfs, the durable-write
+        igzip -1 and zstd -1 -T0 when installed, and tar | tar -x + syncfs, the durable-write
         floor) and prints our figures as multiples of them.
         Modes: gzip (what a Wings peer gets), auto (negotiated), zstd, none.
         Corpora and the local daemon's state live in --work (default ./transfer-bench). With --url,
