@@ -11,7 +11,7 @@ public enum SendCommand {
                transfer-send token (--secret S | --secret-file F) --scope SCOPE --server UUID [--ttl 15m]
                transfer-send download --url URL (--token JWT | --secret-file F --server UUID) (--file PATH | --backup UUID)
                transfer-send upload --url URL (--token JWT | --secret-file F --server UUID --user UUID) FILE...
-               transfer-send bench [--corpus mixed,large,tiny] [--scale S] [--runs N] [--json F] [--chart F.svg]
+               transfer-send bench [--corpus mixed,large,tiny] [--scale S] [--runs N] [--modes gzip,auto] [--json F] [--chart F.svg]
         """
 
     public static let help = """
