@@ -72,7 +72,7 @@ struct BackgroundFlusherTests {
             let fd = open(temp.path, O_RDONLY | O_DIRECTORY)
             defer { close(fd) }
             let flusher = BackgroundFlusher(descriptor: fd, thresholdBytes: 64 << 10)
-            for _ in 0..<10 {  // 10 × (1000 + 4096 per file) < 64 KiB
+            for _ in 0..<10 {  // 10 × (1000 + perFileCost) < 64 KiB
                 flusher.noteWritten(bytes: 1000)
                 flusher.noteFile()
             }
