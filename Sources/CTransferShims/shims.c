@@ -10,6 +10,7 @@
 #include <unistd.h>
 #include <fcntl.h>
 #include <malloc.h>
+#include <sys/vfs.h>
 #include <pthread.h>
 #include <sys/ioctl.h>
 #include <linux/fs.h>
@@ -183,3 +184,9 @@ void tx_set_thread_name(const char *name) {
     pthread_setname_np(pthread_self(), cut);
 }
 
+
+long tx_filesystem_type(const char *path) {
+    struct statfs fs;
+    if (statfs(path, &fs) != 0) return -1;
+    return (long)fs.f_type;
+}

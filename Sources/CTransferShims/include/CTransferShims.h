@@ -69,6 +69,8 @@ int tx_get_inode_flags(int fd, int *flags);
 int tx_add_inode_flags(int fd, int add);
 /// FS_TOPDIR_FL (`chattr +T`): the directory's subdirectories are unrelated hierarchies.
 int tx_topdir_flag(void);
+/// statfs(2)'s f_type for `path` (e.g. 0xEF53 for ext2/3/4), or -1 with errno set.
+long tx_filesystem_type(const char *path);
 /// pthread_setname_np for the calling thread (names over 15 bytes are cut).
 void tx_set_thread_name(const char *name);
 /// renameat2(2) with RENAME_EXCHANGE: atomically swap two paths (both must exist).

@@ -86,6 +86,9 @@ public final class BenchRunner {
         try FileTree.makeDirectories(options.workDirectory)
         // The baseline's scratch tree gets the same placement as the daemon's staging trees.
         DirectoryAllocation.markSubdirectoriesUnrelated(options.workDirectory)
+        if let warning = JournalCheck.warning(for: options.workDirectory) {
+            log("bench: note: \(warning); many-file figures then depend on what was deleted recently")
+        }
         var report = Report()
         var daemon: ChildProcess?
         var url = options.url

@@ -67,6 +67,9 @@ public final class TransferDaemon: Sendable {
         let http = HTTPServer(options: options) { [self] request in route(request) }
         try http.start()
         server.value = http
+        // Once it is up (a start that fails says only why): the one file-system setup that
+        // makes many-file transfers crawl.
+        if let warning = JournalCheck.warning(for: store.dataDirectory) { Log.warning("volumes: \(warning)") }
     }
 
     /// Stops accepting connections: cancels running transfers (nothing partial is committed),
