@@ -9,7 +9,7 @@
 /// random bytes with some text does shrink a little overall, so the random bytes go out as
 /// Huffman literals (~8 bits each) that the receiver must then decode one by one. Measured on the
 /// `large` corpus (512 MiB, half random): inflate took 0.94 CPU-s with whole segments and 0.16 s
-/// with these runs stored; deflate 0.7 → 0.5 s; the stream also got 7 % smaller, because the
+/// with these runs stored; deflate 0.7 → 0.5 s; the stream also got 6 % smaller, because the
 /// compressible blocks get Huffman tables of their own.
 enum IncompressibleRuns {
     /// The unit of the decision. Region files are laid out in 4 KiB sectors.
@@ -28,8 +28,7 @@ enum IncompressibleRuns {
     static let sampleStride = 7
 
     /// Whether a full unit looks incompressible. Reads 512 of its bytes, spread over its first
-    /// 3,584 (a few hundred
-    /// nanoseconds per 4 KiB, against ~5 µs to deflate it).
+    /// 3,584 (a few hundred nanoseconds per 4 KiB, against ~5 µs to deflate it).
     static func looksIncompressible(_ unit: UnsafeRawBufferPointer) -> Bool {
         guard unit.count == unitSize, let base = unit.baseAddress else { return false }
         // A 256-bit set of the values seen, on the stack (a SIMD4 indexed by a variable
