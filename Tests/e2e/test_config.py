@@ -1,6 +1,7 @@
 """transferd configuration and lifecycle: a real Wings config.yml, the embedded default, bad
 configurations, --help, and stopping on signals (also mid-transfer)."""
 import os
+import re
 import signal
 import stat
 import subprocess
@@ -251,6 +252,52 @@ def test_usage_errors_exit_64(transferd, tmp_path, args):
     assert r.returncode == 64, (r.returncode, r.stderr)
     assert any(line.startswith("transferd: error: ") for line in error_lines(r.stderr)), r.stderr
     assert "listening" not in r.stdout
+
+
+@pytest.mark.parametrize("flag", ["--data", "--state", "--backups"])
+def test_empty_directory_flags_are_refused_and_nothing_lands_in_root(transferd, tmp_path, flag):
+    """`--data ""` used to become "/" (staging at "/.staging", volumes at "/<uuid>")."""
+    before = set(os.listdir("/"))
+    args = [flag, ""] if flag == "--state" else ["--state", tmp_path / "state", flag, ""]
+    r = run_cli(transferd, *args, "--listen", "127.0.0.1:0", timeout=10)
+    assert r.returncode == 64, (r.returncode, r.stderr)
+    assert error_lines(r.stderr)[0] == f"transferd: error: {flag} needs a value (got an empty one)", r.stderr
+    assert "listening" not in r.stdout
+    assert set(os.listdir("/")) == before
+
+
+@pytest.mark.parametrize("key", ["data", "backup_directory"])
+def test_empty_directories_in_config_are_refused(transferd, tmp_path, key):
+    config = write_config(tmp_path / "config.yml", tmp_path / "node")
+    text = config.read_text()
+    assert f"  {key}: " in text
+    lines = [f"  {key}: \"\"" if line.startswith(f"  {key}: ") else line for line in text.splitlines()]
+    config.write_text("\n".join(lines) + "\n")
+    before = set(os.listdir("/"))
+    r = run_cli(transferd, "--config", config, "--listen", "127.0.0.1:0", timeout=10)
+    assert r.returncode != 0 and "listening" not in r.stdout
+    lines = error_lines(r.stderr)
+    assert len(lines) == 1 and f"system.{key} is empty" in lines[0], r.stderr
+    assert set(os.listdir("/")) == before
+
+
+def test_control_characters_never_split_a_log_line(daemon_factory, tmp_path):
+    """A data directory named with a newline and an escape sequence: every stderr line is still one
+    whole log event (timestamp first), the characters shown escaped."""
+    odd = tmp_path / "vols\n2026-01-01T00:00:00.000Z INFO  forged\x1b[31m"
+    d = daemon_factory("--data", odd, name="odd")
+    d.stop()
+    for line in d.log().splitlines():
+        assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (DEBUG|INFO |WARN |ERROR) ", line), line
+        assert "\x1b" not in line
+    assert os.path.isdir(odd)
+    # The same holds for a one-line error about such a path.
+    blocker = tmp_path / "file\nwith newline"
+    blocker.write_text("x")
+    r = run_cli(d.binary, "--state", tmp_path / "s2", "--data", blocker / "vols", "--listen", "127.0.0.1:0", timeout=10)
+    assert r.returncode != 0
+    last = error_lines(r.stderr)[-1]
+    assert last.startswith("transferd: error: ") and "file\\nwith newline/vols" in last, r.stderr
 
 
 def test_port_in_use_is_a_clear_error(daemon, transferd, tmp_path):

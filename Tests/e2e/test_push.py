@@ -148,6 +148,11 @@ USAGE_CASES = {
     "push-server-not-uuid": ["push", "--volume", "{vol}", "--url", "http://127.0.0.1:9", "--secret", "s",
                              "--server", "../../etc"],
     "push-option-missing-value": ["push", "--volume"],
+    # An empty value is refused like a missing one (as a directory it would mean "/").
+    "push-empty-volume": ["push", "--volume", "", "--url", "http://127.0.0.1:9", "--secret", "s", "--server", "{uuid}"],
+    "push-empty-inline-secret-file": ["push", "--volume", "{vol}", "--url", "http://127.0.0.1:9",
+                                      "--secret-file=", "--server", "{uuid}"],
+    "bench-empty-work": ["bench", "--work", "", "--corpus", "tiny", "--scale", "0.001", "--runs", "1"],
     "push-flag-with-value": ["push", "--volume", "{vol}", "--url", "http://127.0.0.1:9", "--secret", "s",
                              "--server", "{uuid}", "--json=yes"],
     "token-unknown-scope": ["token", "--secret", "s", "--scope", "root", "--server", "{uuid}"],

@@ -31,13 +31,18 @@ public struct Arguments {
                 guard inline == nil else { throw Self.usage("--\(name) takes no value") }
                 flags.insert(name)
             } else if valued.contains(name) {
+                let value: String
                 if let inline {
-                    values[name] = inline
+                    value = inline
                 } else {
                     guard index < argv.count else { throw Self.usage("--\(name) needs a value") }
-                    values[name] = argv[index]
+                    value = argv[index]
                     index += 1
                 }
+                // An empty value is never meant: as a directory it would become "/" once a
+                // file name is appended ("" + "/.staging").
+                guard !value.isEmpty else { throw Self.usage("--\(name) needs a value (got an empty one)") }
+                values[name] = value
             } else {
                 throw Self.usage("unknown option \(arg)")
             }

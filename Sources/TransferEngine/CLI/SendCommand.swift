@@ -117,7 +117,7 @@ public enum SendCommand {
 
     /// Prints one clear line (plus the usage line for usage errors) and picks the exit status.
     static func report(_ error: TransferError) -> Int32 {
-        StandardError.write("transfer-send: error: \(error.message)\n")
+        StandardError.write("transfer-send: error: \(error.message.escapingControlCharacters)\n")
         if error.isUsageError {
             StandardError.write("\(usage)\nRun 'transfer-send --help' for all options.\n")
             return 64

@@ -54,6 +54,10 @@ public struct DaemonConfiguration: Sendable {
         guard let token = yaml["token"]?.string, !token.isEmpty else {
             throw TransferError(.invalidInput, .config, "\(path): 'token' is missing (the node token from the panel)")
         }
+        for key in ["system.data", "system.backup_directory"] where yaml[key]?.string?.isEmpty == true {
+            // "" would put volumes (or backups) at the root of the file system.
+            throw TransferError(.invalidInput, .config, "\(path): \(key) is empty (a directory is needed)")
+        }
         var config = DaemonConfiguration(
             token: token,
             dataDirectory: yaml["system.data"]?.string ?? "/var/lib/pterodactyl/volumes",

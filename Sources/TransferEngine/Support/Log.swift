@@ -29,7 +29,8 @@ public enum Log {
 
     private static func emit(_ level: Level, _ message: () -> String) {
         guard level >= minimumLevel else { return }
-        let line = "\(timestamp()) \(level.label) \(message())\n"
+        // One event, one line, whatever the message carries (see escapingControlCharacters).
+        let line = "\(timestamp()) \(level.label) \(message().escapingControlCharacters)\n"
         var bytes = Array(line.utf8)
         bytes.withUnsafeMutableBytes { _ = write(2, $0.baseAddress, $0.count) }
     }
