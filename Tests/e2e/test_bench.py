@@ -55,6 +55,10 @@ def test_bench_json_has_every_field(transfer_send, tmp_path):
     assert not (tmp_path / "work" / "baseline-extract").exists()
     for b in report["baselines"]:
         assert b["mb_per_second"] > 0 and set(b["ratios"]) == {"gzip", "auto"}
+    # Conditions the figures depend on travel with them: the work directory's file system here.
+    assert isinstance(report["notes"], list)
+    fs_note = [n for n in report["notes"] if "without a journal" in n]
+    assert bool(fs_note) == ("bench: note:" in r.stderr and "without a journal" in r.stderr)
     svg = ET.fromstring(chart.read_text())
     assert svg.tag.endswith("svg") and len([e for e in svg.iter() if e.tag.endswith("rect")]) >= 5
 

@@ -78,6 +78,8 @@ public enum BenchReport {
                     })),
                 ])
             }),
+            // What the figures depend on besides us (e.g. the work directory's file system).
+            "notes": .array(report.notes.map(JSONValue.string)),
         ])
     }
 

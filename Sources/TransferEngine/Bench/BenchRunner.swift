@@ -67,6 +67,8 @@ public final class BenchRunner {
         public var baselines: [Baseline] = []
         public var volumeBytes: [String: Int64] = [:]
         public var volumeFiles: [String: Int] = [:]
+        /// Conditions the figures depend on, printed as they are found and kept in the JSON.
+        public var notes: [String] = []
     }
 
     public let options: Options
@@ -86,10 +88,11 @@ public final class BenchRunner {
         try FileTree.makeDirectories(options.workDirectory)
         // The baseline's scratch tree gets the same placement as the daemon's staging trees.
         DirectoryAllocation.markSubdirectoriesUnrelated(options.workDirectory)
-        if let warning = JournalCheck.warning(for: options.workDirectory) {
-            log("bench: note: \(warning); many-file figures then depend on what was deleted recently")
-        }
         var report = Report()
+        if let warning = JournalCheck.warning(for: options.workDirectory) {
+            report.notes.append("\(warning); many-file figures then depend on what was deleted recently")
+            log("bench: note: \(report.notes[report.notes.count - 1])")
+        }
         var daemon: ChildProcess?
         var url = options.url
         var secretFile = options.secretFile
