@@ -229,6 +229,17 @@ def test_sparse_files_travel_as_data_and_every_tar_restores_them(transfer_send, 
             assert os.path.getsize(out / name) == os.path.getsize(volume / name), (out, name)
             assert files_equal(volume / name, out / name), (out, name)
     assert allocated(gnu / "disk.img") < 1 << 20
+    # The summary says how much data went and how big the files look with their holes.
+    apparent = sum(os.path.getsize(volume / n) for n in os.listdir(volume) if os.path.isfile(volume / n))
+    r = run_cli(transfer_send, "push", "--volume", str(volume), "--url", daemon.url, "--secret-file",
+                str(daemon.state / "node-token"), "--server", new_server_id(), "--json", timeout=60)
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    assert report["apparent_bytes"] == apparent and report["volume_bytes"] < 1 << 20, report
+    r = run_cli(transfer_send, "push", "--volume", str(volume), "--url", daemon.url, "--secret-file",
+                str(daemon.state / "node-token"), "--server", new_server_id(), timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "with the holes of sparse files" in r.stdout.splitlines()[-3], r.stdout
     for mode in ("none", "gzip", "zstd"):
         server = new_server_id()
         r = run_cli(transfer_send, "push", "--volume", str(volume), "--url", daemon.url, "--secret-file",

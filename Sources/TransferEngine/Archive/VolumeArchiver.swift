@@ -30,7 +30,10 @@ public struct VolumeArchiver: Sendable {
         public var directories = 0
         public var symlinks = 0
         public var skipped = 0
+        /// File data read and sent (holes in sparse files are not read).
         public var volumeBytes: Int64 = 0
+        /// The files' sizes as `ls -l` shows them, holes included.
+        public var apparentBytes: Int64 = 0
         public var archiveBytes: Int64 = 0
     }
 
@@ -110,6 +113,7 @@ public struct VolumeArchiver: Sendable {
         // A file read in one call gains nothing from a readahead hint; skip the syscall.
         if Int(st.st_size) > buffer.count { posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL) }
         let size = Int64(st.st_size)
+        summary.apparentBytes += size
         let regions = SparseRegions.of(fd, size: size, allocatedBytes: Int64(st.st_blocks) * 512)
         try writer.appendHeader(path: entry.path, status: FileStatus(st), dataRegions: regions)
         var position: Int64 = 0

@@ -216,6 +216,7 @@ public enum SendCommand {
         if args.has("json") {
             let json: JSONValue = [
                 "success": true, "checksum": .string(result.checksum), "volume_bytes": .number(Double(result.volumeBytes)),
+                "apparent_bytes": .number(Double(result.apparentBytes)),
                 "archive_bytes": .number(Double(result.archiveBytes)), "files": .number(Double(result.files)),
                 "seconds": .number(result.seconds), "compression": .string(choice.compression.rawValue),
                 "mb_per_second": .number(result.seconds > 0 ? Double(result.volumeBytes) / result.seconds / 1e6 : 0),
@@ -224,9 +225,11 @@ public enum SendCommand {
             ]
             print(String(decoding: json.serialized(), as: UTF8.self))
         } else {
+            // Holes in sparse files are not read or sent: say how big the files look, too.
+            let holes = result.apparentBytes > result.volumeBytes ? " of data (\(ByteCount.format(result.apparentBytes)) with the holes of sparse files)" : ""
             print(
                 """
-                pushed \(ByteCount.format(result.volumeBytes)) in \(result.files) files to \(OutgoingTransfer.transfersURL(url)) \
+                pushed \(ByteCount.format(result.volumeBytes))\(holes) in \(result.files) files to \(OutgoingTransfer.transfersURL(url)) \
                 in \(ByteCount.fixed(result.seconds, 2)) s (\(ByteCount.rate(bytes: result.volumeBytes, seconds: result.seconds)))
                   archive \(ByteCount.format(result.archiveBytes)) (ratio \(ByteCount.fixed(ratio, 2))), sha256 \(result.checksum)
                   the destination verified the checksum and committed the volume

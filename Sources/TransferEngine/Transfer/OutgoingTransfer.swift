@@ -36,6 +36,8 @@ public final class OutgoingTransfer: @unchecked Sendable {
     public struct Result: Sendable {
         public var checksum: String
         public var volumeBytes: Int64
+        /// Sizes with sparse files' holes (equal to `volumeBytes` when there are none).
+        public var apparentBytes: Int64
         public var archiveBytes: Int64
         public var files: Int
         public var seconds: Double
@@ -151,7 +153,8 @@ public final class OutgoingTransfer: @unchecked Sendable {
         }
         let summary = summaryBox.summary ?? VolumeArchiver.Summary()
         return Result(
-            checksum: checksum, volumeBytes: summary.volumeBytes, archiveBytes: hasher.byteCount, files: summary.files,
+            checksum: checksum, volumeBytes: summary.volumeBytes, apparentBytes: summary.apparentBytes,
+            archiveBytes: hasher.byteCount, files: summary.files,
             seconds: MonotonicClock.now() - started)
     }
 
