@@ -277,7 +277,7 @@ def test_empty_directories_in_config_are_refused(transferd, tmp_path, key):
     r = run_cli(transferd, "--config", config, "--listen", "127.0.0.1:0", timeout=10)
     assert r.returncode != 0 and "listening" not in r.stdout
     lines = error_lines(r.stderr)
-    assert len(lines) == 1 and f"system.{key} is empty" in lines[0], r.stderr
+    assert len(lines) == 1 and f"system.{key} must be a directory path" in lines[0], r.stderr
     assert set(os.listdir("/")) == before
 
 

@@ -768,6 +768,29 @@ def test_transfer_send_round_trip(served, transfer_send, tmp_path):
     assert tar_listing(out) == volume_entries(vol)
 
 
+def test_transfer_send_download_output_paths_stay_where_given(served, transfer_send, tmp_path):
+    """--output DIR writes into the directory (nothing left beside it); --backup must be a UUID,
+    since it names the output file; a --token with control characters never reaches a header."""
+    daemon, server, vol = served
+    secret = daemon.state / "node-token"
+    outdir = tmp_path / "into"
+    outdir.mkdir()
+    down = send(transfer_send, "download", "--quiet", "--url", daemon.url, "--secret-file", secret,
+                "--server", server, "--file", "server.properties", "--output", outdir)
+    assert down.returncode == 0, down.stderr
+    assert (outdir / "server.properties").read_bytes() == (vol / "server.properties").read_bytes()
+    assert not list(tmp_path.glob("*.part*")) and os.listdir(outdir) == ["server.properties"]
+    cwd = tmp_path / "cwd" / "deep"
+    cwd.mkdir(parents=True)
+    for bad in ("../../escaped", "/tmp/abs", "not-a-uuid"):
+        r = subprocess.run([str(transfer_send), "download", "--url", daemon.url, "--secret-file", str(secret),
+                            "--server", server, "--backup", bad], capture_output=True, text=True, cwd=cwd, timeout=30)
+        assert r.returncode == 64 and "is not a backup UUID" in r.stderr, r.stderr
+    assert not (tmp_path / "cwd" / "escaped.tar.gz").exists() and not Path("/tmp/abs.tar.gz").exists()
+    r = send(transfer_send, "download", "--url", daemon.url, "--token", "abc\r\nX-Injected: yes", "--file", "x")
+    assert r.returncode == 64 and "--token must be a JWT" in r.stderr, r.stderr
+
+
 def test_transfer_send_download_missing_file_fails_cleanly(served, transfer_send, tmp_path):
     daemon, server, vol = served
     out = tmp_path / "missing.bin"

@@ -75,7 +75,7 @@ public final class BenchRunner {
     private let binDirectory: String
     /// Volumes received in the current corpus, removed when it is done (not between runs).
     private var pushedServers: [String] = []
-    public var log: (String) -> Void = { StandardError.write(($0 + "\n")) }
+    public var log: (String) -> Void = { StandardError.write($0.escapingControlCharacters + "\n") }
 
     public init(options: Options) {
         self.options = options

@@ -61,7 +61,9 @@ public struct Arguments {
         TransferError(.invalidInput, .cli, message, cause: UsageMarker())
     }
 
-    /// Parses durations like `900`, `90s`, `15m`, `2h`, `1d` into seconds.
+    static let maximumDuration: Int64 = 365 * 86400
+
+    /// Parses durations like `900`, `90s`, `15m`, `2h`, `1d` into seconds (at most a year).
     public static func duration(_ text: String) throws -> Int64 {
         let units: [Character: Int64] = ["s": 1, "m": 60, "h": 3600, "d": 86400]
         var number = text
@@ -71,7 +73,10 @@ public struct Arguments {
             scale = unit
         }
         guard let value = Int64(number), value > 0 else { throw usage("'\(text)' is not a duration (e.g. 90s, 15m, 2h)") }
-        return value * scale
+        let (seconds, overflow) = value.multipliedReportingOverflow(by: scale)
+        // A year is far beyond any token's use, and keeps `now + ttl` from overflowing.
+        guard !overflow, seconds <= maximumDuration else { throw usage("'\(text)' is too long (at most 365d)") }
+        return seconds
     }
 }
 

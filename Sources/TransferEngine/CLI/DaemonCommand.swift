@@ -106,11 +106,11 @@ public enum DaemonCommand {
             guard let config = try configuration(argv) else { return 0 }
             let daemon = try TransferDaemon(configuration: config)
             try daemon.start()
-            let tokenHint = config.tokenFile.map { "--secret-file \(ShellWord.quoted($0))" } ?? "--secret-file <file with the node token>"
+            let tokenHint = config.tokenFile.map { "--secret-file \(ShellWord.quoted($0).escapingControlCharacters)" } ?? "--secret-file <file with the node token>"
             print(
                 """
-                transferd \(TransferEngineVersion.current) listening on \(daemon.baseURL) (config: \(config.source))
-                  volumes: \(config.dataDirectory)   backups: \(config.backupDirectory)
+                transferd \(TransferEngineVersion.current) listening on \(daemon.baseURL) (config: \(config.source.escapingControlCharacters))
+                  volumes: \(config.dataDirectory.escapingControlCharacters)   backups: \(config.backupDirectory.escapingControlCharacters)
                   push a volume here:  transfer-send push --volume DIR --url \(daemon.baseURL) \(tokenHint) --server <uuid>
                   mint a token:        transfer-send token \(tokenHint) --scope transfer --server <uuid>
                 """)

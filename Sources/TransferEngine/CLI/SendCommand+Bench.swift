@@ -33,6 +33,7 @@ extension SendCommand {
                 guard let kind = BenchCorpus.Kind(rawValue: String($0)) else { throw Arguments.usage("unknown corpus '\($0)' (mixed, large, tiny)") }
                 return kind
             }
+            guard !options.corpora.isEmpty else { throw Arguments.usage("--corpus names none of mixed, large, tiny") }
         }
         if let scale = args["scale"] {
             guard let value = Double(scale), value > 0, value <= 4 else { throw Arguments.usage("--scale must be in (0, 4]") }
@@ -47,6 +48,7 @@ extension SendCommand {
                 guard let mode = CompressionNegotiator.Mode(rawValue: String($0)) else { throw Arguments.usage("unknown mode '\($0)'") }
                 return mode
             }
+            guard !options.modes.isEmpty else { throw Arguments.usage("--modes names no mode (gzip, auto, zstd, none)") }
         }
         options.volume = args["volume"]
         options.url = try args["url"].map(validatedURL)
@@ -55,6 +57,7 @@ extension SendCommand {
             if let path = args[name] {
                 let parent = URL(fileURLWithPath: path).deletingLastPathComponent().path
                 guard FileTree.isDirectory(parent) else { throw Arguments.usage("--\(name): directory \(parent) does not exist") }
+                guard !FileTree.isDirectory(path) else { throw Arguments.usage("--\(name): \(path) is a directory (give a file name)") }
             }
         }
         options.secretFile = args["secret-file"]

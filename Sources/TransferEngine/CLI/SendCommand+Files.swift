@@ -13,9 +13,13 @@ extension SendCommand {
         let node = try nodeURL(args)
         let isBackup = args["backup"] != nil
         guard isBackup != (args["file"] != nil) else { throw Arguments.usage("give exactly one of --file PATH or --backup UUID") }
+        // The backup's UUID also names the output file: nothing else may become a path.
+        if let backup = args["backup"], !VolumeStore.isValidServerID(backup) {
+            throw Arguments.usage("--backup '\(backup)' is not a backup UUID (8-4-4-4-12 hex digits)")
+        }
         let token: String
         if let given = args["token"] {
-            token = given
+            token = try validatedToken(given)
         } else if let secret = try secret(args) {
             let server = try serverArgument(args)
             var claims: [String: JSONValue] = ["server_uuid": .string(server)]
@@ -25,8 +29,14 @@ extension SendCommand {
             throw Arguments.usage("give --token, or --secret/--secret-file with --server to mint one")
         }
         let endpoint = isBackup ? "/download/backup" : "/download/file"
-        let defaultName = isBackup ? "\(args["backup"]!).tar.gz" : (args["file"]!.split(separator: "/").last.map(String.init) ?? "download")
-        let client = DownloadClient(url: "\(node)\(endpoint)?token=\(percentEncodeQuery(token))", output: args["output"] ?? defaultName)
+        let lastComponent = args["file"].flatMap { $0.split(separator: "/").last.map(String.init) }
+        let fileName = lastComponent.flatMap { $0 == "." || $0 == ".." ? nil : $0 } ?? "download"
+        let defaultName = isBackup ? "\(args["backup"]!).tar.gz" : fileName
+        // Checked before anything is fetched: a directory here would only fail at the end, with
+        // the partial file left beside it.
+        var output = args["output"] ?? defaultName
+        if FileTree.isDirectory(output) { output += "/" + defaultName }
+        let client = DownloadClient(url: "\(node)\(endpoint)?token=\(percentEncodeQuery(token))", output: output)
         client.resume = args.has("resume")
         client.insecureTLS = args.has("insecure")
         let bar = ProgressBar(enabled: !args.has("quiet") && isatty(2) == 1)
@@ -36,7 +46,7 @@ extension SendCommand {
         let result = try client.run()
         bar.finish()
         let resumed = result.resumedFrom > 0 ? " (resumed at \(ByteCount.format(result.resumedFrom)))" : ""
-        print("downloaded \(ByteCount.format(result.bytes)) to \(client.output)\(resumed) in \(ByteCount.fixed(result.seconds, 2)) s "
+        print("downloaded \(ByteCount.format(result.bytes)) to \(client.output.escapingControlCharacters)\(resumed) in \(ByteCount.fixed(result.seconds, 2)) s "
             + "(\(ByteCount.rate(bytes: result.bytes - result.resumedFrom, seconds: result.seconds)))")
         return 0
     }
@@ -50,7 +60,7 @@ extension SendCommand {
         guard !args.positionals.isEmpty else { throw Arguments.usage("name at least one FILE to upload") }
         let token: String
         if let given = args["token"] {
-            token = given
+            token = try validatedToken(given)
         } else if let secret = try secret(args) {
             let claims: [String: JSONValue] = [
                 "server_uuid": .string(try serverArgument(args)), "user_uuid": .string(args["user"] ?? SecureRandom.uuid()),

@@ -51,7 +51,7 @@ public enum SendCommand {
           --token JWT         a signed-URL token from the panel, or --secret/--secret-file + --server to mint one
           --file PATH         (download) the file inside the volume, e.g. /logs/latest.log
           --backup UUID       (download) a backup instead of a file
-          --output FILE       (download) where to write it; the name appears only when complete
+          --output PATH       (download) where to write it (into it, if a directory); the name appears only when complete
           --resume            (download) continue FILE.part from where it stopped
           --user UUID         (upload) the panel user the token is for (default: a random UUID)
           --directory DIR     (upload) target directory inside the volume (default /)
@@ -125,14 +125,32 @@ public enum SendCommand {
         return ErrorMapping.exitStatus(for: error.code)
     }
 
+    /// A token as given on the command line, bare: panels hand it over with a "Bearer " prefix,
+    /// and a pasted one may end in a newline, so both are dropped. It goes into an HTTP header or
+    /// query, so spaces and control characters left inside (which could add headers of their
+    /// own) are refused.
+    static func validatedToken(_ text: String) throws -> String {
+        var token = text.trimmingWhitespace()
+        if token.prefix(7).lowercased() == "bearer " { token = token.dropFirst(7).trimmingWhitespace() }
+        guard !token.isEmpty, token.lowercased() != "bearer", token.utf8.allSatisfy({ $0 > 0x20 && $0 != 0x7f }) else {
+            throw Arguments.usage("--token must be a JWT (no spaces or control characters)")
+        }
+        return token
+    }
+
     /// An http(s) URL with a host and a valid port, or a usage error.
     static func validatedURL(_ text: String) throws -> String {
         guard text.hasPrefix("http://") || text.hasPrefix("https://") else {
             throw Arguments.usage("--url must start with http:// or https://")
         }
-        guard let parts = URLComponents(string: text), let host = parts.host, !host.isEmpty,
-            parts.port.map({ (1...65535).contains($0) }) ?? true
-        else { throw Arguments.usage("--url '\(text)' is not a valid URL (http(s)://host[:port])") }
+        // Spaces and control characters are not URL characters (curl would refuse them later,
+        // as "rejected data"); a port too long for URLComponents comes back as no port at all.
+        let authority = text.drop(while: { $0 != "/" }).dropFirst(2).prefix(while: { !"/?#".contains($0) })
+        let portText = authority.last == "]" ? "" : authority.split(separator: ":", omittingEmptySubsequences: false).last.map(String.init) ?? ""
+        guard text.utf8.allSatisfy({ $0 > 0x20 && $0 != 0x7f }),
+            let parts = URLComponents(string: text), let host = parts.host, !host.isEmpty,
+            parts.port.map({ (1...65535).contains($0) }) ?? (authority.contains(":") && !authority.hasSuffix("]") ? portText.isEmpty : true)
+        else { throw Arguments.usage("--url '\(text.escapingControlCharacters)' is not a valid URL (http(s)://host[:port])") }
         return text
     }
 
@@ -162,7 +180,7 @@ public enum SendCommand {
         guard FileTree.isDirectory(volume) else { throw TransferError(.invalidInput, .cli, "volume \(volume) is not a directory") }
         let token: String
         if let given = args["token"] {
-            token = given
+            token = try validatedToken(given)
         } else if let secret = try secret(args) {
             let server = args["server"] ?? URL(fileURLWithPath: volume).standardized.lastPathComponent
             guard VolumeStore.isValidServerID(server) else {

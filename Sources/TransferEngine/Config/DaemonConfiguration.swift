@@ -54,9 +54,13 @@ public struct DaemonConfiguration: Sendable {
         guard let token = yaml["token"]?.string, !token.isEmpty else {
             throw TransferError(.invalidInput, .config, "\(path): 'token' is missing (the node token from the panel)")
         }
-        for key in ["system.data", "system.backup_directory"] where yaml[key]?.string?.isEmpty == true {
-            // "" would put volumes (or backups) at the root of the file system.
-            throw TransferError(.invalidInput, .config, "\(path): \(key) is empty (a directory is needed)")
+        for key in ["system.data", "system.backup_directory"] {
+            guard let node = yaml[key], node != .null else { continue }  // absent or null: Wings' default
+            // "" would put volumes (or backups) at the root of the file system; a list or a map
+            // is a mistake Wings' own parser refuses too.
+            guard let value = node.string, !value.trimmingWhitespace().isEmpty else {
+                throw TransferError(.invalidInput, .config, "\(path): \(key) must be a directory path")
+            }
         }
         var config = DaemonConfiguration(
             token: token,
@@ -77,8 +81,9 @@ public struct DaemonConfiguration: Sendable {
         config.tlsCertificatePath = yaml["api.ssl.cert"]?.string
         config.tlsKeyPath = yaml["api.ssl.key"]?.string
         if let limit = yaml["api.upload_limit"] {
-            guard let value = limit.int, value > 0 else {
-                throw TransferError(.invalidInput, .config, "\(path): api.upload_limit must be a positive number of MiB")
+            // At most 1 TiB: MiB are turned into bytes, which must not overflow.
+            guard let value = limit.int, value > 0, value <= 1 << 20 else {
+                throw TransferError(.invalidInput, .config, "\(path): api.upload_limit must be a number of MiB from 1 to 1048576")
             }
             config.uploadLimitMiB = value
         }

@@ -50,6 +50,8 @@ public indirect enum YAMLNode: Sendable, Equatable {
     }
 
     /// Parses YAML text. Throws `.invalidInput` with libyaml's line and problem on a syntax error.
+    static let maximumDepth = 64
+
     public static func parse(_ text: String) throws -> YAMLNode {
         var parser = yaml_parser_t()
         guard yaml_parser_initialize(&parser) == 1 else { throw TransferError(.internal, .config, "libyaml: out of memory") }
@@ -71,10 +73,13 @@ public indirect enum YAMLNode: Sendable, Equatable {
                 switch event.type {
                 case YAML_STREAM_END_EVENT:
                     return root
-                case YAML_MAPPING_START_EVENT:
-                    stack.append(Builder(isMapping: true))
-                case YAML_SEQUENCE_START_EVENT:
-                    stack.append(Builder(isMapping: false))
+                case YAML_MAPPING_START_EVENT, YAML_SEQUENCE_START_EVENT:
+                    // A config is a few levels deep; tens of thousands of levels would overflow
+                    // the stack when the tree is freed (and take seconds to parse).
+                    guard stack.count < Self.maximumDepth else {
+                        throw TransferError(.invalidInput, .config, "YAML line \(event.start_mark.line + 1): nested deeper than \(Self.maximumDepth) levels")
+                    }
+                    stack.append(Builder(isMapping: event.type == YAML_MAPPING_START_EVENT))
                 case YAML_MAPPING_END_EVENT, YAML_SEQUENCE_END_EVENT:
                     finished = stack.removeLast().node
                 case YAML_SCALAR_EVENT:

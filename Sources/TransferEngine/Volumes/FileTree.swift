@@ -73,6 +73,11 @@ public enum FileTree {
             current += "/" + part
             if mkdir(current, mode) != 0 && errno != EEXIST { throw TransferError.system("mkdir", path: current) }
         }
+        // EEXIST also covers a regular file of that name, which would only fail later, on use.
+        guard isDirectory(path) else {
+            errno = ENOTDIR
+            throw TransferError.system("mkdir", path: path)
+        }
     }
 
     /// Whether `path` exists (without following a final symlink).

@@ -31,3 +31,45 @@ struct EscapingTests {
         #expect(args["data"] == " " && args["x"] == "0" && args.positionals == ["pos"])
     }
 }
+
+/// Values that would overflow or nest without bound are refused up front, with a usage or config
+/// error, instead of crashing later.
+struct BoundedInputTests {
+    @Test(arguments: ["922337203685477580m", "9223372036854775807", "106751991167300d", "366d", "3000000000000000000"])
+    func overlongDurationsAreUsageErrors(text: String) {
+        #expect { _ = try Arguments.duration(text) } throws: { ($0 as? TransferError)?.isUsageError == true }
+    }
+
+    @Test func aYearIsTheLongestDuration() throws {
+        #expect(try Arguments.duration("365d") == 365 * 86400)
+        #expect(try Arguments.duration("15m") == 900)
+    }
+
+    @Test func deeplyNestedYAMLIsRefusedNotOverflowed() throws {
+        let deep = "token: abc\nx: " + String(repeating: "[", count: 35_000) + String(repeating: "]", count: 35_000) + "\n"
+        #expect(throws: TransferError.self) { _ = try YAMLNode.parse(deep) }
+        let fine = "token: abc\nx: " + String(repeating: "[", count: 40) + String(repeating: "]", count: 40) + "\n"
+        #expect(try YAMLNode.parse(fine)["token"]?.string == "abc")
+    }
+
+    @Test(arguments: ["abc\r\nX-Injected: yes", "a b", "tab\there", "esc\u{1b}[2J", "del\u{7f}", "", "Bearer ", "Bearer a b"])
+    func tokensWithSpacesOrControlsAreRefused(token: String) {
+        #expect { _ = try SendCommand.validatedToken(token) } throws: { ($0 as? TransferError)?.isUsageError == true }
+    }
+
+    /// What panels and shells hand over: a "Bearer " prefix in any case, a trailing newline.
+    @Test(arguments: ["a.b.c", "Bearer a.b.c", "bearer a.b.c", "BEARER  a.b.c", "a.b.c\n", " Bearer a.b.c\r\n"])
+    func tokensArePassedBare(token: String) throws {
+        #expect(try SendCommand.validatedToken(token) == "a.b.c")
+    }
+
+    @Test(arguments: ["http://127.0.0.1:99999999999999999999", "http://127.0.0.1:65536", "http://a b/", "http://h\n/", "ftp://h/"])
+    func badURLsAreUsageErrors(url: String) {
+        #expect { _ = try SendCommand.validatedURL(url) } throws: { ($0 as? TransferError)?.isUsageError == true }
+    }
+
+    @Test(arguments: ["http://127.0.0.1:8080", "https://[::1]:8443/api", "http://[fe80::1%25eth0]:80", "http://node.example/"])
+    func goodURLsPass(url: String) throws {
+        #expect(try SendCommand.validatedURL(url) == url)
+    }
+}
