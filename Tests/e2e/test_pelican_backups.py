@@ -71,3 +71,39 @@ def test_backup_names_cannot_leave_the_backup_directory(daemon, sample_tgz):
         assert not daemon.volume(server).exists()
     assert not (daemon.state / "escape.tar.gz").exists()
     assert leftovers(daemon) == []
+
+
+def test_a_backup_never_replaces_another(daemon, sample_tgz, sample_volume):
+    """The backup directory is shared by every server: a transfer for one server may not rewrite
+    a backup that is already there (another server's, or one the node made). The same bytes sent
+    again are fine; other bytes fail the whole transfer with 409 and keep everything as it was."""
+    name = f"{new_server_id()}.tar.gz"
+    original = os.urandom(200_000)
+    owner = new_server_id()
+    assert post(daemon, owner, pelican_body(sample_tgz, {name: original})).status_code == 200
+    for attempt in (b"attacker data", original[:-1], original + b"x", b""):
+        server = new_server_id()
+        r = post(daemon, server, pelican_body(sample_tgz, {name: attempt}))
+        assert r.status_code == 409, (len(attempt), r.status_code, r.text)
+        assert "already exists" in r.json()["error"] and name in r.json()["error"]
+        assert not daemon.volume(server).exists()
+        assert (backups_dir(daemon) / name).read_bytes() == original
+    again = new_server_id()
+    r = post(daemon, again, pelican_body(sample_tgz, {name: original}))
+    assert r.status_code == 200, r.text
+    assert compare_trees(sample_volume, daemon.volume(again)) == []
+    assert (backups_dir(daemon) / name).read_bytes() == original
+    assert leftovers(daemon) == [] and daemon.staging_entries() == []
+
+
+def test_backup_names_are_plain(daemon, sample_tgz):
+    """Names that a shell, a path or a log line could misread are refused (400, nothing kept):
+    option-like, spaces, backslashes, non-ASCII, control bytes, over 255 bytes."""
+    for bad in ("-rf", "a b", "a\\..\\b", "é.tar.gz", "x" * 256, "tab\tname", "semi;colon", "$(id)"):
+        server = new_server_id()
+        r = post(daemon, server, pelican_body(sample_tgz, {bad: b"x"}))
+        assert r.status_code == 400, (bad, r.status_code, r.text)
+        assert "invalid backup part name" in r.json()["error"]
+        assert not daemon.volume(server).exists()
+    assert leftovers(daemon) == []
+    assert not any(n.startswith("-") or " " in n for n in os.listdir(backups_dir(daemon))) if backups_dir(daemon).exists() else True

@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 private import COpenSSL
 
 /// Streaming SHA-256 over OpenSSL's EVP interface (uses SHA-NI where the CPU has it).
@@ -52,6 +55,23 @@ public final class SHA256Hasher: @unchecked Sendable {
         let hasher = SHA256Hasher()
         hasher.update(bytes)
         return hasher.finalizeHex()
+    }
+
+    /// One-shot digest of a file's contents (read in 256 KiB blocks, a final symlink not
+    /// followed), as lowercase hex; nil if it cannot be read.
+    public static func hex(ofFile path: String) -> String? {
+        let fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        let hasher = SHA256Hasher()
+        var buffer = [UInt8](repeating: 0, count: 256 << 10)
+        while true {
+            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            guard n >= 0 else { return nil }
+            if n == 0 { return hasher.finalizeHex() }
+            buffer.withUnsafeBytes { hasher.update(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
+        }
     }
 }
 

@@ -1,11 +1,16 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+private import CTransferShims
 
 /// Pelican's extra transfer parts: `backup_<file>` carries one of the server's backups and
 /// `checksum_backup_<file>` its SHA-256. Each backup is streamed to a hidden temp file in the
 /// backup directory, hashed on the way, and renamed into place only when the whole transfer
 /// commits and its checksum matched; otherwise the temp files are removed.
+///
+/// A backup never replaces another: the backup directory is shared by every server on the node,
+/// and a transfer token for one server must not rewrite another's backup. A backup of that name
+/// already there is accepted only if it is the same bytes (the same backup sent again).
 ///
 /// The connection thread feeds it; `discard()` may come from a cancelling thread, so every entry
 /// point holds `lock`, and nothing is written after a discard.
@@ -84,6 +89,10 @@ final class IncomingBackups: @unchecked Sendable {
             guard sent == backup.digest else {
                 throw TransferError(.integrity, .transfer, "checksum mismatch for backup \(name): sent \(sent.prefix(64)), received \(backup.digest)")
             }
+            let existing = "\(directory)/\(name)"
+            if FileTree.exists(existing) && SHA256Hasher.hex(ofFile: existing) != backup.digest {
+                throw TransferError(.conflict, .transfer, "backup \(name) already exists on this node with other content; refusing to replace it")
+            }
         }
     }
 
@@ -94,10 +103,12 @@ final class IncomingBackups: @unchecked Sendable {
         guard !discarded else { return [] }
         var stored: [String] = []
         for (name, backup) in received.sorted(by: { $0.key < $1.key }) {
-            if rename(backup.temporary, "\(directory)/\(name)") == 0 {
+            // Never over another file, even one that appeared since verify().
+            if tx_rename_noreplace(AT_FDCWD, backup.temporary, AT_FDCWD, "\(directory)/\(name)") == 0 {
                 stored.append(name)
             } else {
-                Log.error("transfer: could not store backup \(name): \(String(cString: strerror(errno)))")
+                // EEXIST: the same backup, checked by verify(), or one that raced in: kept either way.
+                if errno != EEXIST { Log.error("transfer: could not store backup \(name): \(String(cString: strerror(errno)))") }
                 unlink(backup.temporary)
             }
         }
@@ -119,11 +130,16 @@ final class IncomingBackups: @unchecked Sendable {
         received.removeAll()
     }
 
-    /// A plain file name: no path separators, not `.` or `..`, not hidden, at most 255 bytes.
+    /// A plain file name of letters, digits, `.`, `_` and `-` (Pelican's are `<uuid>.tar.gz`), not
+    /// hidden, not an option-like `-name`, at most 255 bytes: nothing a shell, a path or a log
+    /// line could misread.
     static func fileName(_ text: Substring) throws -> String {
         let name = String(text)
-        guard !name.isEmpty, !name.contains("/"), !name.contains("\0"), !name.hasPrefix("."), name.utf8.count <= 255 else {
-            throw invalid("invalid backup part name '\(name)'")
+        let plain = name.utf8.allSatisfy { b in
+            (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5a) || (b >= 0x61 && b <= 0x7a) || b == 0x2e || b == 0x5f || b == 0x2d
+        }
+        guard !name.isEmpty, plain, !name.hasPrefix("."), !name.hasPrefix("-"), name.utf8.count <= 255 else {
+            throw invalid("invalid backup part name '\(String(name.prefix(80)).escapingControlCharacters)' (letters, digits, '.', '_', '-')")
         }
         return name
     }
