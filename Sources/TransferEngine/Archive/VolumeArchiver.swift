@@ -100,6 +100,8 @@ public struct VolumeArchiver: Sendable {
     }
 
     /// Archives one regular file; false if it was replaced by something else since the walk saw it.
+    /// Throws if it shrinks while being read. One that grows is archived at the size it had when
+    /// opened (a consistent prefix, as a log being appended to).
     private func archiveFile(
         _ entry: VolumeWalker.Entry, writer: ArchiveWriter, buffer: UnsafeMutableRawBufferPointer,
         summary: inout Summary
@@ -121,10 +123,13 @@ public struct VolumeArchiver: Sendable {
             if region.offset > position { try writer.writeZeros(region.offset - position) }
             let read = try copy(fd, from: region.offset, count: region.length, to: writer, buffer: buffer, summary: &summary, path: entry.path)
             if read < region.length {
-                // The file shrank while we read it; libarchive pads the entry with zeros to the size
-                // in its header. A live server should be stopped before a transfer.
-                Log.warning("archive: \(entry.path) shrank while being read; padded with zeros")
-                return true
+                // The file shrank while we read it. The header already promised its old size, so
+                // the entry could only be padded with zeros, bytes the file never held (GNU tar
+                // does that and exits 1): fail instead, so nothing built on them is committed.
+                throw TransferError(
+                    .io, .archive,
+                    "\(entry.path) shrank from \(size) to \(region.offset + read) bytes while being read"
+                        + " (is the server still running? stop it, then try again)")
             }
             position = region.offset + region.length
         }

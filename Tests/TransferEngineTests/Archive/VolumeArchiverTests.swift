@@ -138,6 +138,68 @@ struct VolumeArchiverTests {
         }
     }
 
+    /// A file that shrinks while it is read fails the archive with a clear error instead of being
+    /// padded with zeros it never held: truncated after any block, to any length, plain or sparse.
+    @Test(arguments: [(1, 0), (1, 100_000), (2, 131_071), (3, 131_072), (1, 1)])
+    func aFileThatShrinksWhileReadFailsTheArchive(afterBlocks: Int, newSize: Int) throws {
+        for sparse in [false, true] {
+            try TempDirectory.with { temp in
+                let source = try temp.makeDirectory("source")
+                let victim = source + "/world.dat"
+                var rng = SplitMix64(seed: 11)
+                try ArchiveHarness.write(rng.bytes(300_000), to: source + "/a-first.bin")
+                if sparse {
+                    // Data at the start, a hole, data at the end: the sparse path reads regions.
+                    let fd = open(victim, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+                    _ = rng.bytes(400_000).withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) }
+                    _ = rng.bytes(64 * 1024).withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 8 << 20) }
+                    close(fd)
+                } else {
+                    try ArchiveHarness.write(rng.bytes(500_000), to: victim)
+                }
+                let blocks = Locked(0)
+                var archiver = VolumeArchiver(root: source)
+                archiver.readSize = 64 * 1024
+                let firstFileBlocks = (300_000 + 65_535) / 65_536
+                archiver.progress = { _ in
+                    blocks.set(blocks.get() + 1)
+                    if blocks.get() == firstFileBlocks + afterBlocks { _ = truncate(victim, off_t(newSize)) }
+                }
+                #expect {
+                    _ = try archiver.run { _ in }
+                } throws: { error in
+                    guard let error = error as? TransferError else { return false }
+                    return error.code == .io && error.message.contains("world.dat shrank from") && error.message.contains("stop it")
+                }
+            }
+        }
+    }
+
+    /// A file that grows while it is read is archived at the size it had when opened.
+    @Test func aFileThatGrowsWhileReadKeepsItsOpeningSize() throws {
+        try TempDirectory.with { temp in
+            let source = try temp.makeDirectory("source")
+            var rng = SplitMix64(seed: 12)
+            let original = rng.bytes(200_000)
+            try ArchiveHarness.write(original, to: source + "/latest.log")
+            var archiver = VolumeArchiver(root: source)
+            archiver.readSize = 64 * 1024
+            let grown = Locked(false)
+            archiver.progress = { _ in
+                guard !grown.get() else { return }
+                grown.set(true)
+                let fd = open(source + "/latest.log", O_WRONLY | O_APPEND)
+                _ = [UInt8](repeating: 0x41, count: 100_000).withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+                close(fd)
+            }
+            var bytes: [UInt8] = []
+            _ = try archiver.run { bytes += $0 }
+            let destination = try temp.makeDirectory("destination")
+            _ = try ArchiveHarness.extract(bytes, into: destination)
+            #expect(try Data(contentsOf: URL(fileURLWithPath: destination + "/latest.log")) == Data(original))
+        }
+    }
+
     /// Sum of regular file sizes below `root` (counted independently of `VolumeWalker`).
     static func regularFileBytes(_ root: String) throws -> Int64 {
         var total: Int64 = 0
