@@ -370,3 +370,31 @@ def test_names_that_are_not_utf8_arrive_unchanged_with_one_summary_line(daemon, 
     for i, name in enumerate(names):
         with open(os.path.join(bytes(daemon.volume(server)), name), "rb") as f:
             assert f.read() == b"%d" % i
+
+
+@pytest.mark.parametrize("mode", ["gzip", "none"])
+def test_symlinks_out_of_the_volume_are_left_out_with_a_warning(daemon, transfer_send, tmp_path, mode):
+    """A link the destination would refuse (absolute, or up past the volume's root, however it is
+    spelled) is left out with one warning each, instead of failing the whole push at that entry;
+    links that stay inside, dangling ones and cycles included, travel as they are."""
+    vol = tmp_path / "vol"
+    (vol / "sub" / "deep").mkdir(parents=True)
+    (vol / "sub" / "file.txt").write_text("inside\n")
+    outside = {"abs": "/etc/passwd", "root": "/", "up": "..", "sub/deep/up3": "../../..",
+               "sub/sneaky": "deep/../../../x", "homecontainer": "/home/container/file.txt"}
+    inside = {"ok": "sub/file.txt", "sub/deep/back": "../file.txt", "dangling": "missing/file",
+              "dot": "."}
+    for name, target in {**outside, **inside}.items():
+        os.symlink(target, vol / name)
+    server = new_server_id()
+    r = run_cli(transfer_send, "push", "--volume", vol, "--url", daemon.url, "--secret-file",
+                daemon.state / "node-token", "--server", server, "--compression", mode, "--quiet")
+    assert r.returncode == 0, r.stderr
+    warnings = [line for line in r.stderr.splitlines() if "points outside the volume" in line]
+    assert len(warnings) == len(outside), r.stderr
+    for name in outside:
+        assert any(f"symlink {name} -> " in w for w in warnings), (name, warnings)
+        assert not os.path.lexists(daemon.volume(server) / name)
+    for name, target in inside.items():
+        assert os.readlink(daemon.volume(server) / name) == target
+    assert (daemon.volume(server) / "sub" / "file.txt").read_text() == "inside\n"

@@ -75,7 +75,17 @@ public struct VolumeArchiver: Sendable {
                     try writer.appendHeader(path: entry.path, status: FileStatus(entry.status))
                     summary.directories += 1
                 case .symlink:
-                    try writer.appendHeader(path: entry.path, status: FileStatus(entry.status), symlinkTarget: entry.symlinkTarget())
+                    let target = try entry.symlinkTarget()
+                    // A link out of the volume (absolute, or up past its root) is refused by the
+                    // destination, which would fail the whole transfer at that entry: leave it out.
+                    guard Self.staysInside(link: entry.path, target: target) else {
+                        summary.skipped += 1
+                        if reportsSkipped {
+                            Log.warning("archive: skipping symlink \(entry.path) -> \(PathBytes(target)): it points outside the volume")
+                        }
+                        return
+                    }
+                    try writer.appendHeader(path: entry.path, status: FileStatus(entry.status), symlinkTarget: target)
                     summary.symlinks += 1
                 case .file:
                     if try archiveFile(entry, writer: writer, buffer: buffer, summary: &summary) {
@@ -97,6 +107,13 @@ public struct VolumeArchiver: Sendable {
         }
         summary.archiveBytes = archiveBytes
         return summary
+    }
+
+    /// Whether a symlink's target, read from the link's directory, stays inside the volume by its
+    /// text (the destination's first check; it also resolves every link once all have arrived).
+    static func staysInside(link: PathBytes, target: [UInt8]) -> Bool {
+        !target.isEmpty && target.first != 0x2f
+            && SafeExtractor.lexicallyInside(base: Array(link.components.dropLast()), target: target)
     }
 
     /// Archives one regular file; false if it was replaced by something else since the walk saw it.
