@@ -5,6 +5,7 @@ Every daemon comes from conftest's `daemon_factory` (127.0.0.1, port 0, its own 
 stopped by PID). Big bodies are streamed and hashed, never held in memory.
 """
 import hashlib
+import io
 import json
 import os
 import re
@@ -12,6 +13,7 @@ import secrets
 import signal
 import socket
 import subprocess
+import tarfile
 import time
 import uuid
 from pathlib import Path
@@ -939,3 +941,19 @@ def test_volume_owner_must_be_numbers(transferd, tmp_path):
     config.write_text(config.read_text() + "  user:\n    uid: 988\n")
     r = subprocess.run([str(transferd), "--config", str(config)], capture_output=True, text=True, timeout=30)
     assert r.returncode != 0 and "system.user needs both uid and gid" in r.stderr, r.stderr
+
+
+def test_backup_keeps_symlinks_a_transfer_leaves_out(served, tmp_path):
+    """A local backup is the volume as it is: a link out of the volume stays in it (only a
+    transfer leaves such links out, since the destination refuses them)."""
+    daemon, server, vol = served
+    os.symlink("/etc/passwd", vol / "abs-link")
+    os.symlink("../..", vol / "up-link")
+    backup = str(uuid.uuid4())
+    r = create_backup(daemon, server, backup)
+    assert r.status_code == 200, r.text
+    reply = requests.get(backup_url(daemon, server, backup), timeout=30)
+    assert reply.status_code == 200
+    with tarfile.open(fileobj=io.BytesIO(reply.content)) as tar:
+        links = {m.name.lstrip("./"): m.linkname for m in tar.getmembers() if m.issym()}
+    assert links.get("abs-link") == "/etc/passwd" and links.get("up-link") == "../..", links

@@ -18,6 +18,9 @@ public struct VolumeArchiver: Sendable {
     public var readSize = 256 * 1024
     /// Log a warning for each socket, FIFO or device left out.
     public var reportsSkipped = true
+    /// Leave out symlinks that point out of the volume (a transfer: the destination refuses
+    /// them). A backup keeps every link as it is.
+    public var skipsLinksOutOfVolume = false
 
     public init(root: String, compression: StreamCompression = .gzip) {
         self.root = root
@@ -78,7 +81,7 @@ public struct VolumeArchiver: Sendable {
                     let target = try entry.symlinkTarget()
                     // A link out of the volume (absolute, or up past its root) is refused by the
                     // destination, which would fail the whole transfer at that entry: leave it out.
-                    guard Self.staysInside(link: entry.path, target: target) else {
+                    guard !skipsLinksOutOfVolume || Self.staysInside(link: entry.path, target: target) else {
                         summary.skipped += 1
                         if reportsSkipped {
                             Log.warning("archive: skipping symlink \(entry.path) -> \(PathBytes(target)): it points outside the volume")

@@ -139,6 +139,7 @@ public enum CompressionNegotiator {
         do {
             var sampler = VolumeArchiver(root: volume, compression: .none)
             sampler.reportsSkipped = false  // the push itself warns about them
+            sampler.skipsLinksOutOfVolume = true
             _ = try sampler.run { bytes in
                 try encoder.process(bytes) { output += $0.count }
                 input += bytes.count

@@ -90,6 +90,7 @@ public final class OutgoingTransfer: @unchecked Sendable {
         let summaryBox = SummaryBox()
 
         var archiver = VolumeArchiver(root: options.volume, compression: .none)
+        archiver.skipsLinksOutOfVolume = true
         let throttle = Throttle(interval: 0.25)  // also bounds websocket progress events to 4 per second
         archiver.progress = { [onProgress] bytes in
             guard throttle.ready() else { return }
