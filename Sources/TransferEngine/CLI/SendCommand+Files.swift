@@ -45,6 +45,11 @@ extension SendCommand {
         defer { bar.finish() }
         let result = try client.run()
         bar.finish()
+        if result.restarted {
+            StandardError.write(
+                "transfer-send: note: the remote file changed since \(client.partialPath.escapingControlCharacters) was started; "
+                    + "it was downloaded again from the start\n")
+        }
         let resumed = result.resumedFrom > 0 ? " (resumed at \(ByteCount.format(result.resumedFrom)))" : ""
         print("downloaded \(ByteCount.format(result.bytes)) to \(client.output.escapingControlCharacters)\(resumed) in \(ByteCount.fixed(result.seconds, 2)) s "
             + "(\(ByteCount.rate(bytes: result.bytes - result.resumedFrom, seconds: result.seconds)))")

@@ -52,7 +52,9 @@ public enum SendCommand {
           --file PATH         (download) the file inside the volume, e.g. /logs/latest.log
           --backup UUID       (download) a backup instead of a file
           --output PATH       (download) where to write it (into it, if a directory); the name appears only when complete
-          --resume            (download) continue FILE.part from where it stopped
+          --resume            (download) continue FILE.part from where it stopped, if the file is unchanged
+                              (If-Range with the validator kept in FILE.part.etag; a changed file is
+                              fetched again from the start; a FILE.part without one is refused)
           --user UUID         (upload) the panel user the token is for (default: a random UUID)
           --directory DIR     (upload) target directory inside the volume (default /)
           --insecure, --quiet as for push
