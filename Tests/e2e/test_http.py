@@ -803,50 +803,187 @@ def test_transfer_send_download_missing_file_fails_cleanly(served, transfer_send
     assert not out.exists()
 
 
-def test_transfer_send_resume(served, transfer_send, tmp_path):
+def etag_of(daemon, server, rel):
+    """The file's current ETag, from a HEAD (which spends no token)."""
+    r = requests.head(file_url(daemon, server, rel), timeout=30)
+    assert r.status_code == 200, r
+    return r.headers["ETag"]
+
+
+def download(transfer_send, daemon, server, rel, out, *extra):
+    return send(transfer_send, "download", "--quiet", "--url", daemon.url, "--secret-file", daemon.state / "node-token",
+                "--server", server, "--file", rel, "--output", out, *extra)
+
+
+def partial_of(out):
+    return Path(str(out) + ".part"), Path(str(out) + ".part.etag")
+
+
+@pytest.mark.parametrize("have", [1, 200_000, -1])
+def test_transfer_send_resume(served, transfer_send, tmp_path, have):
+    """A .part whose stored validator is the file's current one is continued (206), whatever its length."""
     daemon, server, vol = served
-    src = vol / "world" / "region" / "r.0.0.mca"
-    data = src.read_bytes()
+    data = (vol / "world" / "region" / "r.0.0.mca").read_bytes()
     out = tmp_path / "r.0.0.mca"
-    part = Path(str(out) + ".part")
-    part.write_bytes(data[:200_000])
+    part, etag = partial_of(out)
+    part.write_bytes(data[:have])
+    etag.write_text(etag_of(daemon, server, "world/region/r.0.0.mca"))
     down = send(transfer_send, "download", "--url", daemon.url, "--secret-file", daemon.state / "node-token",
                 "--server", server, "--file", "world/region/r.0.0.mca", "--output", out, "--resume")
     assert down.returncode == 0, down.stderr
     assert "resumed" in down.stdout, down.stdout
     assert out.read_bytes() == data
-    assert not part.exists()
+    assert not part.exists() and not etag.exists()
+
+
+def test_transfer_send_resume_after_killed_download(served, transfer_send, tmp_path):
+    """A download cut off (SIGKILL) leaves the .part and its validator; --resume finishes it."""
+    daemon, server, vol = served
+    path = vol / "world" / "big-region.bin"
+    with open(path, "wb") as f:
+        for chunk in counter_blocks(384 * MiB, seed=5)():
+            f.write(chunk)
+    out = tmp_path / "big-region.bin"
+    part, etag = partial_of(out)
+    proc = subprocess.Popen([str(transfer_send), "download", "--quiet", "--url", daemon.url, "--secret-file",
+                             str(daemon.state / "node-token"), "--server", server, "--file", "world/big-region.bin",
+                             "--output", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and (not part.exists() or part.stat().st_size < MiB):
+            time.sleep(0.005)
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    have = part.stat().st_size
+    if have >= path.stat().st_size:
+        pytest.skip("the download finished before it could be cut off")
+    assert etag.read_text() == etag_of(daemon, server, "world/big-region.bin")
+    down = download(transfer_send, daemon, server, "world/big-region.bin", out, "--resume")
+    assert down.returncode == 0, down.stderr
+    assert "resumed" in down.stdout, down.stdout
+    assert sha256_path(out) == sha256_path(path)
+    assert not part.exists() and not etag.exists()
+
+
+STALE_PARTS = {
+    "longer": lambda data: b"stale bytes from some other download " * 100,
+    "same length": lambda data: bytes(b ^ 0x55 for b in data),
+    "shorter, other bytes": lambda data: b"X",
+    "a true prefix": lambda data: data[:10],
+}
+BAD_VALIDATORS = {"none": None, "empty": "", "header injection": '"abc"\r\nX-Injected: 1', "binary": "\x00\x01"}
+
+
+@pytest.mark.parametrize("validator", sorted(BAD_VALIDATORS))
+@pytest.mark.parametrize("kind", sorted(STALE_PARTS))
+def test_transfer_send_resume_refuses_a_part_it_cannot_check(served, transfer_send, tmp_path, kind, validator):
+    """Without a usable stored validator a .part is never continued: one error line, exit 65, the
+    .part left byte for byte, no output, and no request made (the same one-time token still works)."""
+    daemon, server, vol = served
+    data = (vol / "eula.txt").read_bytes()
+    out = tmp_path / "eula.txt"
+    part, etag = partial_of(out)
+    stale = STALE_PARTS[kind](data)
+    part.write_bytes(stale)
+    if BAD_VALIDATORS[validator] is not None:
+        etag.write_text(BAD_VALIDATORS[validator])
+    token = mint(daemon.token, "file-download", server, file_path="eula.txt")
+    down = send(transfer_send, "download", "--quiet", "--url", daemon.url, "--token", token, "--file", "eula.txt",
+                "--output", out, "--resume")
+    assert down.returncode == 65, down.stderr
+    lines = [line for line in down.stderr.splitlines() if line.startswith("transfer-send:")]
+    assert len(lines) == 1 and "without --resume" in lines[0] and "no stored validator" in lines[0], down.stderr
+    assert part.read_bytes() == stale and not out.exists()
+    again = send(transfer_send, "download", "--quiet", "--url", daemon.url, "--token", token, "--file", "eula.txt",
+                 "--output", out)
+    assert again.returncode == 0, again.stderr
+    assert out.read_bytes() == data and not part.exists() and not etag.exists()
+
+
+@pytest.mark.parametrize("new_size", [5, 1500, 300_000])
+@pytest.mark.parametrize("have", [1, 1500, 100_000])
+def test_transfer_send_resume_restarts_when_the_file_changed(served, transfer_send, tmp_path, have, new_size):
+    """The .part's validator names an older version of the file (If-Range no longer matches): the
+    node sends the whole new file (200) and the .part is rewritten from byte 0, never spliced,
+    whether it is shorter, as long as or longer than the new file."""
+    daemon, server, vol = served
+    path = vol / "changing.bin"
+    old = os.urandom(max(have, 1500) + 7)
+    path.write_bytes(old)
+    out = tmp_path / "changing.bin"
+    part, etag = partial_of(out)
+    part.write_bytes(old[:have])
+    etag.write_text(etag_of(daemon, server, "changing.bin"))
+    new = os.urandom(new_size)
+    time.sleep(0.01)
+    path.write_bytes(new)
+    down = download(transfer_send, daemon, server, "changing.bin", out, "--resume")
+    assert down.returncode == 0, down.stderr
+    assert out.read_bytes() == new
+    assert "changed" in down.stderr and "resumed" not in down.stdout, (down.stdout, down.stderr)
+    assert not part.exists() and not etag.exists()
+
+
+def test_transfer_send_resume_with_current_validator_and_a_longer_part_is_refused(served, transfer_send, tmp_path):
+    """The validator matches but the .part is longer than the file (written to by something else):
+    416 from the node, one error line, the .part kept; one exactly as long is complete."""
+    daemon, server, vol = served
+    data = (vol / "eula.txt").read_bytes()
+    out = tmp_path / "eula.txt"
+    part, etag = partial_of(out)
+    longer = data + b"appended locally"
+    part.write_bytes(longer)
+    etag.write_text(etag_of(daemon, server, "eula.txt"))
+    down = download(transfer_send, daemon, server, "eula.txt", out, "--resume")
+    assert down.returncode == 65, down.stderr
+    lines = [line for line in down.stderr.splitlines() if line.startswith("transfer-send:")]
+    assert len(lines) == 1 and "does not match the remote file" in lines[0], down.stderr
+    assert part.read_bytes() == longer and etag.exists() and not out.exists()
+    part.write_bytes(data)
+    down = download(transfer_send, daemon, server, "eula.txt", out, "--resume")
+    assert down.returncode == 0, down.stderr
+    assert out.read_bytes() == data and not part.exists() and not etag.exists()
 
 
 def test_transfer_send_resume_with_a_used_token(served, transfer_send, tmp_path):
-    """curl fetched the start with a token; transfer-send finishes with the same token."""
+    """curl fetched the start with a token (its ETag saved beside the .part); transfer-send
+    finishes with the same token."""
     daemon, server, vol = served
     data = (vol / "logs" / "latest.log").read_bytes()
     token = mint(daemon.token, "file-download", server, file_path="logs/latest.log")
     out = tmp_path / "latest.log"
-    part = Path(str(out) + ".part")
-    first = subprocess.run(["curl", "-sS", "-r", "0-4095", "-o", str(part),
+    part, etag = partial_of(out)
+    heads = tmp_path / "first.headers"
+    first = subprocess.run(["curl", "-sS", "-r", "0-4095", "-D", str(heads), "-o", str(part),
                             f"{daemon.url}/download/file?token={token}"], capture_output=True, timeout=30)
     assert first.returncode == 0 and part.stat().st_size == 4096
+    etag.write_text(re.search(r"(?im)^ETag: (.*?)\r?$", heads.read_text()).group(1))
     down = send(transfer_send, "download", "--url", daemon.url, "--token", token, "--file", "logs/latest.log",
                 "--output", out, "--resume")
     assert down.returncode == 0, down.stderr
     assert out.read_bytes() == data
 
 
-def test_transfer_send_resume_never_keeps_a_longer_stale_part(served, transfer_send, tmp_path):
-    """A .part longer than the remote file (left from another file) must not become the output."""
+@pytest.mark.parametrize("if_range", ["stale-etag", "old-date", "garbage"])
+def test_replayed_token_never_gets_the_whole_file_again(served, if_range):
+    """A used token may only continue a download: with an If-Range that does not match (which
+    would turn the answer into the whole file) the replay is refused; a matching one gets 206."""
     daemon, server, vol = served
-    data = (vol / "eula.txt").read_bytes()
-    out = tmp_path / "eula.txt"
-    part = Path(str(out) + ".part")
-    part.write_bytes(b"stale bytes from some other download " * 100)
-    down = send(transfer_send, "download", "--url", daemon.url, "--secret-file", daemon.state / "node-token",
-                "--server", server, "--file", "eula.txt", "--output", out, "--resume")
-    if down.returncode == 0:
-        assert out.read_bytes() == data, "a stale, longer .part was renamed into place as the download"
-    else:
-        assert not out.exists() or out.read_bytes() == data
+    data = (vol / "logs" / "latest.log").read_bytes()
+    url = file_url(daemon, server, "logs/latest.log")
+    first = requests.get(url, headers={"Range": "bytes=0-99"}, timeout=30)
+    assert first.status_code == 206
+    value = {"stale-etag": '"1-2-3"', "old-date": http_date(1_000_000), "garbage": "x"}[if_range]
+    r = requests.get(url, headers={"Range": "bytes=100-", "If-Range": value}, timeout=30)
+    assert r.status_code == 404 and "already used" in r.json()["error"], (r.status_code, r.content[:200])
+    for current in (first.headers["ETag"], first.headers["Last-Modified"]):
+        r = requests.get(url, headers={"Range": "bytes=100-", "If-Range": current}, timeout=30)
+        assert r.status_code == 206 and r.content == data[100:]
+    # A fresh token with a stale If-Range is an ordinary first download: the whole file.
+    r = requests.get(file_url(daemon, server, "logs/latest.log"), headers={"Range": "bytes=100-", "If-Range": value},
+                     timeout=30)
+    assert r.status_code == 200 and r.content == data
 
 
 def test_request_header_sizes(served):

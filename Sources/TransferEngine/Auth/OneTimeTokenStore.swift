@@ -21,19 +21,34 @@ public final class OneTimeTokenStore: Sendable {
         self.clock = clock
     }
 
+    /// How a token's use was allowed.
+    public enum Claim: Sendable, Equatable {
+        /// Its first use.
+        case first
+        /// A replay allowed only as the resume of a download: it must get no more than the rest of
+        /// the file it asked a range of (never the whole file again).
+        case resume
+    }
+
     /// Records a use of `uniqueID`. Returns false if the token was used before (and this is not
     /// an allowed resume of the same resource by the same client).
     public func claim(uniqueID: String, expires: Int64, client: String, resource: String, isResume: Bool = false) -> Bool {
+        claimUse(uniqueID: uniqueID, expires: expires, client: client, resource: resource, isResume: isResume) != nil
+    }
+
+    /// Records a use of `uniqueID` and says whether it was the first or an allowed resume; nil when
+    /// it is refused (used before, and not a resume of the same resource by the same client).
+    public func claimUse(uniqueID: String, expires: Int64, client: String, resource: String, isResume: Bool = false) -> Claim? {
         let now = clock.now()
         return uses.withLock { table in
             if table.count > 1024 {
                 table = table.filter { $0.value.expires >= now }
             }
             if let previous = table[uniqueID], previous.expires >= now {
-                return isResume && previous.client == client && previous.resource == resource
+                return isResume && previous.client == client && previous.resource == resource ? .resume : nil
             }
             table[uniqueID] = Use(expires: expires, client: client, resource: resource)
-            return true
+            return .first
         }
     }
 

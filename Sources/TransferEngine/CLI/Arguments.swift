@@ -52,6 +52,14 @@ public struct Arguments {
     public subscript(_ name: String) -> String? { values[name] }
     public func has(_ flag: String) -> Bool { flags.contains(flag) }
 
+    /// For commands that take no positionals: a stray word (a typo, an option's value given twice,
+    /// a missing `--`) is a usage error naming it, never silently ignored.
+    public func checkNoPositionals() throws {
+        guard let stray = positionals.first else { return }
+        let hint = positionals.count > 1 ? " (and \(positionals.count - 1) more)" : ""
+        throw Self.usage("unexpected argument '\(stray.escapingControlCharacters)'\(hint): this command takes only options")
+    }
+
     public func required(_ name: String) throws -> String {
         guard let value = values[name], !value.isEmpty else { throw Self.usage("--\(name) is required") }
         return value

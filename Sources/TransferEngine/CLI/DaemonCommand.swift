@@ -51,7 +51,7 @@ public enum DaemonCommand {
             print("transferd \(TransferEngineVersion.current)")
             return nil
         }
-        guard args.positionals.isEmpty else { throw Arguments.usage("unexpected argument '\(args.positionals[0])'") }
+        try args.checkNoPositionals()
         if let level = args["log-level"] {
             switch level {
             case "debug": Log.minimumLevel = .debug

@@ -45,6 +45,11 @@ extension SendCommand {
         defer { bar.finish() }
         let result = try client.run()
         bar.finish()
+        if result.restarted {
+            StandardError.write(
+                "transfer-send: note: the remote file changed since \(client.partialPath.escapingControlCharacters) was started; "
+                    + "it was downloaded again from the start\n")
+        }
         let resumed = result.resumedFrom > 0 ? " (resumed at \(ByteCount.format(result.resumedFrom)))" : ""
         print("downloaded \(ByteCount.format(result.bytes)) to \(client.output.escapingControlCharacters)\(resumed) in \(ByteCount.fixed(result.seconds, 2)) s "
             + "(\(ByteCount.rate(bytes: result.bytes - result.resumedFrom, seconds: result.seconds)))")
@@ -54,7 +59,7 @@ extension SendCommand {
     static func upload(_ argv: [String]) throws -> Int32 {
         guard let args = try commandArguments(
             argv, valued: ["url", "token", "secret", "secret-file", "server", "user", "directory"],
-            booleans: ["insecure", "quiet"], help: help)
+            booleans: ["insecure", "quiet"], positionals: true, help: help)
         else { return 0 }
         let node = try nodeURL(args)
         guard !args.positionals.isEmpty else { throw Arguments.usage("name at least one FILE to upload") }
@@ -86,10 +91,10 @@ extension SendCommand {
         return 0
     }
 
+    /// The node's base URL: `--url` validated, without trailing slashes or the `/api/transfers`
+    /// path a push is given (so the same URL works for both).
     static func nodeURL(_ args: Arguments) throws -> String {
-        var url = try validatedURL(try args.required("url"))
-        while url.hasSuffix("/") { url.removeLast() }
-        return url
+        CompressionNegotiator.baseURL(try validatedURL(try args.required("url")))
     }
 
     static func serverArgument(_ args: Arguments) throws -> String {

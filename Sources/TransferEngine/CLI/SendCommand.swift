@@ -33,6 +33,7 @@ public enum SendCommand {
         push options
           --volume DIR        the server's volume directory to send
           --url URL           destination node (http(s)://host:port) or its full /api/transfers URL
+                              (no query string or fragment)
           --token JWT         transfer token from the panel ("Bearer " prefix optional)
           --secret S          or mint one here with the destination's node token
           --secret-file F     ... read from a file (keeps it out of `ps`)
@@ -47,12 +48,14 @@ public enum SendCommand {
           --quiet             no progress bar
 
         download / upload options
-          --url URL           the node (http(s)://host:port)
+          --url URL           the node (http(s)://host:port; its /api/transfers URL works too)
           --token JWT         a signed-URL token from the panel, or --secret/--secret-file + --server to mint one
           --file PATH         (download) the file inside the volume, e.g. /logs/latest.log
           --backup UUID       (download) a backup instead of a file
           --output PATH       (download) where to write it (into it, if a directory); the name appears only when complete
-          --resume            (download) continue FILE.part from where it stopped
+          --resume            (download) continue FILE.part from where it stopped, if the file is unchanged
+                              (If-Range with the validator kept in FILE.part.etag; a changed file is
+                              fetched again from the start; a FILE.part without one is refused)
           --user UUID         (upload) the panel user the token is for (default: a random UUID)
           --directory DIR     (upload) target directory inside the volume (default /)
           --insecure, --quiet as for push
@@ -69,8 +72,9 @@ public enum SendCommand {
           --issuer URL        iss claim (default transfer-send)
           --audience URL      aud claim
 
-        Exit status: 0 ok, 64 usage, 65 rejected data, 69 destination unreachable, 74 I/O error,
-        75 busy (the server is already transferring), 77 token refused, 130 cancelled, 1 other.
+        Exit status: 0 ok, 64 usage, 65 rejected data, 69 destination unreachable (or HTTP 501-505),
+        74 I/O error (here, or the node's: a 500 such as a full disk), 75 busy (the server is already
+        transferring), 77 token refused, 130 cancelled, 1 other.
         """
 
     /// Runs the command line and returns the exit status.
@@ -103,15 +107,17 @@ public enum SendCommand {
         }
     }
 
-    /// Parses a subcommand's options; nil when `--help` was asked for (and printed).
-    static func commandArguments(_ argv: [String], valued: Set<String>, booleans: Set<String>, help text: String) throws
-        -> Arguments?
-    {
+    /// Parses a subcommand's options; nil when `--help` was asked for (and printed). Positionals
+    /// are a usage error unless the command takes them (`positionals: true`).
+    static func commandArguments(
+        _ argv: [String], valued: Set<String>, booleans: Set<String>, positionals: Bool = false, help text: String
+    ) throws -> Arguments? {
         let args = try Arguments(argv, valued: valued, booleans: booleans.union(["help"]))
         if args.has("help") {
             print(text)
             return nil
         }
+        if !positionals { try args.checkNoPositionals() }
         return args
     }
 
@@ -142,6 +148,13 @@ public enum SendCommand {
     static func validatedURL(_ text: String) throws -> String {
         guard text.hasPrefix("http://") || text.hasPrefix("https://") else {
             throw Arguments.usage("--url must start with http:// or https://")
+        }
+        // Endpoint paths are appended to the URL (`/api/transfers`, `/download/file?token=`): after
+        // a query or a fragment they would land in it and the request would go to the wrong place.
+        guard !text.contains("?"), !text.contains("#") else {
+            throw Arguments.usage(
+                "--url '\(text.escapingControlCharacters)' has a query string or fragment ('?' or '#'); give the node as "
+                    + "http(s)://host[:port] (a path prefix is fine)")
         }
         // Spaces and control characters are not URL characters (curl would refuse them later,
         // as "rejected data"); a port too long for URLComponents comes back as no port at all.

@@ -8,6 +8,14 @@ extension TransferDaemon {
     /// Verifies a `?token=` JWT for `scope`, checks its server exists here, and spends its
     /// `unique_id` (a replay gets 404, as in Wings).
     func verifyQueryToken(_ request: HTTPRequest, scope: TokenScope, resource: (TokenClaims) -> String) throws -> TokenClaims {
+        try verifyQueryTokenUse(request, scope: scope, resource: resource).claims
+    }
+
+    /// As `verifyQueryToken`, and says whether this was the token's first use or an allowed resume
+    /// (which may only get the rest of the file, see `FileResponse.make(resumeOnly:)`).
+    func verifyQueryTokenUse(_ request: HTTPRequest, scope: TokenScope, resource: (TokenClaims) -> String) throws
+        -> (claims: TokenClaims, use: OneTimeTokenStore.Claim)
+    {
         guard let token = request.query["token"], !token.isEmpty else {
             throw TransferError(.unauthorized, .auth, "missing token query parameter")
         }
@@ -21,26 +29,26 @@ extension TransferDaemon {
             guard oneTimeTokens.isUnused(uniqueID: claims.uniqueID ?? "") || isResume else {
                 throw TransferError(.notFound, .auth, "this link was already used (tokens are one-time)")
             }
-            return claims
+            return (claims, .first)
         }
         guard
-            oneTimeTokens.claim(
+            let use = oneTimeTokens.claimUse(
                 uniqueID: claims.uniqueID ?? "", expires: claims.expiresAt ?? 0, client: request.clientAddress,
                 resource: resource(claims), isResume: isResume)
         else {
             throw TransferError(.notFound, .auth, "this link was already used (tokens are one-time)")
         }
-        return claims
+        return (claims, use)
     }
 
     func downloadFile(_ request: HTTPRequest) -> HTTPResponse {
         do {
-            let claims = try verifyQueryToken(request, scope: .fileDownload) { "file:\($0.serverUUID ?? ""):\($0.filePath ?? "")" }
+            let (claims, use) = try verifyQueryTokenUse(request, scope: .fileDownload) { "file:\($0.serverUUID ?? ""):\($0.filePath ?? "")" }
             let filePath = claims.filePath!
             let volume = try VolumeRoot(path: store.volumePath(claims.serverUUID!))
             let (fd, st) = try volume.openRegularFile(requestPath: filePath)
             let name = filePath.split(separator: "/").last.map(String.init) ?? "download"
-            return FileResponse.make(descriptor: fd, status: st, downloadName: name, request: request)
+            return FileResponse.make(descriptor: fd, status: st, downloadName: name, request: request, resumeOnly: use == .resume)
         } catch {
             return .error(error)
         }
@@ -48,13 +56,14 @@ extension TransferDaemon {
 
     func downloadBackup(_ request: HTTPRequest) -> HTTPResponse {
         do {
-            let claims = try verifyQueryToken(request, scope: .backupDownload) { "backup:\($0.backupUUID ?? "")" }
+            let (claims, use) = try verifyQueryTokenUse(request, scope: .backupDownload) { "backup:\($0.backupUUID ?? "")" }
             guard let backup = claims.backupUUID, VolumeStore.isValidServerID(backup) else {
                 throw TransferError(.notFound, .volumes, "backup not found")
             }
             let backups = try VolumeRoot(path: configuration.backupDirectory)
             let (fd, st) = try backups.openRegularFile(requestPath: "\(backup).tar.gz")
-            return FileResponse.make(descriptor: fd, status: st, downloadName: "\(backup).tar.gz", request: request)
+            return FileResponse.make(
+                descriptor: fd, status: st, downloadName: "\(backup).tar.gz", request: request, resumeOnly: use == .resume)
         } catch let error as TransferError where error.code == .notFound && error.stage == .volumes {
             return .error(TransferError(.notFound, .volumes, "backup not found"))
         } catch {

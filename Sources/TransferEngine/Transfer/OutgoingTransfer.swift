@@ -192,6 +192,13 @@ public final class OutgoingTransfer: @unchecked Sendable {
             case 413: .tooLarge
             case 422: .integrity
             case 400..<500: .invalidInput
+            // The node could not serve this at all (not implemented there, a gateway that did not
+            // reach it, unavailable): "unreachable" in effect.
+            case 501, 502, 503, 504, 505: .network
+            // The node answered and failed while doing it (500 "No space left on device", 507
+            // Insufficient Storage): an I/O failure at the other end, not an unreachable node.
+            case 500..<600: .io
+            // Anything else (a redirect, an informational status): not a node we can talk to.
             default: .network
             }
         return TransferError(code, .transfer, "the node answered \(status): \(message.isEmpty ? "(no message)" : message)")

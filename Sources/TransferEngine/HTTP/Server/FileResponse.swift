@@ -9,7 +9,12 @@ public enum FileResponse {
     /// - Parameters:
     ///   - descriptor: an open regular file; ownership passes to the response (closed on every path).
     ///   - downloadName: the file name offered to the client.
-    public static func make(descriptor: Int32, status st: stat, downloadName: String, request: HTTPRequest) -> HTTPResponse {
+    ///   - resumeOnly: the request rides on a one-time token that was already used, allowed only to
+    ///     continue a download. When its range does not apply (an `If-Range` naming another version
+    ///     of the file), it is refused with 404 instead of getting the whole file again.
+    public static func make(
+        descriptor: Int32, status st: stat, downloadName: String, request: HTTPRequest, resumeOnly: Bool = false
+    ) -> HTTPResponse {
         let size = Int64(st.st_size)
         let etag = "\"\(String(UInt64(st.st_ino), radix: 16))-\(String(size, radix: 16))-\(String(st.st_mtim.tv_sec, radix: 16))\(String(st.st_mtim.tv_nsec, radix: 16))\""
         let lastModified = httpDate(st.st_mtim.tv_sec)
@@ -20,7 +25,16 @@ public enum FileResponse {
             ("Cache-Control", "private, no-cache"),
         ]
         var range: ClosedRange<Int64>?
-        if let header = request.header("range"), ifRangeMatches(request.header("if-range"), etag: etag, lastModified: lastModified) {
+        let rangeApplies = ifRangeMatches(request.header("if-range"), etag: etag, lastModified: lastModified)
+        if resumeOnly && !(rangeApplies && request.header("range").map({ parseRange($0, size: size) != .none }) == true) {
+            close(descriptor)
+            return .error(
+                TransferError(
+                    .notFound, .auth,
+                    "this link was already used (tokens are one-time); the file changed since the download began, "
+                        + "so it cannot be resumed with it"))
+        }
+        if let header = request.header("range"), rangeApplies {
             switch parseRange(header, size: size) {
             case .none: break
             case .unsatisfiable:

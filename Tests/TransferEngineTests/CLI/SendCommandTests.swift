@@ -1,0 +1,97 @@
+import Testing
+@testable import TransferEngine
+
+/// Command lines that would do something other than what was typed are usage errors, and a node
+/// that answered is never reported as unreachable because of a failure it had.
+struct SendCommandTests {
+    private static let secretFlags = ["--secret", "0123456789abcdef"]
+    private static let server = "11111111-2222-3333-4444-555555555555"
+    // Each command line is otherwise complete: were the stray word ignored, the command would run
+    // (print a token, try 127.0.0.1:1, or fail on an option) and say something else.
+    private static let commands: [(String, [String])] = [
+        ("push", ["--volume", "/", "--url", "http://127.0.0.1:1", "--token", "x.y.z", "--compression", "gzip", "--quiet"]),
+        ("token", secretFlags + ["--scope", "transfer", "--server", server]),
+        ("download", ["--url", "http://127.0.0.1:1", "--token", "x.y.z", "--file", "/a", "--output", "/nonexistent/x"]),
+        ("bench", ["--scale", "0"]),
+    ]
+
+    private static func run(_ command: String, _ argv: [String]) throws -> Int32 {
+        switch command {
+        case "push": try SendCommand.push(argv)
+        case "token": try SendCommand.token(argv)
+        case "download": try SendCommand.download(argv)
+        default: try SendCommand.bench(argv)
+        }
+    }
+
+    @Test(arguments: ["stray", "x y", "--", "-", "/some/file"])
+    func strayPositionalsAreUsageErrorsNamingThem(stray: String) {
+        for (command, argv) in Self.commands {
+            // At the end, at the start and between options.
+            for position in [argv.count, 0, 2] {
+                var line = argv
+                line.insert(contentsOf: stray == "--" ? ["--", "extra"] : [stray], at: position)
+                let named = stray == "--" ? "extra" : stray
+                do {
+                    let status = try Self.run(command, line)
+                    Issue.record("\(command) \(line) ran (exit \(status))")
+                } catch let error as TransferError {
+                    #expect(error.isUsageError && error.message.contains("unexpected argument '\(named)'"), "\(command) \(line): \(error.message)")
+                } catch {
+                    Issue.record("\(error)")
+                }
+            }
+        }
+    }
+
+    @Test func uploadStillTakesFiles() throws {
+        let args = try #require(
+            try SendCommand.commandArguments(
+                ["--url", "http://h", "a.jar", "b.jar"], valued: ["url"], booleans: [], positionals: true, help: ""))
+        #expect(args.positionals == ["a.jar", "b.jar"])
+    }
+
+    @Test(arguments: [
+        "http://h:8080/api/transfers?x=1", "http://h:8080?x=1", "http://h:8080/?", "https://h/#frag", "http://h:8080/api/transfers#",
+        "http://h?token=abc", "http://h:1/p?a=b#c", "http://[::1]:8080/?x",
+    ])
+    func urlsWithAQueryOrFragmentAreRefused(url: String) {
+        #expect {
+            _ = try SendCommand.validatedURL(url)
+        } throws: { error in
+            (error as? TransferError)?.isUsageError == true && (error as? TransferError)?.message.contains("query string or fragment") == true
+        }
+    }
+
+    @Test(arguments: [
+        ("http://h:8080", "http://h:8080"), ("http://h:8080/", "http://h:8080"),
+        ("http://h:8080/api/transfers", "http://h:8080"), ("https://h/prefix/api/transfers/", "https://h/prefix"),
+        ("http://[::1]:8080/node", "http://[::1]:8080/node"),
+    ])
+    func nodeURLDropsTheTransfersPath(url: String, expected: String) throws {
+        let args = try Arguments(["--url", url], valued: ["url"], booleans: [])
+        #expect(try SendCommand.nodeURL(args) == expected)
+    }
+
+    /// Every status a node can answer: failures it had while doing the work (500 "No space left
+    /// on device", 507) are I/O errors (74); only "cannot serve this here" (501–505) and answers
+    /// that are no node's are unavailable (69); the 4xx codes keep their meaning.
+    @Test func everyStatusMapsToTheDocumentedExitCode() {
+        for status in 100..<600 where status != 200 {
+            let code = ErrorMapping.exitStatus(for: OutgoingTransfer.remoteError(status: status, body: Array("{\"error\":\"x\"}".utf8)).code)
+            let expected: Int32 =
+                switch status {
+                case 401, 403: 77
+                case 404: 74
+                case 409: 75
+                case 400..<500: 65
+                case 501...505: 69
+                case 500..<600: 74
+                default: 69
+                }
+            #expect(code == expected, "status \(status)")
+        }
+        let full = OutgoingTransfer.remoteError(status: 500, body: Array("{\"error\":\"No space left on device\"}".utf8))
+        #expect(ErrorMapping.exitStatus(for: full.code) == 74 && full.message.contains("No space left on device"))
+    }
+}
