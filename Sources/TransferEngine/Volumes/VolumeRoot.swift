@@ -47,7 +47,12 @@ public final class VolumeRoot: @unchecked Sendable {
     }
 
     static func refuse(_ path: String, _ reason: String) -> TransferError {
-        TransferError(.invalidInput, .volumes, "unsafe path '\(path)': \(reason)")
+        TransferError(.invalidInput, .volumes, "unsafe path '\(shown(path))': \(reason)")
+    }
+
+    /// `path` for a message: over 200 bytes it is cut there (names may be up to 3,840 bytes long).
+    static func shown(_ path: String) -> String {
+        path.utf8.count > 200 ? String(decoding: path.utf8.prefix(200), as: UTF8.self) + "…" : path
     }
 
     /// Resolves `components` as the kernel would, but following only symlinks whose targets stay

@@ -176,6 +176,27 @@ struct SafeExtractorTests {
                 _ = try SafeExtractor.components(of: Array(bad.utf8), what: "entry")
             }
         }
+        // The path as written to disk may be up to maxPathBytes long, however it is spelled.
+        let limit = SafeExtractor.maxPathBytes
+        #expect(limit == 3840)
+        for (path, fits) in [
+            (String(repeating: "d/", count: limit / 2 - 1) + "ff", true),
+            (String(repeating: "d/", count: limit / 2) + "f", false),
+            (String(repeating: "./", count: 3000) + String(repeating: "x", count: 200), true),
+            (String(repeating: String(repeating: "n", count: 254) + "/", count: 15) + String(repeating: "z", count: 15), true),
+            (String(repeating: String(repeating: "n", count: 254) + "/", count: 15) + String(repeating: "z", count: 16), false),
+            (String(repeating: String(repeating: "n", count: 255) + "/", count: 17), false),
+        ] {
+            let bytes = Array(path.utf8)
+            if fits {
+                #expect(try SafeExtractor.components(of: bytes, what: "entry").isEmpty == false)
+            } else {
+                let error = #expect(throws: TransferError.self) { _ = try SafeExtractor.components(of: bytes, what: "entry") }
+                #expect(error?.code == .invalidInput)
+                #expect(error?.message.contains("longer than 3840 bytes") == true, "\(error?.message ?? "-")")
+                #expect((error?.message.utf8.count ?? 0) < 300)
+            }
+        }
         #expect(SafeExtractor.lexicallyInside(base: [], target: Array("a/../b".utf8)))
         #expect(SafeExtractor.lexicallyInside(base: [[0x64]], target: Array("../b".utf8)))
         #expect(!SafeExtractor.lexicallyInside(base: [[0x64]], target: Array("../../b".utf8)))
