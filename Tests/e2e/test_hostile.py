@@ -247,3 +247,57 @@ def test_entry_paths_up_to_the_limit_are_committed_and_downloadable(seeded):
     for path, data in [(long_path, b"long\n"), (deep_path, b"deep\n"), ("s", b"data\n")]:
         got = requests.get(file_url(daemon, server, path), timeout=30)
         assert got.status_code == 200 and got.content == data, (path[:40], got.status_code, got.text[:200])
+
+
+# ------------------------------------------------------------- symlinks that lead nowhere
+
+
+def _links(pairs):
+    return [("data", tarfile.REGTYPE, "", b"data\n")] + [(n, tarfile.SYMTYPE, t, b"") for n, t in pairs]
+
+
+NOWHERE = {
+    "self-loop": [("loop", "loop")],
+    "two-cycle": [("a", "b"), ("b", "a")],
+    "cycle-across-directories": [("d/a", "../e/b"), ("e/b", "../d/a")],
+    "into-a-cycle": [("into", "loop/x"), ("loop", "loop")],
+    "chain-of-45": [(f"l{i}", f"l{i + 1}" if i < 44 else "data") for i in range(45)],
+}
+
+
+@pytest.mark.parametrize("case", sorted(NOWHERE))
+def test_symlinks_leading_nowhere_are_committed(seeded, case):
+    """Cycles and chains over the kernel's 40 hops resolve nowhere (ELOOP), so they are harmless
+    and kept as GNU tar would: the transfer commits with every link as it was."""
+    daemon, server = seeded
+    members = _links(NOWHERE[case])
+    for directory in sorted({n.rsplit("/", 1)[0] for n, _ in NOWHERE[case] if "/" in n}):
+        members.insert(0, (directory + "/", tarfile.DIRTYPE, "", b""))
+    r = push_archive(daemon, server, _tgz(members))
+    assert r.status_code == 200, r.text
+    volume = daemon.volume(server)
+    for name, target in NOWHERE[case]:
+        assert os.readlink(volume / name) == target
+    assert _escaping_symlinks(volume) == []
+
+
+@pytest.mark.parametrize("pairs", [
+    [("loop", "loop"), ("esc", "dot/.."), ("dot", ".")],
+    [(f"l{i}", f"l{i + 1}" if i < 59 else "esc") for i in range(60)] + [("esc", "dot/.."), ("dot", ".")],
+    [("a", "b"), ("b", "a"), ("c", "dot/../a"), ("dot", "."), ("z", "dot/../..")],
+], ids=["beside-a-loop", "behind-60-hops", "beside-a-cycle"])
+def test_escaping_symlink_beside_cycles_is_still_refused(seeded, untouched, pairs):
+    daemon, server = seeded
+    r = push_archive(daemon, server, _tgz(_links(pairs)))
+    assert r.status_code == 400, (r.status_code, r.text)
+    assert "outside the volume" in error_of(r)
+    untouched(daemon, server)
+
+
+def test_empty_symlink_target_is_refused_as_empty(seeded, untouched):
+    daemon, server = seeded
+    r = push_archive(daemon, server, _tgz(_links([("s", "")])))
+    assert r.status_code == 400, (r.status_code, r.text)
+    message = error_of(r)
+    assert "empty target" in message and "absolute" not in message, message
+    untouched(daemon, server)

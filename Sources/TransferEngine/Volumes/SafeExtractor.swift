@@ -16,7 +16,9 @@ private import CTransferShims
 /// - parents are opened with `O_NOFOLLOW`, so an entry never passes through a symlink;
 /// - hardlinks must name an entry already inside the root;
 /// - at `finish()`, every symlink's target is resolved inside the root (following other symlinks
-///   the archive made); one that leads outside fails the extraction, whatever the entry order;
+///   the archive made); one that leads outside fails the extraction, whatever the entry order.
+///   One that leads nowhere (a cycle, or more than the kernel's 40 hops) is kept: the kernel
+///   cannot follow it either;
 /// - setuid/setgid bits are stripped; directory modes and times are applied last, deepest first.
 public final class SafeExtractor {
     private let root: VolumeRoot
@@ -195,11 +197,11 @@ public final class SafeExtractor {
     }
 
     /// Applies directory modes and times (deepest first, so setting a parent's time is last) and
-    /// checks that every symlink resolves inside the root.
+    /// checks that no symlink resolves outside the root.
     public func finish() throws {
         flusher.stop()
         for link in symlinks {
-            guard resolvesInside(link) else {
+            guard root.resolution(of: link) != .outside else {
                 throw refuse(link.map { String(decoding: $0, as: UTF8.self) }.joined(separator: "/"),
                              "is a symlink leading outside the volume")
             }
@@ -271,8 +273,6 @@ public final class SafeExtractor {
         }
         return true
     }
-
-    func resolvesInside(_ link: [[UInt8]]) -> Bool { root.resolveInside(link) != nil }
 
     // MARK: - File system helpers
 
