@@ -235,7 +235,8 @@ def test_entry_paths_up_to_the_limit_are_committed_and_downloadable(seeded):
     is accepted, and what was committed can be opened again by its full path."""
     daemon, server = seeded
     long_path = ("d" * 254 + "/") * 15 + "f" * (LIMIT - 255 * 15)
-    deep_path = "d/" * ((LIMIT - 2) // 2) + "gg"
+    # 480 levels (not 1,920 of "d/": Python's recursive rmtree would fail on the test's tmp_path).
+    deep_path = "ddddddd/" * 479 + "g" * 8
     assert len(long_path) == LIMIT and len(deep_path) == LIMIT
     target = "./" * ((LIMIT - len("data")) // 2) + "data"
     assert len(target) == LIMIT
@@ -301,3 +302,22 @@ def test_empty_symlink_target_is_refused_as_empty(seeded, untouched):
     message = error_of(r)
     assert "empty target" in message and "absolute" not in message, message
     untouched(daemon, server)
+
+
+@pytest.mark.parametrize("mode", [0o000, 0o055, 0o444, 0o600, 0o1755])
+def test_volume_root_keeps_owner_access_whatever_the_root_entry_says(seeded, mode):
+    daemon, server = seeded
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
+        root = tarfile.TarInfo("./")
+        root.type, root.mode = tarfile.DIRTYPE, mode
+        tf.addfile(root)
+        f = tarfile.TarInfo("./f")
+        f.size = 2
+        tf.addfile(f, io.BytesIO(b"x\n"))
+    r = push_archive(daemon, server, gzip.compress(buf.getvalue()))
+    assert r.status_code == 200, r.text
+    volume = daemon.volume(server)
+    assert stat.S_IMODE(os.stat(volume).st_mode) == mode | 0o700
+    assert (volume / "f").read_bytes() == b"x\n"
+    assert requests.get(file_url(daemon, server, "f"), timeout=30).content == b"x\n"

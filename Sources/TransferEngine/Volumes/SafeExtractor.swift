@@ -86,8 +86,9 @@ public final class SafeExtractor {
         let components = try Self.components(of: entry.path, what: "entry")
         let display = String(decoding: entry.path, as: UTF8.self)
         guard let name = components.last else {
-            // The root itself ("./"): its mode and time are applied like any directory's.
-            if entry.kind == .directory { deferredDirectories.append(([], Self.safeMode(entry.mode), entry.mtime)) }
+            // The root itself ("./"): its mode and time are applied like any directory's, except
+            // that the owner keeps rwx: a 000 root would lock the daemon and the server out.
+            if entry.kind == .directory { deferredDirectories.append(([], Self.safeMode(entry.mode) | 0o700, entry.mtime)) }
             return
         }
         let parent = try openParent(Array(components.dropLast()), display: display)

@@ -238,6 +238,25 @@ struct SafeExtractorTests {
         }
     }
 
+    /// Whatever mode the "./" entry gives, the root keeps u+rwx (other bits as given, never setuid/setgid).
+    @Test(arguments: [0, 0o055, 0o100, 0o500, 0o600, 0o644, 0o750, 0o1000, 0o6777] as [UInt32])
+    func rootKeepsOwnerAccess(mode: UInt32) throws {
+        try TempDirectory.with { temp in
+            let staging = try temp.makeDirectory("staging")
+            let extractor = try SafeExtractor(root: staging)
+            let reader = try ArchiveReader(source: { nil })
+            let root = ArchiveReader.Entry(
+                path: Array("./".utf8), kind: .directory, mode: mode, size: 0, mtime: FileTime(seconds: 1_704_067_200),
+                linkTarget: nil)
+            try extractor.extract(root, reader: reader)
+            try extractor.finish()
+            var st = stat()
+            #expect(stat(staging, &st) == 0)
+            #expect(st.st_mode & 0o7777 == (Glibc.mode_t(mode) & 0o1777) | 0o700, "\(String(st.st_mode & 0o7777, radix: 8))")
+            #expect(st.st_mtim.tv_sec == 1_704_067_200)
+        }
+    }
+
     @Test func missingRootRefused() throws {
         try TempDirectory.with { temp in
             #expect(throws: TransferError.self) { _ = try SafeExtractor(root: temp.appending("does-not-exist")) }
