@@ -17,6 +17,7 @@ import uuid
 from pathlib import Path
 from urllib.parse import unquote
 
+import jwt
 import pytest
 import requests
 
@@ -939,3 +940,21 @@ def test_volume_owner_must_be_numbers(transferd, tmp_path):
     config.write_text(config.read_text() + "  user:\n    uid: 988\n")
     r = subprocess.run([str(transferd), "--config", str(config)], capture_output=True, text=True, timeout=30)
     assert r.returncode != 0 and "system.user needs both uid and gid" in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("crit", [["exp"], [], "server_uuid"], ids=["list", "empty", "string"])
+def test_signed_url_token_with_crit_header_is_refused(served, crit):
+    """RFC 7515 §4.1.11: a download token whose JOSE header has `crit` (extensions we do not
+    understand) is refused like any bad token, although its signature is right."""
+    daemon, server, _ = served
+    now = int(time.time())
+    claims = {"iss": "https://panel.example.test", "jti": secrets.token_hex(16), "iat": now, "nbf": now - 300,
+              "exp": now + 900, "unique_id": secrets.token_urlsafe(12), "scope": "file-download",
+              "server_uuid": server, "file_path": "logs/latest.log"}
+    token = jwt.encode(claims, daemon.token, algorithm="HS256", headers={"crit": crit})
+    r = requests.get(f"{daemon.url}/download/file?token={token}", timeout=30)
+    assert r.status_code in (401, 403), (r.status_code, r.text)
+    assert "crit" in r.json()["error"]
+    # The same claims without crit are fine.
+    token = jwt.encode(claims | {"jti": secrets.token_hex(16)}, daemon.token, algorithm="HS256")
+    assert requests.get(f"{daemon.url}/download/file?token={token}", timeout=30).status_code == 200
