@@ -197,10 +197,10 @@ def panel_claims(sub=None, scope="transfer", ttl=900, now=None, **extra):
     return {k: v for k, v in claims.items() if v is not None}
 
 
-def mint(secret, sub=None, scope="transfer", ttl=900, algorithm="HS256", **extra):
-    """A PyJWT-signed token; the JOSE header repeats jti (and sub) as panels do."""
+def mint(secret, sub=None, scope="transfer", ttl=900, algorithm="HS256", header_extra=None, **extra):
+    """A PyJWT-signed token; the JOSE header repeats jti (and sub) as panels do, plus `header_extra`."""
     claims = panel_claims(sub=sub, scope=scope, ttl=ttl, **extra)
-    headers = {"jti": claims["jti"]}
+    headers = {"jti": claims["jti"], **(header_extra or {})}
     if "sub" in claims:
         headers["sub"] = claims["sub"]
     return jwt.encode(claims, secret, algorithm=algorithm, headers=headers)

@@ -19,6 +19,7 @@ import uuid
 from pathlib import Path
 from urllib.parse import unquote
 
+import jwt
 import pytest
 import requests
 
@@ -1094,3 +1095,21 @@ def test_backup_keeps_symlinks_a_transfer_leaves_out(served, tmp_path):
     with tarfile.open(fileobj=io.BytesIO(reply.content)) as tar:
         links = {m.name.lstrip("./"): m.linkname for m in tar.getmembers() if m.issym()}
     assert links.get("abs-link") == "/etc/passwd" and links.get("up-link") == "../..", links
+
+
+@pytest.mark.parametrize("crit", [["exp"], [], "server_uuid"], ids=["list", "empty", "string"])
+def test_signed_url_token_with_crit_header_is_refused(served, crit):
+    """RFC 7515 §4.1.11: a download token whose JOSE header has `crit` (extensions we do not
+    understand) is refused like any bad token, although its signature is right."""
+    daemon, server, _ = served
+    now = int(time.time())
+    claims = {"iss": "https://panel.example.test", "jti": secrets.token_hex(16), "iat": now, "nbf": now - 300,
+              "exp": now + 900, "unique_id": secrets.token_urlsafe(12), "scope": "file-download",
+              "server_uuid": server, "file_path": "logs/latest.log"}
+    token = jwt.encode(claims, daemon.token, algorithm="HS256", headers={"crit": crit})
+    r = requests.get(f"{daemon.url}/download/file?token={token}", timeout=30)
+    assert r.status_code in (401, 403), (r.status_code, r.text)
+    assert "crit" in r.json()["error"]
+    # The same claims without crit are fine.
+    token = jwt.encode(claims | {"jti": secrets.token_hex(16)}, daemon.token, algorithm="HS256")
+    assert requests.get(f"{daemon.url}/download/file?token={token}", timeout=30).status_code == 200

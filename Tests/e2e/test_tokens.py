@@ -120,6 +120,11 @@ def _refusals():
         "alg-none-with-signature": (
             lambda s, u: bearer(alg_none_token(panel_claims(sub=u)) + mint(s, sub=u).split(".")[2]), 403),
         "alg-hs512": (lambda s, u: bearer(mint(s, sub=u, algorithm="HS512")), 403),
+        # RFC 7515 §4.1.11: we understand no extensions, so any crit member refuses the token.
+        "crit-exp": (lambda s, u: bearer(mint(s, sub=u, header_extra={"crit": ["exp"]})), 403),
+        "crit-b64": (lambda s, u: bearer(mint(s, sub=u, header_extra={"crit": ["b64"], "b64": False})), 403),
+        "crit-empty": (lambda s, u: bearer(mint(s, sub=u, header_extra={"crit": []})), 403),
+        "crit-not-a-list": (lambda s, u: bearer(mint(s, sub=u, header_extra={"crit": "x"})), 403),
         "not-before-in-future": (lambda s, u: bearer(mint(s, sub=u, nbf=now + 3600)), 403),
         "issued-in-future": (lambda s, u: bearer(mint(s, sub=u, iat=now + 3600)), 403),
         "no-scope": (lambda s, u: bearer(mint(s, sub=u, scope=None)), 403),

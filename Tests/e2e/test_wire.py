@@ -2,6 +2,7 @@
 Pelican send is accepted, and every malformed or interrupted body commits nothing."""
 import json
 import os
+import socket
 import subprocess
 
 import pytest
@@ -261,3 +262,50 @@ def test_other_routes_answer_json_errors(daemon, method, path, status):
     error_of(r)
     if status == 405:
         assert "POST" in r.headers.get("Allow", ""), r.headers
+
+
+# ------------------------------------------------ Transfer-Encoding together with Content-Length
+
+
+def _read_until_closed(sock):
+    reply = bytearray()
+    while True:
+        data = sock.recv(65536)
+        if not data:
+            return bytes(reply)
+        reply += data
+
+
+@pytest.mark.parametrize("order", ["te-first", "cl-first"])
+@pytest.mark.parametrize("te", ["chunked", "Chunked", "gzip, chunked"])
+@pytest.mark.parametrize("cl", ["body", "0", "10"])
+def test_transfer_encoding_with_content_length_is_refused(seeded, sample_tgz, untouched, order, te, cl):
+    """RFC 9112 §6.3: a request framed both ways (a smuggling attempt) gets a 400 JSON error and the
+    connection is closed by the server, whatever the header order and values; nothing is committed."""
+    daemon, server = seeded
+    boundary = go_boundary()
+    body = b"".join(chunk_encode(piece) for piece in
+                    multipart_stream(transfer_parts(sample_tgz), boundary)) + b"0\r\n\r\n"
+    length = str(len(body)) if cl == "body" else cl
+    framing = [f"Transfer-Encoding: {te}", f"Content-Length: {length}"]
+    if order == "cl-first":
+        framing.reverse()
+    head = (f"POST /api/transfers HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            f"Authorization: Bearer {mint(daemon.token, sub=server)}\r\n"
+            f"Content-Type: multipart/form-data; boundary={boundary}\r\n" + "\r\n".join(framing) + "\r\n\r\n").encode()
+    port = int(daemon.url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(head)
+        try:
+            sock.sendall(body)
+        except OSError:
+            pass  # the server may already have answered and closed
+        reply = _read_until_closed(sock)  # no shutdown from our side: the server must close
+    status_line, _, rest = reply.partition(b"\r\n")
+    assert status_line == b"HTTP/1.1 400 Bad Request", reply[:300]
+    headers, _, payload = rest.partition(b"\r\n\r\n")
+    assert b"connection: close" in headers.lower() and b"application/json" in headers.lower(), headers
+    assert "Transfer-Encoding and Content-Length" in json.loads(payload)["error"]
+    assert reply.count(b"HTTP/1.1") == 1
+    untouched(daemon, server)
+    assert push_archive(daemon, server, sample_tgz).status_code == 200  # the daemon serves on

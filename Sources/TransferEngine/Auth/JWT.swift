@@ -9,7 +9,7 @@ import FoundationEssentials
 ///  base64url(header) . base64url(claims) . base64url(HMAC-SHA256(secret, header.claims))
 /// ```
 /// `alg` is pinned: a token whose header says anything but `HS256` (`none`, `RS256`, …) is refused
-/// before its signature is even looked at.
+/// before its signature is even looked at, and so is one whose header has a `crit` member.
 public enum JWT {
     /// Signs `claims` with `secret`. `headerExtras` go into the JOSE header (panels repeat `jti`
     /// and, for transfers, `sub` there).
@@ -37,6 +37,11 @@ public enum JWT {
         else { throw invalid("token header is not base64url JSON") }
         guard header["alg"]?.stringValue == "HS256" else {
             throw invalid("token algorithm must be HS256")
+        }
+        // RFC 7515 §4.1.11: extensions listed in `crit` must be understood, and we understand none
+        // (an empty or malformed `crit` is invalid too), so any `crit` member refuses the token.
+        guard header["crit"] == nil else {
+            throw invalid("token header has a crit member (no JWS extensions are supported)")
         }
         guard let signature = Base64URL.decode(parts[2]) else { throw invalid("token signature is not base64url") }
         let signingInput = Array(token.utf8.prefix(parts[0].utf8.count + 1 + parts[1].utf8.count))

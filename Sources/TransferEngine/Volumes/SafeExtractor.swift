@@ -11,10 +11,14 @@ private import CTransferShims
 /// ```
 /// Rules (any violation fails the whole extraction; the caller discards the staging directory):
 /// - names with `..` components or absolute names are refused; so are device nodes, FIFOs, sockets;
+/// - paths and link targets over `maxPathBytes` are refused, and so is an entry whose creation fails
+///   for what it asks (too long a name, a size or offset beyond the file system: `ErrorMapping.entryFault`);
 /// - parents are opened with `O_NOFOLLOW`, so an entry never passes through a symlink;
 /// - hardlinks must name an entry already inside the root;
 /// - at `finish()`, every symlink's target is resolved inside the root (following other symlinks
-///   the archive made); one that leads outside fails the extraction, whatever the entry order;
+///   the archive made); one that leads outside fails the extraction, whatever the entry order.
+///   One that leads nowhere (a cycle, or more than the kernel's 40 hops) is kept: the kernel
+///   cannot follow it either;
 /// - setuid/setgid bits are stripped; directory modes and times are applied last, deepest first.
 public final class SafeExtractor {
     private let root: VolumeRoot
@@ -63,12 +67,28 @@ public final class SafeExtractor {
     }
 
     /// Extracts one entry; file data is pulled from `reader`.
+    ///
+    /// A system call that fails because of what the entry asks for (a name or target the file
+    /// system finds too long, a size or offset beyond its maximum file size) refuses the entry
+    /// like any other unsafe one (`.invalidInput`); failures of the node itself stay I/O errors.
     public func extract(_ entry: ArchiveReader.Entry, reader: ArchiveReader) throws {
+        do {
+            try write(entry, reader: reader)
+        } catch let error as TransferError {
+            guard let failure = error.cause as? SystemCallError, let reason = ErrorMapping.entryFault(failure) else {
+                throw error
+            }
+            throw refuse(String(decoding: entry.path, as: UTF8.self), "\(reason) (\(failure))")
+        }
+    }
+
+    private func write(_ entry: ArchiveReader.Entry, reader: ArchiveReader) throws {
         let components = try Self.components(of: entry.path, what: "entry")
         let display = String(decoding: entry.path, as: UTF8.self)
         guard let name = components.last else {
-            // The root itself ("./"): its mode and time are applied like any directory's.
-            if entry.kind == .directory { deferredDirectories.append(([], Self.safeMode(entry.mode), entry.mtime)) }
+            // The root itself ("./"): its mode and time are applied like any directory's, except
+            // that the owner keeps rwx: a 000 root would lock the daemon and the server out.
+            if entry.kind == .directory { deferredDirectories.append(([], Self.safeMode(entry.mode) | 0o700, entry.mtime)) }
             return
         }
         let parent = try openParent(Array(components.dropLast()), display: display)
@@ -159,7 +179,11 @@ public final class SafeExtractor {
     private func makeSymlink(
         target: [UInt8], at components: [[UInt8]], parent: Int32, name cName: [CChar], mtime: FileTime, display: String
     ) throws {
-        guard !target.isEmpty, target.first != 0x2f else { throw refuse(display, "is a symlink to an absolute path") }
+        guard !target.isEmpty else { throw refuse(display, "is a symlink with an empty target") }
+        guard target.first != 0x2f else { throw refuse(display, "is a symlink to an absolute path") }
+        guard target.count <= Self.maxPathBytes else {
+            throw refuse(display, "is a symlink whose target is longer than \(Self.maxPathBytes) bytes")
+        }
         guard Self.lexicallyInside(base: Array(components.dropLast()), target: target) else {
             throw refuse(display, "is a symlink leading outside the volume")
         }
@@ -174,11 +198,11 @@ public final class SafeExtractor {
     }
 
     /// Applies directory modes and times (deepest first, so setting a parent's time is last) and
-    /// checks that every symlink resolves inside the root.
+    /// checks that no symlink resolves outside the root.
     public func finish() throws {
         flusher.stop()
         for link in symlinks {
-            guard resolvesInside(link) else {
+            guard root.resolution(of: link) != .outside else {
                 throw refuse(link.map { String(decoding: $0, as: UTF8.self) }.joined(separator: "/"),
                              "is a symlink leading outside the volume")
             }
@@ -215,12 +239,25 @@ public final class SafeExtractor {
 
     // MARK: - Path checks
 
+    /// The longest path below the volume an entry may have, and the longest symlink target, in
+    /// bytes: PATH_MAX (4,096 with its NUL) less 256 for the volume directory's own absolute path
+    /// (`/var/lib/pterodactyl/volumes/<uuid>/` is 66). A longer one could be written component by
+    /// component but never opened by its full path again (downloads, the game server, `tar`).
+    static let maxPathBytes = Int(PATH_MAX) - 256
+
     static func components(of path: [UInt8], what: String) throws -> [[UInt8]] {
+        let components: [[UInt8]]
         do {
-            return try VolumeRoot.components(of: path, what: what)
+            components = try VolumeRoot.components(of: path, what: what)
         } catch let error as TransferError {
             throw TransferError(.invalidInput, .archive, "unsafe archive entry: \(error.message)")
         }
+        // The path as it lands on disk ("./a//b" is "a/b"), so redundant spelling costs nothing.
+        let length = components.reduce(max(components.count - 1, 0)) { $0 + $1.count }
+        guard length <= maxPathBytes else {
+            throw refuse(String(decoding: path, as: UTF8.self), "\(what) path is longer than \(maxPathBytes) bytes")
+        }
+        return components
     }
 
     /// Whether `target`, read relative to the directory `base`, stays inside the root by its text alone.
@@ -237,8 +274,6 @@ public final class SafeExtractor {
         }
         return true
     }
-
-    func resolvesInside(_ link: [[UInt8]]) -> Bool { root.resolveInside(link) != nil }
 
     // MARK: - File system helpers
 
@@ -289,7 +324,8 @@ public final class SafeExtractor {
 
     private func refuse(_ path: String, _ reason: String) -> TransferError { Self.refuse(path, reason) }
 
+    /// The refusal of an entry (long paths shortened in the message).
     static func refuse(_ path: String, _ reason: String) -> TransferError {
-        TransferError(.invalidInput, .archive, "unsafe archive entry '\(path)': \(reason)")
+        TransferError(.invalidInput, .archive, "unsafe archive entry '\(VolumeRoot.shown(path))': \(reason)")
     }
 }

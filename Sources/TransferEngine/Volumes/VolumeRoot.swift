@@ -47,20 +47,47 @@ public final class VolumeRoot: @unchecked Sendable {
     }
 
     static func refuse(_ path: String, _ reason: String) -> TransferError {
-        TransferError(.invalidInput, .volumes, "unsafe path '\(path)': \(reason)")
+        TransferError(.invalidInput, .volumes, "unsafe path '\(shown(path))': \(reason)")
     }
+
+    /// `path` for a message: over 200 bytes it is cut there (names may be up to 3,840 bytes long).
+    static func shown(_ path: String) -> String {
+        path.utf8.count > 200 ? String(decoding: path.utf8.prefix(200), as: UTF8.self) + "…" : path
+    }
+
+    /// Where a path leads when its symlinks are followed as the kernel would.
+    public enum Resolution: Equatable, Sendable {
+        /// The symlink-free components inside the root (missing ones kept as they are).
+        case inside([[UInt8]])
+        /// Above the root, or through an absolute or unreadable link.
+        case outside
+        /// More than 40 links to follow (MAXSYMLINKS: a cycle such as `loop -> loop`, or too
+        /// long a chain); the kernel fails such a path with ELOOP, so it leads nowhere.
+        case unresolvable
+    }
+
+    /// The kernel's limit of symlinks followed in one path lookup (MAXSYMLINKS, Linux ≥ 4.2).
+    static let maxSymlinkHops = 40
 
     /// Resolves `components` as the kernel would, but following only symlinks whose targets stay
     /// inside the root (at most 40 hops). Returns the symlink-free components, or nil if the path
-    /// leads outside. Missing components are kept as they are (they name nothing yet).
+    /// leads outside or nowhere. Missing components are kept as they are (they name nothing yet).
     public func resolveInside(_ components: [[UInt8]]) -> [[UInt8]]? {
+        guard case .inside(let resolved) = resolution(of: components) else { return nil }
+        return resolved
+    }
+
+    /// Follows `components` component by component as the kernel's path walk does: each symlink met
+    /// (the last component's too) is replaced by its target, `..` goes to the parent of what was
+    /// reached, and every link followed counts one hop against the kernel's limit of 40.
+    public func resolution(of components: [[UInt8]]) -> Resolution {
         var resolved: [[UInt8]] = []
         var pending: [[UInt8]] = components.reversed()
         var hops = 0
         while let part = pending.popLast() {
             if part == [0x2e] { continue }
             if part == [0x2e, 0x2e] {
-                if resolved.isEmpty { return nil }
+                if resolved.isEmpty { return .outside }
                 resolved.removeLast()
                 continue
             }
@@ -69,17 +96,17 @@ public final class VolumeRoot: @unchecked Sendable {
             var st = stat()
             guard fstatat(descriptor, cPath, &st, AT_SYMLINK_NOFOLLOW) == 0, st.st_mode & S_IFMT == S_IFLNK else { continue }
             hops += 1
-            if hops > 40 { return nil }
+            if hops > Self.maxSymlinkHops { return .unresolvable }
             var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
             let n = readlinkat(descriptor, cPath, &buffer, buffer.count - 1)
-            guard n > 0, buffer[0] != 0x2f else { return nil }
+            guard n > 0, buffer[0] != 0x2f else { return .outside }
             resolved.removeLast()
             let target = buffer[0..<n].map { UInt8(bitPattern: $0) }
             for piece in target.split(separator: 0x2f, omittingEmptySubsequences: true).reversed() {
                 pending.append(Array(piece))
             }
         }
-        return resolved
+        return .inside(resolved)
     }
 
     /// Opens the directory at `components` (symlink-free) with O_NOFOLLOW at every step.

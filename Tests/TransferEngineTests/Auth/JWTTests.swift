@@ -75,6 +75,15 @@ struct JWTTests {
     }
 
     /// Sanity check for the forging helper: with an HS256 header, the same construction verifies.
+    /// RFC 7515 §4.1.11: a `crit` header member names extensions the recipient must understand; we
+    /// understand none, so every form of it (a list, empty, malformed, null) refuses a well-signed token.
+    @Test(arguments: [#"["exp"]"#, #"["b64"]"#, "[]", #""exp""#, "null", #"{"x":1}"#, "[1]"])
+    func critHeaderRefused(crit: String) {
+        let claims = TestTokens.json(TestTokens.uploadClaims())
+        let token = TestTokens.forge(headerJSON: #"{"alg":"HS256","typ":"JWT","crit":"# + crit + "}", claimsJSON: claims)
+        expectRefused("crit") { _ = try JWT.decodeVerified(token, secret: TestTokens.secret) }
+    }
+
     @Test func forgedHS256TokenVerifies() throws {
         let claims = TestTokens.uploadClaims()
         let token = TestTokens.forge(headerJSON: #"{"alg":"HS256","typ":"JWT"}"#, claimsJSON: TestTokens.json(claims))

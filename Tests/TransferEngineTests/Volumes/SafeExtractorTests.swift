@@ -111,6 +111,81 @@ struct SafeExtractorTests {
         }
     }
 
+    /// Links that lead nowhere (cycles, or chains the kernel gives up on after 40 hops) cannot be
+    /// followed by anyone, so they are kept as they are, in every shape and order.
+    @Test(arguments: [
+        [("loop", "loop")],
+        [("a", "b"), ("b", "a")],
+        [("b", "a"), ("a", "./b")],
+        [("x", "y"), ("y", "z"), ("z", "x")],
+        [("d/a", "../e/b"), ("e/b", "../d/a")],
+        [("into", "loop/file"), ("loop", "loop")],
+        [("self-dir", "self-dir/sub/../..")],
+        chain(length: 45, end: "data"),
+    ])
+    func symlinksLeadingNowhereKept(links: [(String, String)]) throws {
+        try TempDirectory.with { temp in
+            let source = try temp.makeDirectory("source")
+            try ArchiveHarness.write(Array("d".utf8), to: source + "/data")
+            for (path, target) in links {
+                if let slash = path.lastIndex(of: "/") { try temp.makeDirectory("source/" + path[..<slash]) }
+                #expect(symlink(target, source + "/" + path) == 0)
+            }
+            let bytes = try ArchiveHarness.archive(source).bytes
+            let destination = try temp.makeDirectory("destination")
+            try ArchiveHarness.extract(bytes, into: destination)
+            try ArchiveHarness.expectSameTree(source, destination)
+        }
+    }
+
+    /// `l0 -> l1 -> … -> l<length-1> -> end`.
+    static func chain(length: Int, end: String) -> [(String, String)] {
+        (0..<length).map { ("l\($0)", $0 == length - 1 ? end : "l\($0 + 1)") }
+    }
+
+    /// A link that resolves outside is refused however many hops it takes and whatever cycles sit
+    /// beside it: every link is resolved from its own place, so a long chain's escaping tail is
+    /// caught on its own. Up to 40 hops the whole chain leads outside too.
+    @Test(arguments: [
+        chain(length: 36, end: "esc") + [("esc", "dot/.."), ("dot", ".")],
+        chain(length: 60, end: "esc") + [("esc", "dot/.."), ("dot", ".")],
+        [("loop", "loop"), ("a", "b"), ("b", "a"), ("esc", "dot/.."), ("dot", ".")],
+        [("d/in", "../cyc/x"), ("cyc", "cyc"), ("d/up", "../dot/.."), ("dot", ".")],
+    ])
+    func escapingSymlinkRefusedBesideCyclesAndLongChains(links: [(String, String)]) throws {
+        try loneEscapingSymlinkRefused(links: links)
+    }
+
+    /// Symlink targets are refused by text for what they are: empty (its own reason, not "absolute"),
+    /// absolute, or longer than `maxPathBytes`; up to that length they are fine.
+    @Test(arguments: [
+        ("", "empty target"), ("/etc", "absolute path"), ("//", "absolute path"),
+        (String(repeating: "./", count: 1920) + "x", "longer than 3840 bytes"),
+        (String(repeating: "a/", count: 3000), "longer than 3840 bytes"),
+        (String(repeating: "./", count: 1918) + "data", nil),
+    ] as [(String, String?)])
+    func symlinkTargetCheckedByText(target: String, refusal: String?) throws {
+        try TempDirectory.with { temp in
+            let staging = try temp.makeDirectory("staging")
+            let extractor = try SafeExtractor(root: staging)
+            let reader = try ArchiveReader(source: { nil })
+            let entry = ArchiveReader.Entry(
+                path: Array("s".utf8), kind: .symlink, mode: 0o777, size: 0, mtime: FileTime(seconds: 0),
+                linkTarget: Array(target.utf8))
+            guard let refusal else {
+                try extractor.extract(entry, reader: reader)
+                var buffer = [CChar](repeating: 0, count: Int(PATH_MAX))
+                let n = readlink(staging + "/s", &buffer, buffer.count)
+                #expect(n == target.utf8.count)
+                #expect(String(decoding: buffer.prefix(max(n, 0)).map { UInt8(bitPattern: $0) }, as: UTF8.self) == target)
+                return
+            }
+            let error = #expect(throws: TransferError.self) { try extractor.extract(entry, reader: reader) }
+            #expect(error?.code == .invalidInput)
+            #expect(error?.message.contains(refusal) == true, "\(error?.message ?? "-")")
+        }
+    }
+
     /// Files written with direct I/O (1 MiB and up) or through the page cache, and GNU tar's sparse
     /// entries (offsets that jump), all come out byte for byte as GNU tar archived them.
     @Test(arguments: [false, true])
@@ -163,6 +238,25 @@ struct SafeExtractorTests {
         }
     }
 
+    /// Whatever mode the "./" entry gives, the root keeps u+rwx (other bits as given, never setuid/setgid).
+    @Test(arguments: [0, 0o055, 0o100, 0o500, 0o600, 0o644, 0o750, 0o1000, 0o6777] as [UInt32])
+    func rootKeepsOwnerAccess(mode: UInt32) throws {
+        try TempDirectory.with { temp in
+            let staging = try temp.makeDirectory("staging")
+            let extractor = try SafeExtractor(root: staging)
+            let reader = try ArchiveReader(source: { nil })
+            let root = ArchiveReader.Entry(
+                path: Array("./".utf8), kind: .directory, mode: mode, size: 0, mtime: FileTime(seconds: 1_704_067_200),
+                linkTarget: nil)
+            try extractor.extract(root, reader: reader)
+            try extractor.finish()
+            var st = stat()
+            #expect(stat(staging, &st) == 0)
+            #expect(st.st_mode & 0o7777 == (Glibc.mode_t(mode) & 0o1777) | 0o700, "\(String(st.st_mode & 0o7777, radix: 8))")
+            #expect(st.st_mtim.tv_sec == 1_704_067_200)
+        }
+    }
+
     @Test func missingRootRefused() throws {
         try TempDirectory.with { temp in
             #expect(throws: TransferError.self) { _ = try SafeExtractor(root: temp.appending("does-not-exist")) }
@@ -174,6 +268,27 @@ struct SafeExtractorTests {
         for bad in ["../x", "a/../../x", "/etc/passwd", "a/..", "a\u{0}b"] {
             #expect(throws: TransferError.self, "\(bad.debugDescription)") {
                 _ = try SafeExtractor.components(of: Array(bad.utf8), what: "entry")
+            }
+        }
+        // The path as written to disk may be up to maxPathBytes long, however it is spelled.
+        let limit = SafeExtractor.maxPathBytes
+        #expect(limit == 3840)
+        for (path, fits) in [
+            (String(repeating: "d/", count: limit / 2 - 1) + "ff", true),
+            (String(repeating: "d/", count: limit / 2) + "f", false),
+            (String(repeating: "./", count: 3000) + String(repeating: "x", count: 200), true),
+            (String(repeating: String(repeating: "n", count: 254) + "/", count: 15) + String(repeating: "z", count: 15), true),
+            (String(repeating: String(repeating: "n", count: 254) + "/", count: 15) + String(repeating: "z", count: 16), false),
+            (String(repeating: String(repeating: "n", count: 255) + "/", count: 17), false),
+        ] {
+            let bytes = Array(path.utf8)
+            if fits {
+                #expect(try SafeExtractor.components(of: bytes, what: "entry").isEmpty == false)
+            } else {
+                let error = #expect(throws: TransferError.self) { _ = try SafeExtractor.components(of: bytes, what: "entry") }
+                #expect(error?.code == .invalidInput)
+                #expect(error?.message.contains("longer than 3840 bytes") == true, "\(error?.message ?? "-")")
+                #expect((error?.message.utf8.count ?? 0) < 300)
             }
         }
         #expect(SafeExtractor.lexicallyInside(base: [], target: Array("a/../b".utf8)))

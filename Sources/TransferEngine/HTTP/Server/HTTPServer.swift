@@ -195,6 +195,9 @@ public final class HTTPServer: @unchecked Sendable {
             let request = Self.makeRequest(connection, url: url, method: method)
             let exchange = Exchange(request: request)
             exchangePointer.pointee = Unmanaged.passRetained(exchange).toOpaque()
+            if let refusal = Self.framingRefusal(request) {
+                return queue(refusal, on: connection, exchange: exchange)
+            }
             switch router(request) {
             case .respond(let response):
                 return queue(response, on: connection, exchange: exchange)
@@ -261,6 +264,21 @@ public final class HTTPServer: @unchecked Sendable {
         exchange.answeredEarly = true
         exchange.responded = true
         exchange.status = response.status
+    }
+
+    /// The answer to a request whose framing is ambiguous, or nil when it is fine.
+    ///
+    /// RFC 9112 §6.3: a message with both `Transfer-Encoding` and `Content-Length` may be a request
+    /// smuggling attempt (a proxy in front may have framed it by the other header), so the server
+    /// answers 400 and closes the connection instead of picking one. libmicrohttpd 0.9.75 would
+    /// read it as chunked; its own framing errors (bad chunk sizes, `Content-Length: -1`) never
+    /// reach us (it answers them with its own HTML page).
+    static func framingRefusal(_ request: HTTPRequest) -> HTTPResponse? {
+        guard request.header("transfer-encoding") != nil, request.header("content-length") != nil else { return nil }
+        var response = HTTPResponse.error(
+            TransferError(.invalidInput, .http, "request has both Transfer-Encoding and Content-Length (RFC 9112 §6.3)"))
+        response.headers.append(("Connection", "close"))
+        return response
     }
 
     static func reason(_ status: Int) -> String {
