@@ -383,7 +383,7 @@ def test_symlinks_out_of_the_volume_are_left_out_with_a_warning(daemon, transfer
     outside = {"abs": "/etc/passwd", "root": "/", "up": "..", "sub/deep/up3": "../../..",
                "sub/sneaky": "deep/../../../x", "homecontainer": "/home/container/file.txt"}
     inside = {"ok": "sub/file.txt", "sub/deep/back": "../file.txt", "dangling": "missing/file",
-              "dot": "."}
+              "dot": ".", "sub/loop": "loop", "sub/a": "b", "sub/b": "a"}
     for name, target in {**outside, **inside}.items():
         os.symlink(target, vol / name)
     server = new_server_id()
