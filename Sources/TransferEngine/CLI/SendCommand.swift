@@ -11,6 +11,7 @@ public enum SendCommand {
                transfer-send token (--secret S | --secret-file F) --scope SCOPE --server UUID [--ttl 15m]
                transfer-send download --url URL (--token JWT | --secret-file F --server UUID) (--file PATH | --backup UUID)
                transfer-send upload --url URL (--token JWT | --secret-file F --server UUID --user UUID) FILE...
+               transfer-send evacuate --data DIR --url URL (--secret S | --secret-file F) [--servers UUID,...] [--parallel N]
                transfer-send bench [--corpus mixed,large,tiny] [--scale S] [--runs N] [--modes gzip,auto] [--json F] [--chart F.svg]
         """
 
@@ -27,6 +28,9 @@ public enum SendCommand {
           download fetch a file of a server's volume (/download/file) or a backup (/download/backup)
                    into --output (default: its own name); --resume continues a partial download.
           upload   send files into a server's volume (/upload/file), into --directory (default /).
+          evacuate push every server volume of this node to another node, several at once, each
+                   verified on its own; one line per server and a summary
+                   (`transfer-send evacuate --help` for its options).
           bench    measure verified transfers on this machine next to baselines in the same run
                    (`transfer-send bench --help` for its options).
 
@@ -90,6 +94,7 @@ public enum SendCommand {
             case "token": return try token(rest)
             case "download": return try download(rest)
             case "upload": return try upload(rest)
+            case "evacuate": return try evacuate(rest)
             case "bench": return try bench(rest)
             case "--help", "-h", "help":
                 print(help)

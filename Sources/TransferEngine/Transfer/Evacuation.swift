@@ -1,0 +1,188 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Moves every server volume of a node's data directory to one destination, several at once,
+/// unattended: what an operator runs to empty a node for maintenance or retirement.
+///
+/// ```
+///  <data>/<uuid>/ … ─▶ plan (UUID-named directories, sizes; largest first)
+///     ─▶ N workers, each: mint a transfer token ─▶ CompressionNegotiator ─▶ OutgoingTransfer ─▶ Outcome
+/// ```
+/// Each server is its own verified push: one failing does not stop the others, and the
+/// destination commits each only after its checksum matched. The source volumes are never
+/// touched; the panel (or the operator) removes them once the destination has them.
+public final class Evacuation: @unchecked Sendable {
+    public struct Options: Sendable {
+        public var dataDirectory: String
+        public var url: String
+        /// The destination's node token: a transfer token is minted for each server.
+        public var secret: [UInt8]
+        /// Only these servers (nil: every volume in the data directory).
+        public var servers: [String]?
+        /// Pushes at once.
+        public var parallel = 2
+        public var mode: CompressionNegotiator.Mode = .auto
+        public var insecureTLS = false
+        public var caCertificate: String?
+
+        public init(dataDirectory: String, url: String, secret: [UInt8]) {
+            self.dataDirectory = dataDirectory
+            self.url = url
+            self.secret = secret
+        }
+    }
+
+    /// One volume to move.
+    public struct Volume: Sendable {
+        public var server: String
+        public var path: String
+        public var files: Int
+        public var bytes: Int64
+    }
+
+    /// How one server's push ended.
+    public struct Outcome: Sendable {
+        public var volume: Volume
+        public var result: OutgoingTransfer.Result?
+        public var compression: StreamCompression?
+        /// Nil on success.
+        public var error: TransferError?
+    }
+
+    public let options: Options
+    /// Called once per server as its push ends (from a worker thread, one call at a time).
+    public var onFinished: (@Sendable (Outcome) -> Void)?
+    /// Volume bytes sent so far over all servers (from worker threads, at most a few times a second each).
+    public var onProgress: (@Sendable (Int64) -> Void)?
+
+    private let lock = Condition()
+    /// Serialises `onFinished`, so lines printed there never interleave.
+    private let reporting = Condition()
+    private var cancelled = false
+    private var running: [String: OutgoingTransfer] = [:]
+    private var bytesDone: [String: Int64] = [:]
+
+    public init(options: Options) {
+        self.options = options
+    }
+
+    /// The volumes to move, largest first (so the longest pushes start early and the last ones
+    /// to finish are short). Names that are not server UUIDs (`.staging`, `lost+found`) are
+    /// left alone; a server asked for by name must have a volume here.
+    public static func plan(dataDirectory: String, only servers: [String]?) throws -> [Volume] {
+        let fd = open(dataDirectory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else { throw TransferError.system("open", path: dataDirectory) }
+        let names = try FileTree.entries(ofDirectory: fd, display: dataDirectory).map { String(decoding: $0.name, as: UTF8.self) }
+        close(fd)
+        var present = Set(names.filter { VolumeStore.isValidServerID($0) && FileTree.isDirectory("\(dataDirectory)/\($0)") })
+        if let servers {
+            let missing = servers.filter { !present.contains($0) }
+            guard missing.isEmpty else {
+                throw TransferError(.notFound, .cli, "no volume for server \(missing.joined(separator: ", ")) in \(dataDirectory)")
+            }
+            present = Set(servers)
+        }
+        var volumes: [Volume] = []
+        for server in present {
+            let path = "\(dataDirectory)/\(server)"
+            let totals = try VolumeWalker(root: path).totals()
+            volumes.append(Volume(server: server, path: path, files: totals.files, bytes: totals.bytes))
+        }
+        return volumes.sorted { ($0.bytes, $1.server) > ($1.bytes, $0.server) }
+    }
+
+    /// Pushes every volume of `plan`; returns the outcomes in the plan's order. After `cancel()`,
+    /// running pushes are aborted (nothing committed) and the rest are not started.
+    public func run(_ plan: [Volume]) -> [Outcome] {
+        let work = WorkQueue(plan)
+        let workers = (0..<max(1, min(options.parallel, plan.count))).map { index in
+            StageThread(name: "evacuate-\(index)") { [self] in
+                while let (index, volume) = work.take() {
+                    let outcome = push(volume)
+                    work.finish(index, outcome)
+                    reporting.withLock { onFinished?(outcome) }
+                }
+            }
+        }
+        for worker in workers { worker.join() }
+        return work.outcomes
+    }
+
+    /// The plan handed out one volume at a time, and the outcomes in the plan's order.
+    private final class WorkQueue: @unchecked Sendable {
+        private let lock = Condition()
+        private let plan: [Volume]
+        private var next = 0
+        private var results: [Outcome?]
+
+        init(_ plan: [Volume]) {
+            self.plan = plan
+            results = Array(repeating: nil, count: plan.count)
+        }
+
+        func take() -> (Int, Volume)? {
+            lock.withLock {
+                guard next < plan.count else { return nil }
+                next += 1
+                return (next - 1, plan[next - 1])
+            }
+        }
+
+        func finish(_ index: Int, _ outcome: Outcome) { lock.withLock { results[index] = outcome } }
+
+        var outcomes: [Outcome] { lock.withLock { results.compactMap { $0 } } }
+    }
+
+    /// Aborts running pushes and starts no more.
+    public func cancel() {
+        let transfers: [OutgoingTransfer] = lock.withLock {
+            cancelled = true
+            return Array(running.values)
+        }
+        for transfer in transfers { transfer.cancel() }
+    }
+
+    private func push(_ volume: Volume) -> Outcome {
+        var outcome = Outcome(volume: volume)
+        let token = TokenMinter(secret: options.secret, audience: options.url)
+            .mint(scope: .transfer, claims: ["sub": .string(volume.server)])
+        var transferOptions = OutgoingTransfer.Options(volume: volume.path, url: options.url, token: token)
+        transferOptions.insecureTLS = options.insecureTLS
+        transferOptions.caCertificate = options.caCertificate
+        do {
+            let choice = try CompressionNegotiator.choose(
+                mode: options.mode, url: options.url, token: token, volume: volume.path, insecureTLS: options.insecureTLS,
+                caCertificate: options.caCertificate, cancelled: { [self] in lock.withLock { cancelled } })
+            transferOptions.compression = choice.compression
+            outcome.compression = choice.compression
+            let transfer = OutgoingTransfer(options: transferOptions)
+            transfer.onProgress = { [self] progress in
+                let total = lock.withLock {
+                    bytesDone[volume.server] = progress.volumeBytes
+                    return bytesDone.values.reduce(0, +)
+                }
+                onProgress?(total)
+            }
+            let admitted = lock.withLock {
+                if !cancelled { running[volume.server] = transfer }
+                return !cancelled
+            }
+            guard admitted else { throw TransferError(.cancelled, .transfer, "cancelled before it started") }
+            defer { _ = lock.withLock { running.removeValue(forKey: volume.server) } }
+            outcome.result = try transfer.run()
+            lock.withLock { bytesDone[volume.server] = volume.bytes }
+        } catch let error as TransferError {
+            outcome.error = error
+        } catch {
+            outcome.error = TransferError(.internal, .transfer, "\(error)")
+        }
+        return outcome
+    }
+}
+
+extension Evacuation.Outcome {
+    init(volume: Evacuation.Volume) {
+        self.init(volume: volume, result: nil, compression: nil, error: nil)
+    }
+}
