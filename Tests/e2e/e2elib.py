@@ -343,12 +343,7 @@ def raw_request(port, head, body_pieces=(), close_after=True, read_response=Fals
         if not read_response:
             return None
         sock.shutdown(socket.SHUT_WR)
-        reply = bytearray()
-        while True:
-            data = sock.recv(65536)
-            if not data:
-                return bytes(reply)
-            reply += data
+        return read_until_closed(sock)
     finally:
         if close_after:
             sock.close()
@@ -366,6 +361,16 @@ def scan_names(root, prefix):
             if n.startswith(prefix):
                 found.append(os.path.join(dirpath, n))
     return found
+
+
+def read_until_closed(sock):
+    """Everything the peer sends until it closes the connection."""
+    reply = bytearray()
+    while True:
+        data = sock.recv(65536)
+        if not data:
+            return bytes(reply)
+        reply += data
 
 
 class HeldTransfer:

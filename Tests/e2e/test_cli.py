@@ -3,13 +3,12 @@ cannot extend are usage errors (64, one line naming them) that send nothing, and
 answered with a failure of its own is not reported as unreachable."""
 import json
 import os
-import socket
-import threading
 
 import pytest
 
 from e2elib import new_server_id, run_cli
 from http_helpers import place_volume
+from test_push import EarlyAnswer
 
 
 def error_line(result):
@@ -103,50 +102,12 @@ def test_download_and_upload_take_the_transfers_url_a_push_takes(served_upload, 
         assert (vol / "up.txt").read_text() == "up"
 
 
-class StatusNode:
-    """Answers every request on 127.0.0.1 with one status and a JSON error, then closes."""
-
-    def __init__(self, status, message):
-        self.status, self.message = status, message
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        self.thread = threading.Thread(target=self.serve, daemon=True)
-        self.thread.start()
-
-    def serve(self):
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            with conn:
-                try:
-                    conn.settimeout(5)
-                    head = b""
-                    while b"\r\n\r\n" not in head:
-                        data = conn.recv(65536)
-                        if not data:
-                            break
-                        head += data
-                    body = json.dumps({"error": self.message}).encode()
-                    conn.sendall(b"HTTP/1.1 %d Failed\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
-                                 b"Connection: close\r\n\r\n" % (self.status, len(body)) + body)
-                except OSError:
-                    pass
-
-    def stop(self):
-        self.sock.close()
-        self.thread.join(5)
-
-
 @pytest.mark.parametrize("command", ["push", "download", "upload"])
 @pytest.mark.parametrize("status, expected", [(500, 74), (507, 74), (599, 74), (503, 69), (502, 69)])
 def test_a_node_that_failed_is_not_unreachable(transfer_send, sample_volume, tmp_path, command, status, expected):
     """500 "No space left on device" is an I/O failure at the node (74); only statuses that say
     the node could not be reached or serve this at all stay 69."""
-    node = StatusNode(status, "No space left on device")
+    node = EarlyAnswer(status, close=True, message="No space left on device")
     server = new_server_id()
     f = tmp_path / "up.txt"
     f.write_text("x")

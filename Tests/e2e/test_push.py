@@ -249,8 +249,8 @@ class EarlyAnswer(FakeNode):
     """Answers a transfer before reading its body (a refusal, a full disk), then closes the
     connection or keeps it open a while without reading."""
 
-    def __init__(self, status, close):
-        self.status, self.close = status, close
+    def __init__(self, status, close, message="refused before the body"):
+        self.status, self.close, self.message = status, close, message
         super().__init__()
 
     def handle(self, conn):
@@ -260,7 +260,7 @@ class EarlyAnswer(FakeNode):
             if not data:
                 break
             head += data
-        payload = json.dumps({"error": "refused before the body"}).encode()
+        payload = json.dumps({"error": self.message}).encode()
         conn.sendall(b"HTTP/1.1 %d Nope\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n"
                      % (self.status, len(payload)) + payload)
         if not self.close:

@@ -9,7 +9,7 @@ import pytest
 import requests
 
 from e2elib import (HeldTransfer, Part, archive_part, chunk_encode, compare_trees, error_of, field, go_boundary, mint,
-                    multipart_bytes, multipart_stream, new_server_id, post_transfer, push_archive, raw_request,
+                    multipart_bytes, multipart_stream, new_server_id, post_transfer, push_archive, raw_request, read_until_closed,
                     rechunk, sha256_hex, transfer_parts, wait_until)
 
 WINGS_HEADERS = {"User-Agent": "Pterodactyl Wings/v1.11.13 (id:e2e)", "Accept": "application/json"}
@@ -267,15 +267,6 @@ def test_other_routes_answer_json_errors(daemon, method, path, status):
 # ------------------------------------------------ Transfer-Encoding together with Content-Length
 
 
-def _read_until_closed(sock):
-    reply = bytearray()
-    while True:
-        data = sock.recv(65536)
-        if not data:
-            return bytes(reply)
-        reply += data
-
-
 @pytest.mark.parametrize("order", ["te-first", "cl-first"])
 @pytest.mark.parametrize("te", ["chunked", "Chunked", "gzip, chunked"])
 @pytest.mark.parametrize("cl", ["body", "0", "10"])
@@ -300,7 +291,7 @@ def test_transfer_encoding_with_content_length_is_refused(seeded, sample_tgz, un
             sock.sendall(body)
         except OSError:
             pass  # the server may already have answered and closed
-        reply = _read_until_closed(sock)  # no shutdown from our side: the server must close
+        reply = read_until_closed(sock)  # no shutdown from our side: the server must close
     status_line, _, rest = reply.partition(b"\r\n")
     assert status_line == b"HTTP/1.1 400 Bad Request", reply[:300]
     headers, _, payload = rest.partition(b"\r\n\r\n")
