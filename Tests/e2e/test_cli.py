@@ -1,7 +1,6 @@
 """transfer-send's command line against a live transferd: words it does not take and URLs it
 cannot extend are usage errors (64, one line naming them) that send nothing, and a node that
 answered with a failure of its own is not reported as unreachable."""
-import json
 import os
 
 import pytest
