@@ -249,3 +249,61 @@ def test_sparse_files_travel_as_data_and_every_tar_restores_them(transfer_send, 
         for name in ("disk.img", "starts-with-a-hole.img", "all-hole.img"):
             assert files_equal(volume / name, daemon.volume(server) / name)
             assert allocated(daemon.volume(server) / name) < 1 << 20, (mode, name)
+
+
+def linked_volume(root):
+    """Files linked two and three times (some across directories), and a file linked once."""
+    (root / "sub" / "deep").mkdir(parents=True)
+    (root / "world.dat").write_bytes(os.urandom(300_000))
+    os.link(root / "world.dat", root / "sub" / "world-link.dat")
+    (root / "a.txt").write_text("three names\n")
+    os.link(root / "a.txt", root / "sub" / "deep" / "b.txt")
+    os.link(root / "a.txt", root / "c.txt")
+    (root / "solo.txt").write_text("one name\n")
+    return root
+
+
+def inode_groups(root):
+    """Volume-relative paths of regular files grouped by inode (only groups of two or more)."""
+    groups = {}
+    for dirpath, _, names in os.walk(root):
+        for n in names:
+            path = os.path.join(dirpath, n)
+            if os.path.isfile(path) and not os.path.islink(path):
+                groups.setdefault(os.stat(path).st_ino, set()).add(os.path.relpath(path, root))
+    return sorted(sorted(g) for g in groups.values() if len(g) > 1)
+
+
+@pytest.mark.parametrize("mode", ["auto", "none", "zstd"])
+def test_hardlinks_stay_links_between_our_nodes(transfer_send, daemon, tmp_path, mode):
+    """Our destination announces that it keeps hardlinks: a linked file travels once and arrives
+    linked the same way (same content, one inode per group)."""
+    vol = linked_volume(tmp_path / "vol")
+    server = new_server_id()
+    r = run_cli(transfer_send, "push", "--volume", vol, "--url", daemon.url, "--secret-file", daemon.state / "node-token",
+                "--server", server, "--compression", mode, "--json", timeout=60)
+    assert r.returncode == 0, r.stderr
+    result = json.loads(r.stdout)
+    assert result["files"] == 6 and result["volume_bytes"] < 300_000 + 100  # the big file's data went once
+    assert inode_groups(daemon.volume(server)) == inode_groups(vol) == [
+        ["a.txt", "c.txt", "sub/deep/b.txt"], ["sub/world-link.dat", "world.dat"]]
+    assert compare_trees(vol, daemon.volume(server)) == []
+
+
+def test_hardlinks_are_copies_for_gzip_and_wings_nodes(transfer_send, daemon, wings_like, tmp_path):
+    """--compression gzip skips the negotiation, and a Wings node does not announce hardlinks: there
+    every name is a full copy, which any extractor restores."""
+    vol = linked_volume(tmp_path / "vol")
+    server = new_server_id()
+    r = run_cli(transfer_send, "push", "--volume", vol, "--url", daemon.url, "--secret-file", daemon.state / "node-token",
+                "--server", server, "--compression", "gzip", "--quiet", timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert inode_groups(daemon.volume(server)) == []
+    assert compare_trees(vol, daemon.volume(server)) == []
+    url = f"http://127.0.0.1:{wings_like.server_address[1]}"
+    r = run_cli(transfer_send, "push", "--volume", vol, "--url", url, "--secret", "s" * 32, "--server", new_server_id(),
+                "--quiet", timeout=60)
+    assert r.returncode == 0, r.stderr
+    with tarfile.open(fileobj=io.BytesIO(gzip.decompress(WingsLikeReceiver.received[-1]["archive"]))) as tar:
+        members = [m for m in tar.getmembers() if m.isfile() or m.islnk()]
+    assert len(members) == 6 and not any(m.islnk() for m in members)

@@ -89,11 +89,13 @@ public final class ArchiveWriter {
         try sink(UnsafeRawBufferPointer(rebasing: gathered[0..<count]))
     }
 
-    /// Adds a header for a directory, regular file (data follows via `writeData`) or symlink.
+    /// Adds a header for a directory, regular file (data follows via `writeData`), symlink, or a
+    /// hardlink to a file already in the archive (no data).
     /// - Parameter dataRegions: a sparse file's data; `writeData` is then given the whole file,
     ///   holes included (`writeZeros`), and libarchive stores only the data.
     func appendHeader(
-        path: PathBytes, status: FileStatus, symlinkTarget: [UInt8]? = nil, dataRegions: [SparseRegions.Region]? = nil
+        path: PathBytes, status: FileStatus, symlinkTarget: [UInt8]? = nil, hardlinkTarget: PathBytes? = nil,
+        dataRegions: [SparseRegions.Region]? = nil
     ) throws {
         precondition(!finished, "append after finish")
         archive_entry_clear(entry)
@@ -109,6 +111,10 @@ public final class ArchiveWriter {
         archive_entry_set_gname(entry, nil)
         if let target = symlinkTarget {
             archive_entry_copy_symlink(entry, CString.terminated(target))
+            archive_entry_set_size(entry, 0)
+        }
+        if let target = hardlinkTarget {
+            archive_entry_copy_hardlink(entry, target.cString)
             archive_entry_set_size(entry, 0)
         }
         for region in dataRegions ?? [] {

@@ -21,6 +21,11 @@ public struct VolumeArchiver: Sendable {
     /// Leave out symlinks that point out of the volume (a transfer: the destination refuses
     /// them). A backup keeps every link as it is.
     public var skipsLinksOutOfVolume = false
+    /// Send a file linked more than once as one copy plus tar hardlinks to it (a destination
+    /// that keeps them: ours). At most `hardlinkMemory` files are remembered (bounded memory);
+    /// links beyond that are sent as copies, which is only larger.
+    public var preservesHardlinks = false
+    public var hardlinkMemory = 10_000
 
     public init(root: String, compression: StreamCompression = .gzip) {
         self.root = root
@@ -32,6 +37,8 @@ public struct VolumeArchiver: Sendable {
         public var files = 0
         public var directories = 0
         public var symlinks = 0
+        /// Files sent as hardlinks to one sent before (counted in `files` too).
+        public var hardlinks = 0
         public var skipped = 0
         /// File data read and sent (holes in sparse files are not read).
         public var volumeBytes: Int64 = 0
@@ -69,6 +76,7 @@ public struct VolumeArchiver: Sendable {
         var rootStatus = stat()
         guard stat(root, &rootStatus) == 0 else { throw TransferError.system("stat", path: root) }
         try writer.appendHeader(path: PathBytes("."), status: FileStatus(rootStatus))
+        var linked = LinkedFiles(capacity: preservesHardlinks ? hardlinkMemory : 0)
         var walker = VolumeWalker(root: root)
         walker.statsRegularFiles = false  // archiveFile fstats the descriptor it reads
         try walker.walk(
@@ -91,7 +99,7 @@ public struct VolumeArchiver: Sendable {
                     try writer.appendHeader(path: entry.path, status: FileStatus(entry.status), symlinkTarget: target)
                     summary.symlinks += 1
                 case .file:
-                    if try archiveFile(entry, writer: writer, buffer: buffer, summary: &summary) {
+                    if try archiveFile(entry, writer: writer, buffer: buffer, linked: &linked, summary: &summary) {
                         summary.files += 1
                     } else {
                         summary.skipped += 1
@@ -124,7 +132,7 @@ public struct VolumeArchiver: Sendable {
     /// opened (a consistent prefix, as a log being appended to).
     private func archiveFile(
         _ entry: VolumeWalker.Entry, writer: ArchiveWriter, buffer: UnsafeMutableRawBufferPointer,
-        summary: inout Summary
+        linked: inout LinkedFiles, summary: inout Summary
     ) throws -> Bool {
         let fd = try entry.openForReading()
         defer { close(fd) }
@@ -132,6 +140,11 @@ public struct VolumeArchiver: Sendable {
         var st = stat()
         guard fstat(fd, &st) == 0 else { throw TransferError.system("fstat", path: entry.path.description) }
         guard st.st_mode & S_IFMT == S_IFREG else { return false }
+        if st.st_nlink > 1, let first = linked.firstPath(device: st.st_dev, inode: st.st_ino, path: entry.path) {
+            try writer.appendHeader(path: entry.path, status: FileStatus(st), hardlinkTarget: first)
+            summary.hardlinks += 1
+            return true
+        }
         // A file read in one call gains nothing from a readahead hint; skip the syscall.
         if Int(st.st_size) > buffer.count { posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL) }
         let size = Int64(st.st_size)
@@ -176,5 +189,26 @@ public struct VolumeArchiver: Sendable {
             progress?(summary.volumeBytes)
         }
         return done
+    }
+}
+
+/// Files linked more than once that are already in the archive, by device and inode.
+struct LinkedFiles {
+    private struct Key: Hashable {
+        let device: UInt64
+        let inode: UInt64
+    }
+    private var seen: [Key: PathBytes] = [:]
+    let capacity: Int
+
+    init(capacity: Int) { self.capacity = capacity }
+
+    /// The path this file was archived under before, or nil: then it is archived now (as `path`,
+    /// remembered while there is room).
+    mutating func firstPath(device: dev_t, inode: ino_t, path: PathBytes) -> PathBytes? {
+        let key = Key(device: UInt64(device), inode: UInt64(inode))
+        if let first = seen[key] { return first }
+        if seen.count < capacity { seen[key] = path }
+        return nil
     }
 }

@@ -221,7 +221,7 @@ public enum SendCommand {
         let choice = try CompressionNegotiator.choose(
             mode: mode, url: url, token: token, volume: volume, insecureTLS: options.insecureTLS,
             caCertificate: options.caCertificate)
-        options.compression = choice.compression
+        options.apply(choice)
         if !args.has("json") && !args.has("quiet") {
             StandardError.write("transfer-send: compression \(choice.compression.rawValue) (\(choice.reason))\n")
         }

@@ -54,7 +54,7 @@ extension TransferDaemon {
                 if let choice = try? CompressionNegotiator.choose(
                     mode: .auto, url: url, token: token, volume: options.volume, cancelled: { handle.isCancelled })
                 {
-                    options.compression = choice.compression
+                    options.apply(choice)
                     Log.info("transfer \(server): compression \(choice.compression.rawValue) (\(choice.reason))")
                 }
                 let transfer = OutgoingTransfer(options: options)

@@ -10,6 +10,8 @@ extension TransferDaemon {
             return .json(200, [
                 "engine": "transfer-engine", "version": .string(TransferEngineVersion.current),
                 "compression": .array(StreamCompression.allCases.map { .string($0.rawValue) }),
+                // Hardlink entries are recreated as links (SafeExtractor); a Wings node may not.
+                "features": .array([.string("hardlinks")]),
             ])
         } catch {
             return .respond(error)

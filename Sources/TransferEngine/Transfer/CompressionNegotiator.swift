@@ -17,6 +17,8 @@ public enum CompressionNegotiator {
         public var linkMBps: Double?
         public var zstdMBps: Double?
         public var zstdRatio: Double?
+        /// The destination keeps hardlinks (one of ours, which says so): linked files go as links.
+        public var preservesHardlinks = false
     }
 
     /// - Parameter cancelled: polled while waiting on the network (a DELETE on a panel-driven push).
@@ -28,7 +30,7 @@ public enum CompressionNegotiator {
         if mode == .gzip { return Choice(compression: .gzip, reason: "gzip requested") }
         let base = baseURL(url)
         let bearer = token.lowercased().hasPrefix("bearer ") ? token : "Bearer \(token)"
-        guard let offered = try capabilities(base: base, bearer: bearer, tls: tls, cancelled: cancelled) else {
+        guard let (offered, features) = try capabilities(base: base, bearer: bearer, tls: tls, cancelled: cancelled) else {
             if mode == .auto {
                 return Choice(compression: .gzip, reason: "the destination does not negotiate (a Wings node?): gzip")
             }
@@ -41,7 +43,7 @@ public enum CompressionNegotiator {
             guard offered.contains(wanted.rawValue) else {
                 throw TransferError(.unsupported, .transfer, "the destination does not accept \(mode.rawValue)")
             }
-            return Choice(compression: wanted, reason: "\(mode.rawValue) requested")
+            return Choice(compression: wanted, reason: "\(mode.rawValue) requested", preservesHardlinks: features.contains("hardlinks"))
         }
         // The two measurements use different resources (the link, the disk and a core), so they
         // run side by side: the stream starts after the slower of the two, not after both.
@@ -53,7 +55,9 @@ public enum CompressionNegotiator {
         _ = sampler.join()
         if cancelled() { throw TransferError(.cancelled, .transfer, "cancelled") }
         let (zstdRate, ratio) = (sample.rate, sample.ratio)
-        var choice = Choice(compression: .none, reason: "", linkMBps: link, zstdMBps: zstdRate, zstdRatio: ratio)
+        var choice = Choice(
+            compression: .none, reason: "", linkMBps: link, zstdMBps: zstdRate, zstdRatio: ratio,
+            preservesHardlinks: features.contains("hardlinks"))
         guard offered.contains("zstd"), let link, let zstdRate, let ratio, ratio > 0 else {
             choice.compression = offered.contains("none") ? .none : .gzip
             choice.reason = "could not measure the link or the data: \(choice.compression.rawValue)"
@@ -77,9 +81,12 @@ public enum CompressionNegotiator {
         return base
     }
 
-    /// The compressions the destination accepts; nil if it does not negotiate (a Wings node
-    /// answers 404). A refused token or an unreachable node throws, as the push itself would.
-    static func capabilities(base: String, bearer: String, tls: TLSOptions, cancelled: @escaping () -> Bool) throws -> [String]? {
+    /// The compressions the destination accepts and the features it announces (`hardlinks`); nil
+    /// if it does not negotiate (a Wings node answers 404). A refused token or an unreachable node
+    /// throws, as the push itself would.
+    static func capabilities(
+        base: String, bearer: String, tls: TLSOptions, cancelled: @escaping () -> Bool
+    ) throws -> (compressions: [String], features: [String])? {
         let easy = try CurlEasyHandle(url: base + "/api/transfers/capabilities")
         easy.shouldCancel = cancelled
         easy.addHeader("Authorization: \(bearer)")
@@ -94,7 +101,7 @@ public enum CompressionNegotiator {
         if status == 401 || status == 403 { throw OutgoingTransfer.remoteError(status: status, body: easy.responseBody) }
         guard status == 200, let json = try? JSONValue.parse(easy.responseBody), json["engine"]?.stringValue == "transfer-engine"
         else { return nil }
-        return json["compression"]?.arrayValue?.compactMap(\.stringValue) ?? []
+        return (json["compression"]?.arrayValue?.compactMap(\.stringValue) ?? [], json["features"]?.arrayValue?.compactMap(\.stringValue) ?? [])
     }
 
     /// MB/s of a 16 MiB upload to the probe endpoint (nil if it failed).

@@ -154,7 +154,7 @@ public final class Evacuation: @unchecked Sendable {
             let choice = try CompressionNegotiator.choose(
                 mode: options.mode, url: options.url, token: token, volume: volume.path, insecureTLS: options.insecureTLS,
                 caCertificate: options.caCertificate, cancelled: { [self] in lock.withLock { cancelled } })
-            transferOptions.compression = choice.compression
+            transferOptions.apply(choice)
             outcome.compression = choice.compression
             let transfer = OutgoingTransfer(options: transferOptions)
             transfer.onProgress = { [self] progress in

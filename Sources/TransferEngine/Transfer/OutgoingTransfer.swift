@@ -22,6 +22,8 @@ public final class OutgoingTransfer: @unchecked Sendable {
         public var token: String
         /// gzip for Wings peers; zstd or none only between our own nodes.
         public var compression: StreamCompression = .gzip
+        /// Send files linked more than once as tar hardlinks (only to a node that keeps them).
+        public var preservesHardlinks = false
         public var insecureTLS = false
         public var caCertificate: String?
 
@@ -29,6 +31,12 @@ public final class OutgoingTransfer: @unchecked Sendable {
             self.volume = volume
             self.url = url
             self.token = token
+        }
+
+        /// Takes what the negotiation chose for this destination.
+        public mutating func apply(_ choice: CompressionNegotiator.Choice) {
+            compression = choice.compression
+            preservesHardlinks = choice.preservesHardlinks
         }
     }
 
@@ -91,6 +99,7 @@ public final class OutgoingTransfer: @unchecked Sendable {
 
         var archiver = VolumeArchiver(root: options.volume, compression: .none)
         archiver.skipsLinksOutOfVolume = true
+        archiver.preservesHardlinks = options.preservesHardlinks
         let throttle = Throttle(interval: 0.25)  // also bounds websocket progress events to 4 per second
         archiver.progress = { [onProgress] bytes in
             guard throttle.ready() else { return }

@@ -200,6 +200,34 @@ struct VolumeArchiverTests {
         }
     }
 
+    /// Linked files go once plus tar hardlinks when asked, while there is room to remember them;
+    /// beyond `hardlinkMemory`, and when not asked, every name is a full copy.
+    @Test(arguments: [(true, 10, [3]), (true, 1, [1, 2]), (false, 10, [0])])
+    func hardlinksWithinTheirMemory(preserve: Bool, memory: Int, expectedLinks: [Int]) throws {
+        try TempDirectory.with { temp in
+            let source = try temp.makeDirectory("source")
+            var rng = SplitMix64(seed: 13)
+            try ArchiveHarness.write(rng.bytes(5_000), to: source + "/a")
+            try ArchiveHarness.write(rng.bytes(7_000), to: source + "/b")
+            #expect(link(source + "/a", source + "/a2") == 0 && link(source + "/a", source + "/a3") == 0)
+            #expect(link(source + "/b", source + "/b2") == 0)
+            var archiver = VolumeArchiver(root: source)
+            archiver.preservesHardlinks = preserve
+            archiver.hardlinkMemory = memory
+            var bytes: [UInt8] = []
+            let summary = try archiver.run { bytes += $0 }
+            let links = try ArchiveHarness.entries(bytes).filter { $0.kind == .hardlink }
+            #expect(summary.files == 5 && summary.hardlinks == links.count && expectedLinks.contains(links.count))
+            // Data goes once per file sent as a copy: 29,000 bytes less each link's file.
+            let linkedBytes = links.reduce(0) { $0 + ($1.path.first == UInt8(ascii: "a") ? 5_000 : 7_000) }
+            #expect(summary.volumeBytes == Int64(29_000 - linkedBytes))
+            let destination = try temp.makeDirectory("destination")
+            let extractor = try ArchiveHarness.extract(bytes, into: destination)
+            #expect(extractor.files == 5)
+            try ArchiveHarness.expectSameTree(source, destination)
+        }
+    }
+
     /// Sum of regular file sizes below `root` (counted independently of `VolumeWalker`).
     static func regularFileBytes(_ root: String) throws -> Int64 {
         var total: Int64 = 0
