@@ -9,6 +9,7 @@ import threading
 import time
 
 import pytest
+import requests
 
 from e2elib import (HEX64, compare_trees, error_lines, free_port, new_server_id, run_cli)
 
@@ -398,3 +399,46 @@ def test_symlinks_out_of_the_volume_are_left_out_with_a_warning(daemon, transfer
     for name, target in inside.items():
         assert os.readlink(daemon.volume(server) / name) == target
     assert (daemon.volume(server) / "sub" / "file.txt").read_text() == "inside\n"
+
+
+def make_deep_tree(root, levels):
+    """`levels` directories named "d" (past PATH_MAX, as mkdirat allows), a file at the bottom."""
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    for _ in range(levels):
+        os.mkdir("d", dir_fd=fd)
+        child = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+        os.close(fd)
+        fd = child
+    os.close(os.open("f", os.O_WRONLY | os.O_CREAT, dir_fd=fd))
+    os.close(fd)
+
+
+@pytest.mark.parametrize("levels, message", [(2000, "longer than"), (2100, "nested deeper than 2048 levels")])
+def test_a_very_deep_volume_is_one_clear_error_not_a_crash(daemon, transfer_send, tmp_path, levels, message):
+    """A game server's user can nest directories thousands deep. Paths over the destination's limit
+    are refused there (exit 65); deeper than 2,048 levels the sender refuses itself. Nothing is
+    committed, the sender does not crash (it did: a stack overflow), nor does a daemon asked by
+    the panel to push such a volume."""
+    vol = tmp_path / "vol"
+    vol.mkdir()
+    make_deep_tree(vol, levels)
+    server = new_server_id()
+    r = push(transfer_send, daemon, vol, server, "--compression", "none")
+    assert r.returncode == 65, (r.returncode, r.stderr[-500:])
+    assert_one_error_line(r)
+    assert message in r.stderr
+    assert not daemon.volume(server).exists()
+    # The same volume pushed by the daemon itself (panel-driven), to a port nothing listens on.
+    source = new_server_id()
+    os.rename(vol, daemon.state / "volumes" / source)
+    token = run_cli(transfer_send, "token", "--secret-file", daemon.state / "node-token", "--scope", "transfer",
+                    "--server", source).stdout.strip()
+    reply = requests.post(f"{daemon.url}/api/servers/{source}/transfer",
+                          headers={"Authorization": f"Bearer {daemon.token}"},
+                          json={"url": f"http://127.0.0.1:{free_port()}/api/transfers", "token": f"Bearer {token}"},
+                          timeout=30)
+    assert reply.status_code in (200, 202), reply.text
+    time.sleep(1)
+    assert daemon.alive(), daemon.log()[-2000:]
+    assert requests.get(f"{daemon.url}/api/transfers", headers={"Authorization": f"Bearer {daemon.token}"},
+                        timeout=10).status_code == 200

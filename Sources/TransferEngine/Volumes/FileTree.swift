@@ -49,20 +49,39 @@ public enum FileTree {
         guard rmdir(path) == 0 || errno == ENOENT else { throw TransferError.system("rmdir", path: path) }
     }
 
-    /// Empties the directory open at `fd` and closes `fd`.
+    /// Empties the directory open at `fd` and closes `fd`. Iterative (a tree may be thousands of
+    /// levels deep; recursion would exhaust a thread's stack): each directory is emptied, closed,
+    /// then removed from its parent.
     private static func removeContents(of fd: Int32, display: String) throws {
-        defer { close(fd) }
-        for name in try entries(ofDirectory: fd, display: display).map({ CString.terminated($0.name) }) {
-            if unlinkat(fd, name, 0) == 0 || errno == ENOENT { continue }
+        var stack: [(fd: Int32, name: [CChar], names: [[CChar]], next: Int)] = []
+        defer { for frame in stack { close(frame.fd) } }
+        func push(_ fd: Int32, name: [CChar]) throws {
+            do {
+                stack.append((fd, name, try entries(ofDirectory: fd, display: display).map { CString.terminated($0.name) }, 0))
+            } catch {
+                close(fd)
+                throw error
+            }
+        }
+        try push(fd, name: [])
+        while let top = stack.indices.last {
+            guard stack[top].next < stack[top].names.count else {
+                let done = stack.removeLast()
+                close(done.fd)
+                if let parent = stack.last, unlinkat(parent.fd, done.name, AT_REMOVEDIR) != 0 && errno != ENOENT {
+                    throw TransferError.system("rmdir", path: display)
+                }
+                continue
+            }
+            let name = stack[top].names[stack[top].next]
+            stack[top].next += 1
+            if unlinkat(stack[top].fd, name, 0) == 0 || errno == ENOENT { continue }
             guard errno == EISDIR else { throw TransferError.system("unlinkat", path: display) }
-            let child = openat(fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+            let child = openat(stack[top].fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
             guard child >= 0 else { throw TransferError.system("openat", path: display) }
             // A directory without write/exec permission (an archive may set 0555) must be opened up first.
             fchmod(child, 0o700)
-            try removeContents(of: child, display: display)
-            guard unlinkat(fd, name, AT_REMOVEDIR) == 0 || errno == ENOENT else {
-                throw TransferError.system("rmdir", path: display)
-            }
+            try push(child, name: name)
         }
     }
 

@@ -45,35 +45,26 @@ public struct VolumeWalker {
 
     public init(root: String) { self.root = root }
 
-    /// Visits every entry below the root (not the root itself).
+    /// Directories nested deeper than this are refused: no path to them fits in PATH_MAX (the
+    /// destination, downloads and the game server could not open them), and each level holds a
+    /// descriptor while it is walked. A game server's user can make such a tree in its volume.
+    public static let maximumDepth = 2048
+
+    /// Visits every entry below the root (not the root itself), depth first, names sorted.
+    /// Iterative: a tree thousands of levels deep must not exhaust a thread's stack.
     public func walk(visit: (Entry) throws -> Void, skipped: (PathBytes, String) -> Void = { _, _ in }) throws {
         let fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard fd >= 0 else { throw TransferError.system("open", path: root) }
-        try walkDirectory(fd, path: PathBytes([]), visit: visit, skipped: skipped)
-    }
-
-    /// Totals for progress reporting (a stat-only pass, cheap next to reading the data).
-    public func totals() throws -> (files: Int, bytes: Int64) {
-        var files = 0
-        var bytes: Int64 = 0
-        try walk { entry in
-            if entry.kind == .file {
-                files += 1
-                bytes += Int64(entry.status.st_size)
+        var stack: [DirectoryFrame] = []
+        defer { for frame in stack { close(frame.fd) } }
+        try stack.append(DirectoryFrame(fd: fd, path: PathBytes([])))
+        while let top = stack.indices.last {
+            guard let (name, type) = stack[top].next() else {
+                close(stack.removeLast().fd)
+                continue
             }
-        }
-        return (files, bytes)
-    }
-
-    /// Takes ownership of `fd` and closes it.
-    private func walkDirectory(
-        _ fd: Int32, path: PathBytes, visit: (Entry) throws -> Void, skipped: (PathBytes, String) -> Void
-    ) throws {
-        defer { close(fd) }
-        var names = try FileTree.entries(ofDirectory: fd, display: path.description)
-        names.sort { $0.name.lexicographicallyPrecedes($1.name) }
-        for (name, type) in names {
-            let childPath = path.appending(name)
+            let fd = stack[top].fd
+            let childPath = stack[top].path.appending(name)
             var st = stat()
             if !statsRegularFiles && type == UInt8(DT_REG) {
                 st.st_mode = S_IFREG
@@ -91,11 +82,55 @@ public struct VolumeWalker {
             default: skipped(childPath, "device node"); continue
             }
             try visit(Entry(path: childPath, kind: kind, status: st, parentDescriptor: fd, name: name))
-            if kind == .directory {
-                let child = openat(fd, CString.terminated(name), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-                guard child >= 0 else { throw TransferError.system("openat", path: childPath.description) }
-                try walkDirectory(child, path: childPath, visit: visit, skipped: skipped)
+            guard kind == .directory else { continue }
+            guard stack.count < Self.maximumDepth else {
+                throw TransferError(
+                    .invalidInput, .volumes,
+                    "\(String(childPath.description.prefix(120)))…: directories nested deeper than \(Self.maximumDepth) levels")
+            }
+            let child = openat(fd, CString.terminated(name), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+            guard child >= 0 else { throw TransferError.system("openat", path: childPath.description) }
+            try stack.append(DirectoryFrame(fd: child, path: childPath))
+        }
+    }
+
+    /// A directory being walked: its descriptor (owned), its path, and its entries in name order.
+    private struct DirectoryFrame {
+        let fd: Int32
+        let path: PathBytes
+        private var entries: [(name: [UInt8], type: UInt8)]
+        private var index = 0
+
+        /// Reads the directory; closes `fd` if that fails.
+        init(fd: Int32, path: PathBytes) throws {
+            self.fd = fd
+            self.path = path
+            do {
+                entries = try FileTree.entries(ofDirectory: fd, display: path.description)
+            } catch {
+                close(fd)
+                throw error
+            }
+            entries.sort { $0.name.lexicographicallyPrecedes($1.name) }
+        }
+
+        mutating func next() -> (name: [UInt8], type: UInt8)? {
+            guard index < entries.count else { return nil }
+            index += 1
+            return entries[index - 1]
+        }
+    }
+
+    /// Totals for progress reporting (a stat-only pass, cheap next to reading the data).
+    public func totals() throws -> (files: Int, bytes: Int64) {
+        var files = 0
+        var bytes: Int64 = 0
+        try walk { entry in
+            if entry.kind == .file {
+                files += 1
+                bytes += Int64(entry.status.st_size)
             }
         }
+        return (files, bytes)
     }
 }
