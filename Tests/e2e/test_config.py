@@ -366,3 +366,20 @@ def test_daemon_raises_its_open_file_limit_to_the_hard_limit(transferd, tmp_path
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=15) == 0
+
+
+def test_one_daemon_per_volumes_directory(daemon_factory, transferd, tmp_path):
+    """A second transferd on the same volumes directory would remove the first one's transfers in
+    flight as 'leftovers': it refuses to start, with one line, and the first keeps serving."""
+    first = daemon_factory(state=tmp_path / "shared")
+    staging = first.state / "volumes" / ".staging" / "in-flight"
+    staging.mkdir()
+    r = run_cli(transferd, "--state", tmp_path / "shared", "--listen", "127.0.0.1:0", timeout=10)
+    assert r.returncode != 0 and "listening" not in r.stdout
+    lines = error_lines(r.stderr)
+    assert len(lines) == 1 and "another transferd is already using" in lines[0], r.stderr
+    assert staging.exists()
+    assert first.alive()
+    first.stop()
+    second = daemon_factory(state=tmp_path / "shared", name="second")  # free again once the first has gone
+    assert second.alive() and not staging.exists()

@@ -20,12 +20,22 @@ public final class VolumeStore: Sendable {
     /// Who owns what arrives (nil: whoever runs the daemon).
     public let owner: FileOwner?
     private let busy = Mutex<Set<String>>([])
+    /// The data directory, open and `flock`ed for the store's life: one daemon per directory.
+    private let lockDescriptor: Int32
 
     public init(dataDirectory: String, owner: FileOwner? = nil) throws {
         self.dataDirectory = dataDirectory
         self.owner = owner
         self.stagingDirectory = dataDirectory + "/.staging"
         try FileTree.makeDirectories(dataDirectory)
+        // A second daemon on the same directory would remove the first one's staging trees (its
+        // transfers in flight) as leftovers, and both would commit into the same volumes.
+        lockDescriptor = open(dataDirectory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard lockDescriptor >= 0 else { throw TransferError.system("open", path: dataDirectory) }
+        guard flock(lockDescriptor, LOCK_EX | LOCK_NB) == 0 else {
+            close(lockDescriptor)
+            throw TransferError(.conflict, .volumes, "another transferd is already using \(dataDirectory) (one daemon per volumes directory)")
+        }
         if FileTree.exists(stagingDirectory) {
             let leftovers = FileTree.entryCount(stagingDirectory)
             try FileTree.remove(stagingDirectory)
@@ -38,6 +48,8 @@ public final class VolumeStore: Sendable {
         }
         DirectoryAllocation.markSubdirectoriesUnrelated(dataDirectory)
     }
+
+    deinit { close(lockDescriptor) }
 
     /// Whether `text` is a server UUID (8-4-4-4-12 hex digits). Only such names become paths.
     public static func isValidServerID(_ text: String) -> Bool {

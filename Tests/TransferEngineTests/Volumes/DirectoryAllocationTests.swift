@@ -8,19 +8,23 @@ struct DirectoryAllocationTests {
     @Test func volumeStoreMarksStagingAndDataDirectories() throws {
         try TempDirectory.with { temp in
             let data = temp.appending("volumes")
-            let store = try VolumeStore(dataDirectory: data)
-            guard let supported = DirectoryAllocation.subdirectoriesAreMarkedUnrelated(temp.path) else {
-                // No inode flags here (tmpfs, overlay): the store still opened; nothing to check.
-                #expect(FileTree.isDirectory(store.stagingDirectory))
-                return
+            do {
+                let store = try VolumeStore(dataDirectory: data)
+                guard let supported = DirectoryAllocation.subdirectoriesAreMarkedUnrelated(temp.path) else {
+                    // No inode flags here (tmpfs, overlay): the store still opened; nothing to check.
+                    #expect(FileTree.isDirectory(store.stagingDirectory))
+                    return
+                }
+                #expect(supported == false, "a fresh directory starts without the hint")
+                #expect(DirectoryAllocation.subdirectoriesAreMarkedUnrelated(store.stagingDirectory) == true)
+                #expect(DirectoryAllocation.subdirectoriesAreMarkedUnrelated(data) == true)
+                // Staging trees made below it work as before, and do not inherit the hint themselves.
+                let staging = try store.makeStaging(for: "0b7e4d4e-2d5c-4a8c-9a59-1f0e8f5d9c11")
+                #expect(FileTree.isDirectory(staging))
+                #expect(DirectoryAllocation.subdirectoriesAreMarkedUnrelated(staging) == false)
+                // While it is open, no second store may use the directory (one daemon per directory).
+                #expect(throws: TransferError.self) { _ = try VolumeStore(dataDirectory: data) }
             }
-            #expect(supported == false, "a fresh directory starts without the hint")
-            #expect(DirectoryAllocation.subdirectoriesAreMarkedUnrelated(store.stagingDirectory) == true)
-            #expect(DirectoryAllocation.subdirectoriesAreMarkedUnrelated(data) == true)
-            // Staging trees made below it work as before, and do not inherit the hint themselves.
-            let staging = try store.makeStaging(for: "0b7e4d4e-2d5c-4a8c-9a59-1f0e8f5d9c11")
-            #expect(FileTree.isDirectory(staging))
-            #expect(DirectoryAllocation.subdirectoriesAreMarkedUnrelated(staging) == false)
             // Reopening the store (a daemon restart) keeps the hint and is not an error.
             _ = try VolumeStore(dataDirectory: data)
             #expect(DirectoryAllocation.subdirectoriesAreMarkedUnrelated(data + "/.staging") == true)
