@@ -7,5 +7,5 @@ import Glibc
 // Thin entry point: all parsing and behaviour live in TransferEngine.DaemonCommand.
 ProcessSetup.configureMemory()
 ProcessSetup.raiseOpenFileLimit()
-SignalWaiter.blockTerminationSignals()
+SignalWaiter.blockTerminationSignals(hangup: true)
 exit(DaemonCommand.main(Array(CommandLine.arguments.dropFirst())))

@@ -63,11 +63,15 @@ def test_bench_json_has_every_field(transfer_send, tmp_path):
     assert svg.tag.endswith("svg") and len([e for e in svg.iter() if e.tag.endswith("rect")]) >= 5
 
 
-def test_bench_usage_errors(transfer_send):
-    for args in (["--corpus", "huge"], ["--scale", "0"], ["--runs", "0"], ["--modes", "brotli"], ["--url", "http://127.0.0.1:1"]):
-        r = run_cli(transfer_send, "bench", *args)
+def test_bench_usage_errors(transfer_send, tmp_path):
+    for args in (["--corpus", "huge"], ["--scale", "0"], ["--runs", "0"], ["--modes", "brotli"], ["--url", "http://127.0.0.1:1"],
+                 # Output files that cannot be written are found before the runs, not after.
+                 ["--chart", "/proc/x.svg"], ["--json", "/proc/self/x.json"], ["--json", "/sys/x.json"]):
+        r = run_cli(transfer_send, "bench", "--work", tmp_path / "work", *args, timeout=30)
         assert r.returncode == 64, (args, r.stderr)
         assert r.stderr.startswith("transfer-send: error: ")
+        if "--chart" in args or "--json" in args:
+            assert "cannot write" in r.stderr and not (tmp_path / "work").exists(), r.stderr
 
 
 def read_chunked(rfile):

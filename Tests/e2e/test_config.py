@@ -383,3 +383,45 @@ def test_one_daemon_per_volumes_directory(daemon_factory, transferd, tmp_path):
     first.stop()
     second = daemon_factory(state=tmp_path / "shared", name="second")  # free again once the first has gone
     assert second.alive() and not staging.exists()
+
+
+@pytest.mark.parametrize("text, message", [
+    ("token: first\n---\ntoken: other\n", "a second document"),
+    ("---\ntoken: first\n...\n---\ntoken: other\n", "a second document"),
+    ("token: first\ntoken: second\n", "key 'token' appears twice"),
+    ("token: t\napi:\n  host: 127.0.0.1\n  port: 1\n  port: 2\n", "key 'port' appears twice"),
+])
+def test_ambiguous_yaml_is_refused(transferd, tmp_path, text, message):
+    """Several documents, or a key given twice: which one was meant is a guess (Wings' parser
+    refuses duplicate keys), so the daemon refuses to start instead of picking one silently."""
+    config = tmp_path / "config.yml"
+    config.write_text(text + f"system:\n  data: {tmp_path / 'vols'}\n" if "---" not in text else text)
+    r = run_cli(transferd, "--config", config, "--listen", "127.0.0.1:0", timeout=10)
+    assert r.returncode != 0 and "listening" not in r.stdout
+    lines = error_lines(r.stderr)
+    assert len(lines) == 1 and message in lines[0], r.stderr
+    assert not (tmp_path / "vols").exists()
+
+
+def test_tls_certificate_and_key_that_do_not_match(transferd, tmp_path):
+    for name in ("a", "b"):
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(tmp_path / f"{name}.key"),
+                        "-out", str(tmp_path / f"{name}.crt"), "-days", "2", "-subj", f"/CN={name}"],
+                       check=True, capture_output=True, timeout=60)
+    config = write_config(tmp_path / "config.yml", tmp_path / "node").read_text().replace("    enabled: false", "    enabled: true", 1)
+    config = re.sub(r"cert: .*", f"cert: {tmp_path / 'a.crt'}", config)
+    config = re.sub(r"key: .*", f"key: {tmp_path / 'b.key'}", config)
+    (tmp_path / "config.yml").write_text(config)
+    r = run_cli(transferd, "--config", tmp_path / "config.yml", "--listen", "127.0.0.1:0", timeout=10)
+    assert r.returncode != 0 and "listening" not in r.stdout
+    assert "TLS certificate and key do not match" in error_lines(r.stderr)[-1], r.stderr
+
+
+def test_sighup_is_logged_and_ignored(daemon_factory):
+    """A hangup (a closed terminal, a reflexive `kill -HUP`) does not end the daemon silently."""
+    d = daemon_factory()
+    os.kill(d.pid, signal.SIGHUP)
+    assert wait_until(lambda: "SIGHUP received" in d.log(), 10), d.log()
+    assert d.alive()
+    assert requests.get(d.url + "/api/system", headers={"Authorization": f"Bearer {d.token}"}, timeout=10).status_code == 200
+    assert d.stop() == 0

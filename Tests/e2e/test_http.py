@@ -1113,3 +1113,25 @@ def test_signed_url_token_with_crit_header_is_refused(served, crit):
     # The same claims without crit are fine.
     token = jwt.encode(claims | {"jti": secrets.token_hex(16)}, daemon.token, algorithm="HS256")
     assert requests.get(f"{daemon.url}/download/file?token={token}", timeout=30).status_code == 200
+
+
+@pytest.mark.parametrize("directory", ["/a\x00b", "a\x00", "\x00", "/plugins/x\x00/../..", "/ok/\x00/"])
+def test_upload_directory_with_a_nul_is_refused(served, directory):
+    """A NUL in ?directory= (%00) is refused, not cut short: '/a%00b' once wrote into '/a'."""
+    daemon, server, vol = served
+    before = sorted(str(p.relative_to(vol)) for p in vol.rglob("*"))
+    r = requests.post(upload_url(daemon, server, directory=directory), files={"files": ("f.txt", b"x")}, timeout=30)
+    assert r.status_code == 400, (directory, r.status_code, r.text)
+    assert "NUL" in r.json()["error"]
+    assert sorted(str(p.relative_to(vol)) for p in vol.rglob("*")) == before
+
+
+def test_query_values_keep_every_byte(served):
+    """A token with a NUL in it is not cut at the NUL into something else."""
+    daemon, server, _ = served
+    token = mint(daemon.token, "file-download", server, file_path="server.properties")
+    ok = requests.get(f"{daemon.url}/download/file?token={token}", timeout=30)
+    assert ok.status_code == 200
+    token = mint(daemon.token, "file-download", server, file_path="server.properties")
+    r = requests.get(f"{daemon.url}/download/file?token={token}%00garbage", timeout=30)
+    assert r.status_code in (401, 403), (r.status_code, r.text)

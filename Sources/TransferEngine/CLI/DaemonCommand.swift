@@ -36,6 +36,7 @@ public enum DaemonCommand {
         POST /api/servers/:uuid/backup, GET|DELETE /api/servers/:uuid/backup/:backup,
         POST /api/servers/:uuid/ws/deny, GET /api/system. Logs go to stderr; tokens are never logged.
         SIGTERM or SIGINT stops it: running transfers are abandoned and nothing partial is committed.
+        SIGHUP is logged and ignored (nothing is reloaded; restart to read the configuration again).
         """
 
     /// Parses flags into a configuration (nil when the command only printed help/version).
@@ -115,7 +116,9 @@ public enum DaemonCommand {
                   mint a token:        transfer-send token \(tokenHint) --scope transfer --server <uuid>
                 """)
             fflush(nil)
-            let signal = SignalWaiter.wait()
+            let signal = SignalWaiter.wait(onHangup: {
+                Log.info("transferd: SIGHUP received: nothing to reload, still running (restart transferd to read its configuration again)")
+            })
             Log.info("transferd: \(signal) received, shutting down (running transfers are abandoned, nothing partial is committed)")
             spawnThread(name: "signals") { SignalWaiter.exitOnNextSignal(program: "transferd") }
             daemon.stop()

@@ -58,6 +58,14 @@ extension SendCommand {
                 let parent = URL(fileURLWithPath: path).deletingLastPathComponent().path
                 guard FileTree.isDirectory(parent) else { throw Arguments.usage("--\(name): directory \(parent) does not exist") }
                 guard !FileTree.isDirectory(path) else { throw Arguments.usage("--\(name): \(path) is a directory (give a file name)") }
+                // A place that takes no file (/proc, a read-only mount, no permission) is found now too.
+                let existed = FileTree.exists(path)
+                let fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0o644)
+                guard fd >= 0 else {
+                    throw Arguments.usage("--\(name): cannot write \(path): \(String(cString: strerror(errno)))")
+                }
+                close(fd)
+                if !existed { unlink(path) }
             }
         }
         options.secretFile = args["secret-file"]
@@ -67,13 +75,14 @@ extension SendCommand {
         options.warmup = !args.has("no-warmup")
         let report = try BenchRunner(options: options).run()
         print(BenchReport.table(report))
-        if let path = args["json"] {
-            try Data(BenchReport.json(report).serialized()).write(to: URL(fileURLWithPath: path))
-            print("json: \(path)")
-        }
-        if let path = args["chart"] {
-            try Data(BenchReport.svg(report).utf8).write(to: URL(fileURLWithPath: path))
-            print("chart: \(path)")
+        for (name, bytes) in [("json", BenchReport.json(report).serialized()), ("chart", Array(BenchReport.svg(report).utf8))] {
+            guard let path = args[name] else { continue }
+            do {
+                try Data(bytes).write(to: URL(fileURLWithPath: path))
+            } catch {
+                throw TransferError(.io, .cli, "--\(name): could not write \(path) (the table above has the results)")
+            }
+            print("\(name): \(path)")
         }
         return 0
     }

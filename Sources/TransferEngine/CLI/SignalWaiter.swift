@@ -7,25 +7,36 @@ import FoundationEssentials
 /// interrupting C libraries mid-call. Call `install` first thing in `main`, before any thread
 /// starts (threads inherit the blocked mask).
 public enum SignalWaiter {
-    public static func blockTerminationSignals() {
+    /// - Parameter hangup: block SIGHUP too (a daemon: it would otherwise end the process
+    ///   silently; `wait(onHangup:)` reports it instead).
+    public static func blockTerminationSignals(hangup: Bool = false) {
         var set = sigset_t()
         sigemptyset(&set)
         sigaddset(&set, SIGINT)
         sigaddset(&set, SIGTERM)
+        if hangup { sigaddset(&set, SIGHUP) }
         pthread_sigmask(SIG_BLOCK, &set, nil)
         // A peer closing a socket must be an error return, not a process kill.
         signal(SIGPIPE, SIG_IGN)
     }
 
-    /// Blocks the calling thread until SIGINT or SIGTERM; returns the signal's name.
-    public static func wait() -> String {
+    /// Blocks the calling thread until SIGINT or SIGTERM; returns the signal's name. With
+    /// `onHangup`, each SIGHUP calls it and the wait goes on.
+    public static func wait(onHangup: (() -> Void)? = nil) -> String {
         var set = sigset_t()
         sigemptyset(&set)
         sigaddset(&set, SIGINT)
         sigaddset(&set, SIGTERM)
-        var received: Int32 = 0
-        sigwait(&set, &received)
-        return received == SIGINT ? "SIGINT" : "SIGTERM"
+        if onHangup != nil { sigaddset(&set, SIGHUP) }
+        while true {
+            var received: Int32 = 0
+            sigwait(&set, &received)
+            if received == SIGHUP {
+                onHangup?()
+                continue
+            }
+            return received == SIGINT ? "SIGINT" : "SIGTERM"
+        }
     }
 
     /// Calls `handler` on a background thread when SIGINT or SIGTERM arrives. A second signal

@@ -61,6 +61,7 @@ public indirect enum YAMLNode: Sendable, Equatable {
             yaml_parser_set_input_string(&parser, input.baseAddress, input.count)
             var stack: [Builder] = []
             var root: YAMLNode = .null
+            var documents = 0
             while true {
                 var event = yaml_event_t()
                 guard yaml_parser_parse(&parser, &event) == 1 else {
@@ -73,6 +74,13 @@ public indirect enum YAMLNode: Sendable, Equatable {
                 switch event.type {
                 case YAML_STREAM_END_EVENT:
                     return root
+                case YAML_DOCUMENT_START_EVENT:
+                    // Which of several documents is "the" config is a guess; Wings reads the first,
+                    // a reader may take the last. Refuse instead of picking one silently.
+                    documents += 1
+                    guard documents == 1 else {
+                        throw TransferError(.invalidInput, .config, "YAML line \(event.start_mark.line + 1): a second document (---); a config is one document")
+                    }
                 case YAML_MAPPING_START_EVENT, YAML_SEQUENCE_START_EVENT:
                     // A config is a few levels deep; tens of thousands of levels would overflow
                     // the stack when the tree is freed (and take seconds to parse).
@@ -94,7 +102,12 @@ public indirect enum YAMLNode: Sendable, Equatable {
                     break
                 }
                 if let node = finished {
-                    if stack.isEmpty { root = node } else { stack[stack.count - 1].add(node) }
+                    if stack.isEmpty {
+                        root = node
+                    } else if !stack[stack.count - 1].add(node) {
+                        // As Wings' yaml.v3 does: which of two values was meant is a guess.
+                        throw TransferError(.invalidInput, .config, "YAML line \(event.start_mark.line + 1): key '\(node.string ?? "")' appears twice in one mapping")
+                    }
                 }
             }
         }
@@ -108,15 +121,19 @@ public indirect enum YAMLNode: Sendable, Equatable {
 
         init(isMapping: Bool) { self.isMapping = isMapping }
 
-        mutating func add(_ node: YAMLNode) {
+        /// Adds an item, a key or a value; false for a key the mapping already has.
+        mutating func add(_ node: YAMLNode) -> Bool {
             if !isMapping {
                 items.append(node)
             } else if let key = pendingKey {
                 pairs.append((key, node))
                 pendingKey = nil
             } else {
-                pendingKey = node.string ?? ""
+                let key = node.string ?? ""
+                guard !pairs.contains(where: { $0.0 == key }) else { return false }
+                pendingKey = key
             }
+            return true
         }
 
         var node: YAMLNode { isMapping ? .mapping(pairs) : .sequence(items) }

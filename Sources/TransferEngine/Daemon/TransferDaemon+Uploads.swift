@@ -13,8 +13,8 @@ extension TransferDaemon {
             let components: [[UInt8]]
             do {
                 components = try VolumeRoot.components(ofRequestPath: directory)
-            } catch {
-                throw TransferError(.invalidInput, .http, "directory '\(directory)' is outside the server's files")
+            } catch let error as TransferError {
+                throw TransferError(.invalidInput, .http, "directory: \(error.message)")
             }
             guard let resolved = volume.resolveInside(components) else {
                 throw TransferError(.invalidInput, .http, "directory '\(directory)' is outside the server's files")

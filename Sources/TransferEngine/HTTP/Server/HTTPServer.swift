@@ -86,7 +86,10 @@ public final class HTTPServer: @unchecked Sendable {
             }
         }
         guard let started else {
-            throw TransferError(.io, .http, "cannot listen on \(options.host):\(options.port) (address in use or not local?)")
+            // libmicrohttpd says no more than "no"; with TLS, a certificate and key that do not
+            // match (or an encrypted key) fail here too, after GnuTLS's own warning lines.
+            let tlsHint = options.tls == nil ? "" : ", or the TLS certificate and key do not match or cannot be used (see the lines above)"
+            throw TransferError(.io, .http, "cannot listen on \(options.host):\(options.port) (address in use or not local?\(tlsHint))")
         }
         daemon = started
         port = tx_mhd_bound_port(started)
@@ -330,13 +333,16 @@ public final class HTTPServer: @unchecked Sendable {
             let collector = Collector()
             collector.lowercaseKeys = lowercase
             let pointer = Unmanaged.passUnretained(collector).toOpaque()
-            _ = MHD_get_connection_values(
+            // The sized variant: a value with a NUL in it (`?directory=/a%00b`) is kept whole, so
+            // checks downstream refuse it, instead of being cut at the NUL (`/a`).
+            _ = MHD_get_connection_values_n(
                 connection, kind,
-                { context, _, key, value in
+                { context, _, key, keySize, value, valueSize in
                     let collector = Unmanaged<Collector>.fromOpaque(context!).takeUnretainedValue()
                     guard let key else { return .YES }
-                    let name = String(cString: key)
-                    collector.values[collector.lowercaseKeys ? name.lowercased() : name] = value.map { String(cString: $0) } ?? ""
+                    let name = String(decoding: UnsafeRawBufferPointer(start: key, count: keySize), as: UTF8.self)
+                    let text = value.map { String(decoding: UnsafeRawBufferPointer(start: $0, count: valueSize), as: UTF8.self) } ?? ""
+                    collector.values[collector.lowercaseKeys ? name.lowercased() : name] = text
                     return .YES
                 }, pointer)
             return collector.values
