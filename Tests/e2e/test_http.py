@@ -26,6 +26,7 @@ import requests
 from http_helpers import (CLIENTS, MiB, StreamedMultipart, backup_url, counter_blocks, file_url,
                           http_date, mint, peak_rss_kib, place_volume, sha256_path, upload_url,
                           volume_entries, write_config)
+from e2elib import wait_until
 
 CLIENT_NAMES = sorted(CLIENTS)
 # Just over 2 GiB, so offsets and lengths need more than 31 bits.
@@ -1135,3 +1136,10 @@ def test_query_values_keep_every_byte(served):
     token = mint(daemon.token, "file-download", server, file_path="server.properties")
     r = requests.get(f"{daemon.url}/download/file?token={token}%00garbage", timeout=30)
     assert r.status_code in (401, 403), (r.status_code, r.text)
+
+
+def test_upload_log_line_names_the_server(served):
+    daemon, server, vol = served
+    r = requests.post(upload_url(daemon, server, directory="/plugins"), files={"files": ("p.jar", b"jar")}, timeout=30)
+    assert r.status_code == 200, r.text
+    assert wait_until(lambda: f"upload: server {server}: 1 files, 3 B into /plugins" in daemon.log(), 10), daemon.log()[-1000:]

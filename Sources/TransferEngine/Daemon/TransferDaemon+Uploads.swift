@@ -23,7 +23,8 @@ extension TransferDaemon {
             return .consumeBody(
                 UploadReceiver(
                     volume: volume, directory: resolved, directoryDisplay: display,
-                    limitBytes: Int64(configuration.uploadLimitMiB) << 20, boundary: boundary, owner: store.owner))
+                    limitBytes: Int64(configuration.uploadLimitMiB) << 20, boundary: boundary, owner: store.owner,
+                    server: claims.serverUUID))
         } catch {
             return .respond(.error(error))
         }

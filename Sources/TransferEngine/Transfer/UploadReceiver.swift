@@ -19,6 +19,8 @@ public final class UploadReceiver: RequestBodyHandler, @unchecked Sendable {
     }
 
     private let volume: VolumeRoot
+    /// The server the files are for (named in the log line).
+    private let server: String?
     private let directory: [[UInt8]]
     private let directoryDisplay: String
     private let limitBytes: Int64
@@ -34,9 +36,10 @@ public final class UploadReceiver: RequestBodyHandler, @unchecked Sendable {
     ///   - owner: who gets each file (nil: the daemon's user).
     public init(
         volume: VolumeRoot, directory: [[UInt8]], directoryDisplay: String, limitBytes: Int64, boundary: String,
-        owner: FileOwner? = nil
+        owner: FileOwner? = nil, server: String? = nil
     ) {
         self.owner = owner
+        self.server = server
         self.volume = volume
         self.directory = directory
         self.directoryDisplay = directoryDisplay
@@ -117,7 +120,7 @@ public final class UploadReceiver: RequestBodyHandler, @unchecked Sendable {
                 }
             }
             let total = completed.reduce(Int64(0)) { $0 + $1.bytes }
-            Log.info("upload: \(completed.count) files, \(ByteCount.format(total)) into /\(directoryDisplay)")
+            Log.info("upload: \(server.map { "server \($0): " } ?? "")\(completed.count) files, \(ByteCount.format(total)) into /\(directoryDisplay)")
             let names = completed.map { JSONValue.string($0.name) }
             completed.removeAll()
             return .json(200, ["files": .array(names), "bytes": .number(Double(total))])
