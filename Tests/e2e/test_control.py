@@ -194,6 +194,12 @@ def test_push_requests_that_are_refused(pair, little_volume):
     assert r.status_code == 400, (r.status_code, r.text)
     mismatch = dict(body, server={"uuid": new_server_id(), "start_on_completion": False})
     assert node_request(source, "POST", url, json=mismatch).status_code == 400
+    # A URL the endpoint path cannot be appended to, or that would split a request line; a token
+    # that would split a header.
+    for field, value in (("url", body["url"] + "?x=1"), ("url", body["url"] + "#top"), ("url", "http://h st/"),
+                         ("url", "http://h/\r\nX-Evil: 1"), ("token", "Bearer a\r\nX-Evil: 1"), ("token", "a b")):
+        r = node_request(source, "POST", url, json=dict(body, **{field: value}))
+        assert r.status_code == 400 and field in r.json()["error"], (field, value, r.status_code, r.text)
     for path in (url, f"/api/transfers/{server}"):
         assert node_request(source, "DELETE", path, token=False).status_code == 401
         assert node_request(source, "DELETE", path, token="wrong-node-token").status_code == 403

@@ -26,6 +26,14 @@ extension TransferDaemon {
                     guard url.hasPrefix("http://") || url.hasPrefix("https://") else {
                         throw TransferError(.invalidInput, .http, "url must be an http(s) URL")
                     }
+                    // The endpoint path is appended to it, and both go into request lines and headers.
+                    let plain: (String) -> Bool = { $0.utf8.allSatisfy { $0 > 0x20 && $0 != 0x7f } }
+                    guard plain(url), !url.contains("?"), !url.contains("#") else {
+                        throw TransferError(.invalidInput, .http, "url must be a node URL without spaces, a query string or a fragment")
+                    }
+                    guard plain(token.hasPrefix("Bearer ") ? String(token.dropFirst(7)) : token) else {
+                        throw TransferError(.invalidInput, .http, "token must be a JWT (no spaces or control characters)")
+                    }
                     if let named = json["server"]?["uuid"]?.stringValue, named != server {
                         throw TransferError(.invalidInput, .http, "server.uuid does not match the URL")
                     }
