@@ -96,6 +96,9 @@ class WsClient:
         if origin is not None:
             kw["origin"] = origin
         self.server = server
+        # The console socket is only for servers on that node (a 404 otherwise): make it one.
+        if getattr(daemon, "volumes", None) is not None:
+            daemon.volume(server).mkdir(parents=True, exist_ok=True)
         # Entered as a context manager: newer `websockets` versions deprecate any other use.
         self._context = connect(ws_url(daemon, server), **kw)
         self.ws = self._context.__enter__()

@@ -5,13 +5,16 @@ authenticated for that server), RFC 6455 close codes for malformed frames, ping/
 Daemons run on 127.0.0.1 (conftest `daemon_factory`, stopped by PID). Clients: the `websockets`
 library for the protocol, a raw-socket client (control_helpers.RawWebSocket) for bad frames.
 """
+import base64
 import json
 import os
 import signal
+import socket
 import subprocess
 import time
 
 import pytest
+import requests
 
 from control_helpers import (DENYLIST_ERROR, EXPIRED_ERROR, RawWebSocket, WsClient, configured_daemon, deny_jtis,
                              progress_payloads, random_volume, statuses, ws_token)
@@ -211,6 +214,7 @@ def test_push_events_reach_only_sessions_authenticated_for_that_server(daemon, s
 
 
 def _raw(daemon, server, **kw):
+    daemon.volume(server).mkdir(parents=True, exist_ok=True)
     raw = RawWebSocket(daemon.port, f"/api/servers/{server}/ws", **kw)
     assert raw.status == 101 and raw.accept_ok, (raw.status, raw.headers)
     return raw
@@ -283,6 +287,7 @@ def test_ping_gets_pong_with_the_same_payload(daemon, server):
 def test_origin_is_checked_only_when_configured(daemon_factory, daemon, tmp_path, server):
     listed = "https://panel.example.test"
     node = configured_daemon(daemon_factory, tmp_path, "origins", allowed_origins=[listed])
+    node.volume(server).mkdir(parents=True)
     refused = RawWebSocket(node.port, f"/api/servers/{server}/ws", origin="https://evil.example.test")
     refused.close()
     assert refused.status == 403, refused.status
@@ -291,12 +296,14 @@ def test_origin_is_checked_only_when_configured(daemon_factory, daemon, tmp_path
     assert allowed.status == 101 and allowed.accept_ok
     # With only `remote` set, the panel's own origin (scheme://host[:port]) may connect.
     panel_node = configured_daemon(daemon_factory, tmp_path, "remote-only", remote="https://panel.example.test:8443/")
+    panel_node.volume(server).mkdir(parents=True)
     for origin, status in (("https://panel.example.test:8443", 101), ("https://evil.example.test", 403),
                            ("http://panel.example.test:8443", 403)):
         raw = RawWebSocket(panel_node.port, f"/api/servers/{server}/ws", origin=origin)
         raw.close()
         assert raw.status == status, (origin, raw.status)
     # No allowed_origins and no remote (embedded default): any origin passes.
+    daemon.volume(server).mkdir(parents=True, exist_ok=True)
     anyone = RawWebSocket(daemon.port, f"/api/servers/{server}/ws", origin="https://evil.example.test")
     anyone.close()
     assert anyone.status == 101 and anyone.accept_ok
@@ -354,3 +361,131 @@ def test_sigterm_with_websocket_clients_exits_0(transferd, tmp_path):
         assert elapsed < 3, (f"round {round_}: transferd took {elapsed:.1f} s to exit after SIGTERM; close codes "
                              f"{codes}; stderr:\n{_crash_lines(d.log())}")
         assert codes == [1001] * len(sockets), f"round {round_}: close codes {codes}"
+
+
+# ---------------------------------------------------------------- abuse: idle, stalled, denied, unknown
+
+
+def _open_socket_count(raws):
+    return sum(1 for raw in raws if raw.status == 101)
+
+
+def test_sockets_that_never_authenticate_are_closed_with_1008(daemon, server):
+    """Without a token nobody may hold connections: 127 idle sockets from one address (the
+    per-address limit is 128) are each closed with 1008 after the authentication deadline (15 s;
+    allowed up to 45 s here), after which the address reaches every endpoint again."""
+    daemon.volume(server).mkdir(parents=True, exist_ok=True)
+    raws = [RawWebSocket(daemon.port, f"/api/servers/{server}/ws", timeout=60) for _ in range(127)]
+    try:
+        assert _open_socket_count(raws) == 127
+        started = time.monotonic()
+        codes = []
+        deadline = started + 45
+        for raw in raws:
+            raw.sock.settimeout(max(0.1, deadline - time.monotonic()))
+            try:
+                codes.append(raw.read_until_close()[0])
+            except (OSError, EOFError) as e:
+                codes.append(repr(e))
+        elapsed = time.monotonic() - started
+        assert codes == [1008] * 127, sorted(set(map(str, codes)))
+        assert elapsed < 45, f"idle sockets closed only after {elapsed:.1f} s"
+    finally:
+        for raw in raws:
+            raw.close()
+    assert requests.get(f"{daemon.url}/api/transfers/capabilities", timeout=10).status_code < 500
+
+
+def test_websocket_for_a_server_not_on_this_node_is_404(daemon):
+    """DESIGN §2: the server must be on this node; Wings answers 404 before the upgrade."""
+    missing = new_server_id()
+    raw = RawWebSocket(daemon.port, f"/api/servers/{missing}/ws")
+    raw.close()
+    assert raw.status == 404, raw.status
+    assert not daemon.volume(missing).exists()
+
+
+@pytest.mark.parametrize("seconds_ago", [1, 30, 59])
+def test_token_expired_within_the_leeway_is_refused(daemon, server, client_factory, seconds_ago):
+    """Wings checks exp with no leeway on the socket: no `auth success` followed by `token expired`."""
+    ws = client_factory(daemon, server)
+    now = int(time.time())
+    reply = ws.auth(ws_token(daemon.token, server, iat=now, exp=now - seconds_ago))
+    assert reply == {"event": "jwt error", "args": [EXPIRED_ERROR]}
+
+
+def test_socket_whose_jti_is_denied_after_auth_stops_getting_events(daemon, server, client_factory, other_tgz):
+    """A token denied after it authenticated: the socket gets the denylist `jwt error` (so the
+    panel fetches a fresh token) and no transfer events; a fresh token works again."""
+    denied = "deny-late-" + new_server_id()
+    ws = client_factory(daemon, server)
+    assert ws.auth(ws_token(daemon.token, server, jti=denied))["event"] == "auth success"
+    assert deny_jtis(daemon, server, [denied]).status_code == 204
+    mark = ws.mark()
+    r = push_archive(daemon, server, other_tgz)
+    assert r.status_code == 200, r.text
+    assert ws.wait_event("jwt error", since=mark, timeout=5) is not None, ws.events(mark)
+    time.sleep(0.5)
+    assert ws.transfer_events(mark) == [], ws.events(mark)
+    assert ws.events(mark, names=("jwt error",))[0]["args"] == [DENYLIST_ERROR]
+    assert ws.auth(ws_token(daemon.token, server))["event"] == "auth success"
+
+
+def _stalled_client(daemon, server):
+    """An authenticated client that stops reading and fills its socket (each unknown event is
+    answered with a `daemon error` it never reads)."""
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
+    s.connect(("127.0.0.1", daemon.port))
+    key = base64.b64encode(os.urandom(16)).decode()
+    s.sendall(f"GET /api/servers/{server}/ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+              f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode())
+    s.settimeout(10)
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += s.recv(4096)
+    assert head.startswith(b"HTTP/1.1 101"), head[:80]
+    s.sendall(RawWebSocket.frame(0x1, json.dumps({"event": "auth", "args": [ws_token(daemon.token, server)]}).encode()))
+    time.sleep(0.1)
+    s.setblocking(False)
+    junk = RawWebSocket.frame(0x1, b'{"event":"x","args":[]}') * 200
+    until = time.monotonic() + 2
+    while time.monotonic() < until:
+        try:
+            s.send(junk)
+        except BlockingIOError:
+            time.sleep(0.01)
+        except OSError:
+            break  # dropped by the node already: fine
+    return s
+
+
+def test_clients_that_stop_reading_do_not_slow_transfers_or_shutdown(transferd, tmp_path, other_tgz):
+    """Events are queued per client, never written on the transfer's path: three stalled
+    clients leave a push fast (it took 17-28 s when each write could block 10 s), and SIGTERM
+    still exits promptly. Bounds are generous for a loaded machine."""
+    server = new_server_id()
+    d = Daemon(transferd, tmp_path, ["--state", str(tmp_path / "state"), "--listen", "127.0.0.1:0"], state=tmp_path / "state")
+    d.start()
+    stalled = []
+    rc = None
+    try:
+        d.volume(server).mkdir(parents=True)
+        stalled = [_stalled_client(d, server) for _ in range(3)]
+        started = time.monotonic()
+        r = push_archive(d, server, other_tgz)
+        took = time.monotonic() - started
+        assert r.status_code == 200, r.text
+        assert took < 8, f"push took {took:.1f} s with stalled websocket clients"
+        signalled = time.monotonic()
+        os.kill(d.pid, signal.SIGTERM)
+        try:
+            rc = d.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            pass
+        assert rc == 0 and time.monotonic() - signalled < 10, (rc, time.monotonic() - signalled, _crash_lines(d.log()))
+    finally:
+        if rc is None:
+            d.stop(timeout=2)
+        for s in stalled:
+            s.close()

@@ -126,8 +126,11 @@ extension TransferDaemon {
     // MARK: - Websocket
 
     func openWebsocket(_ request: HTTPRequest, server: String) -> HTTPResponse {
-        guard VolumeStore.isValidServerID(server) else {
-            return .error(TransferError(.notFound, .http, "server not found"))
+        // DESIGN §2: the server must be on this node (Wings answers 404 before the upgrade). A
+        // server still arriving has no volume yet but has a running incoming transfer.
+        let receiving = { self.registry.all.contains { $0.server == server && $0.finished == nil } }
+        guard VolumeStore.isValidServerID(server), store.volumeExists(server) || receiving() else {
+            return .error(TransferError(.notFound, .volumes, "server not found on this node"))
         }
         switch WebSocketHandshake.validate(request, allowOrigin: isAllowedOrigin) {
         case .failure(let box):

@@ -5,8 +5,8 @@ import FoundationEssentials
 import Synchronization
 
 /// Fan-out of per-server events (`transfer logs`, `transfer status`, `transfer progress`) to the
-/// websocket sessions watching that server. Publishing never blocks on a slow subscriber for long
-/// (each session's socket has a send timeout).
+/// websocket sessions watching that server. Publishing never blocks on a subscriber: a session's
+/// sink only queues the message (`WebSocketConnection.send`), so it runs on the transfer's path.
 public final class TransferEvents: Sendable {
     public typealias Sink = @Sendable (_ event: String, _ args: [JSONValue]) -> Void
 

@@ -4,34 +4,60 @@ import Glibc
 import FoundationEssentials
 
 /// One server-side websocket after the handshake: reads frames on the calling thread, answers
-/// pings, reassembles messages, and runs the close handshake. `send` may be called from any thread.
+/// pings, reassembles messages, and runs the close handshake. `send` may be called from any thread
+/// and never blocks: frames go to a bounded outbound buffer that non-blocking writes drain (at
+/// once, and from the read loop when the socket is writable). A client whose buffer would pass
+/// `maxOutboundBytes`, or that accepts nothing for `stalledWriteLimit` seconds, is dropped (socket
+/// shut down, no close frame: it is not reading).
 ///
 /// ```
-///  socket ─poll(1 s)─▶ WebSocketFrameParser ─▶ control? ping→pong, close→echo+stop
-///                                           └▶ WebSocketMessageAssembler ─▶ onMessage(text)
-///  every ~1 s ─▶ onTick()                       send(text) ─lock─▶ socket
+///  socket ─poll(250 ms)─▶ WebSocketFrameParser ─▶ control? ping→pong, close→echo+stop
+///                                              └▶ WebSocketMessageAssembler ─▶ onMessage(text)
+///  every ~1 s ─▶ onTick()
+///  send(text) ─lock─▶ outbound (≤ maxOutboundBytes) ─MSG_DONTWAIT─▶ socket   (rest on POLLOUT)
 /// ```
 public final class WebSocketConnection: @unchecked Sendable {
+    /// Most bytes queued for one client; past this the client is dropped rather than waited for.
+    public static let maxOutboundBytes = 1 << 20
+    /// A client whose socket accepts no byte of pending output for this long is dropped.
+    public static let stalledWriteLimit: Double = 20
+    /// After a close frame is queued, how long the read loop still tries to deliver it.
+    public static let closeFlushLimit: Double = 2
+
     private let descriptor: Int32
     private var pendingInput: [UInt8]
     private var parser: WebSocketFrameParser
     private var assembler: WebSocketMessageAssembler
     private let writeLock = Condition()
-    private var closed = false
+    // Guarded by writeLock.
+    private var outbound: [UInt8] = []
+    private var outboundStart = 0
+    private var lastWriteProgress = MonotonicClock.now()
+    private var closing = false  // a close frame is queued: no more frames
+    private var finished = false  // the socket is done (peer gone, write error, or dropped)
+    private let maxOutbound: Int
+    private let stallLimit: Double
 
-    public init(_ connection: UpgradedConnection, maxMessage: Int = 64 * 1024) {
+    public init(
+        _ connection: UpgradedConnection, maxMessage: Int = 64 * 1024, maxOutbound: Int = WebSocketConnection.maxOutboundBytes,
+        stalledWriteLimit: Double = WebSocketConnection.stalledWriteLimit
+    ) {
         descriptor = connection.descriptor
         pendingInput = connection.initialBytes
         parser = WebSocketFrameParser(maxPayload: maxMessage)
         assembler = WebSocketMessageAssembler(maxMessage: maxMessage)
-        // A client that stops reading must not block event delivery forever.
-        var timeout = timeval(tv_sec: 10, tv_usec: 0)
-        setsockopt(descriptor, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        self.maxOutbound = maxOutbound
+        stallLimit = stalledWriteLimit
     }
 
-    public var isClosed: Bool { writeLock.withLock { closed } }
+    /// True once a close frame is queued or the socket is done: `send` refuses from then on.
+    public var isClosed: Bool { writeLock.withLock { closing || finished } }
 
-    /// Sends a text message; false if the connection is closed or the write failed.
+    /// True when the client was dropped or went away (not merely closing).
+    public var isFinished: Bool { writeLock.withLock { finished } }
+
+    /// Queues a text message; false if the connection is closed, or was dropped because the client
+    /// does not read. Never blocks on the socket.
     @discardableResult
     public func send(text: String) -> Bool {
         send(frame: WebSocketFrame(opcode: .text, payload: Array(text.utf8)))
@@ -40,30 +66,89 @@ public final class WebSocketConnection: @unchecked Sendable {
     @discardableResult
     func send(frame: WebSocketFrame) -> Bool {
         writeLock.withLock {
-            guard !closed else { return false }
-            if frame.opcode == .close { closed = true }
+            guard !closing, !finished else { return false }
+            if frame.opcode == .close { closing = true }
             let bytes = frame.encoded()
-            var offset = 0
-            while offset < bytes.count {
-                let n = bytes.withUnsafeBytes { Glibc.send(descriptor, $0.baseAddress! + offset, bytes.count - offset, sendWithoutSignal) }
-                if n < 0 && errno == EINTR { continue }
-                if n <= 0 {
-                    closed = true
-                    return false
-                }
-                offset += n
+            let pending = outbound.count - outboundStart
+            if pending + bytes.count > maxOutbound {
+                dropLocked()
+                return false
             }
-            return true
+            if pending == 0 { lastWriteProgress = MonotonicClock.now() }
+            outbound.append(contentsOf: bytes)
+            flushLocked()
+            return !finished
         }
     }
 
-    /// Sends a close frame (if not closed yet); the read loop ends soon after.
+    /// Queues a close frame (if not closed yet); the read loop ends soon after.
     public func close(code: UInt16 = 1000, reason: String = "") {
         send(frame: .close(code, reason))
     }
 
-    /// Runs until the peer closes, a protocol error, or `close()`. Blocks the calling thread.
+    /// Writes what the socket takes now without blocking. Call with writeLock held.
+    private func flushLocked() {
+        while !finished, outboundStart < outbound.count {
+            let n = outbound.withUnsafeBytes {
+                Glibc.send(descriptor, $0.baseAddress! + outboundStart, outbound.count - outboundStart, sendWithoutSignal | Int32(MSG_DONTWAIT))
+            }
+            if n > 0 {
+                outboundStart += n
+                lastWriteProgress = MonotonicClock.now()
+            } else if n < 0 && errno == EINTR {
+                continue
+            } else if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) {
+                break
+            } else {
+                dropLocked()
+            }
+        }
+        if outboundStart == outbound.count {
+            outbound.removeAll(keepingCapacity: outbound.count <= 64 * 1024)
+            outboundStart = 0
+        } else if outboundStart > 64 * 1024 && outboundStart * 2 > outbound.count {
+            outbound.removeFirst(outboundStart)
+            outboundStart = 0
+        }
+    }
+
+    /// Gives up on the client: frees the buffer and shuts the socket so the read loop ends.
+    private func dropLocked() {
+        finished = true
+        outbound = []
+        outboundStart = 0
+        shutdown(descriptor, Int32(SHUT_RDWR))
+    }
+
+    /// Flushes; drops a stalled client. Returns (done, output still pending).
+    private func service() -> (done: Bool, pending: Bool) {
+        writeLock.withLock {
+            guard !finished else { return (true, false) }
+            flushLocked()
+            let pending = outboundStart < outbound.count
+            if pending && MonotonicClock.now() - lastWriteProgress > stallLimit { dropLocked() }
+            return (finished || closing, !finished && pending)
+        }
+    }
+
+    /// After the loop: try to deliver a queued close frame for at most `closeFlushLimit` seconds.
+    private func drainOutbound() {
+        let start = MonotonicClock.now()
+        while true {
+            let pending = writeLock.withLock { () -> Bool in
+                flushLocked()
+                return !finished && outboundStart < outbound.count
+            }
+            if !pending || MonotonicClock.now() - start > Self.closeFlushLimit { return }
+            var poller = pollfd(fd: descriptor, events: Int16(POLLOUT), revents: 0)
+            _ = poll(&poller, 1, 100)
+        }
+    }
+
+    /// Runs until the peer closes, a protocol error, `close()`, or the client is dropped. Blocks
+    /// the calling thread.
     public func run(onMessage: (WebSocketMessageAssembler.Message) -> Void, onTick: () -> Void) {
+        defer { drainOutbound() }
         var buffer = [UInt8](repeating: 0, count: 16 * 1024)
         var lastTick = MonotonicClock.now()
         var input = pendingInput
@@ -80,20 +165,22 @@ public final class WebSocketConnection: @unchecked Sendable {
                 }
                 input = []
             }
-            if isClosed { return }
+            let (done, pending) = service()
+            if done { return }
             let now = MonotonicClock.now()
             if now - lastTick >= 1 {
                 lastTick = now
                 onTick()
+                if isClosed { return }
             }
-            var poller = pollfd(fd: descriptor, events: Int16(POLLIN), revents: 0)
+            var poller = pollfd(fd: descriptor, events: Int16(POLLIN) | (pending ? Int16(POLLOUT) : 0), revents: 0)
             let ready = poll(&poller, 1, 250)
             if ready < 0 && errno != EINTR { return }
-            guard ready > 0 else { continue }
+            guard ready > 0, poller.revents & Int16(POLLIN | POLLHUP | POLLERR) != 0 else { continue }
             let n = recv(descriptor, &buffer, buffer.count, 0)
             if n < 0 && errno == EINTR { continue }
             if n <= 0 {
-                writeLock.withLock { closed = true }
+                writeLock.withLock { finished = true }
                 return
             }
             input = Array(buffer[0..<n])
