@@ -18,7 +18,7 @@ import requests
 
 from control_helpers import (DENYLIST_ERROR, EXPIRED_ERROR, RawWebSocket, WsClient, configured_daemon, deny_jtis,
                              progress_payloads, random_volume, statuses, ws_token)
-from e2elib import Daemon, new_server_id, push_archive
+from e2elib import Daemon, new_server_id, push_archive, wait_until
 
 
 @pytest.fixture
@@ -53,6 +53,10 @@ def test_auth_success_with_good_token(daemon, server, client_factory):
     assert reply == {"event": "auth success", "args": []}
     # "*" grants everything, websocket.connect included.
     assert ws.auth(ws_token(daemon.token, server, permissions=["*"]))["event"] == "auth success"
+    # The log says who connected and when they left (never the token).
+    assert f"websocket {server}: authenticated (user " in daemon.log()
+    ws.close()
+    assert wait_until(lambda: f"websocket {server}: closed" in daemon.log(), 10), daemon.log()[-1500:]
 
 
 @pytest.mark.parametrize("permissions", [[], ["control.console", "file.read"]], ids=["none", "others"])

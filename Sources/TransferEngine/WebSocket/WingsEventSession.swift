@@ -72,7 +72,10 @@ final class WingsEventSession: @unchecked Sendable {
             guard let self, self.stillAuthenticated() else { return }
             self.send(event, args)
         }
-        defer { events.unsubscribe(subscription) }
+        defer {
+            events.unsubscribe(subscription)
+            Log.info("websocket \(server): closed")
+        }
         connection.run(
             onMessage: { message in
                 guard case .text(let text) = message else { return }
@@ -133,12 +136,15 @@ final class WingsEventSession: @unchecked Sendable {
                 throw JWT.invalid("jwt: missing websocket.connect permission")
             }
             state.withLock { $0 = State(claims: claims, expiringSent: false, unauthenticatedSince: nil) }
+            Log.info("websocket \(server): authenticated (user \(claims.userUUID ?? "unknown"))")
             send("auth success")
         } catch {
             let message = (error as? TransferError)?.message ?? "jwt: invalid token"
             state.withLock { current in
                 if current.claims != nil { current = State(claims: nil, expiringSent: false, unauthenticatedSince: MonotonicClock.now()) }
             }
+            // Debug only: a client may send failing auths as fast as it likes.
+            Log.debug("websocket \(server): auth refused: \(message)")
             send("jwt error", [.string(message)])
         }
     }
@@ -168,7 +174,9 @@ final class WingsEventSession: @unchecked Sendable {
         }
         switch action {
         case .send(let event): send(event)
-        case .close: connection.close(code: 1008, reason: "not authenticated")
+        case .close:
+            Log.info("websocket \(server): not authenticated within \(Int(deadline)) s, closing")
+            connection.close(code: 1008, reason: "not authenticated")
         case nil: break
         }
     }
