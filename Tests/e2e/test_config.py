@@ -261,7 +261,7 @@ def test_empty_directory_flags_are_refused_and_nothing_lands_in_root(transferd, 
     args = [flag, ""] if flag == "--state" else ["--state", tmp_path / "state", flag, ""]
     r = run_cli(transferd, *args, "--listen", "127.0.0.1:0", timeout=10)
     assert r.returncode == 64, (r.returncode, r.stderr)
-    assert error_lines(r.stderr)[0] == f"transferd: error: {flag} needs a value (got an empty one)", r.stderr
+    assert error_lines(r.stderr) == [f"transferd: error: {flag} needs a value (got an empty one) (see 'transferd --help')"], r.stderr
     assert "listening" not in r.stdout
     assert set(os.listdir("/")) == before
 

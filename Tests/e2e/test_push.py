@@ -450,3 +450,13 @@ def pushes_of_a_deep_volume(daemon, transfer_send, vol, message):
     assert daemon.alive(), daemon.log()[-2000:]
     assert requests.get(f"{daemon.url}/api/transfers", headers={"Authorization": f"Bearer {daemon.token}"},
                         timeout=10).status_code == 200
+
+
+@pytest.mark.parametrize("argv", [["push", "--bogus"], ["push", "--volume"], ["token", "--scope", "nope"],
+                                  ["evacuate", "--parallel", "0"], ["bench", "--runs", "x"], ["frobnicate"]])
+def test_usage_errors_are_one_line(transfer_send, argv):
+    r = run_cli(transfer_send, *argv, timeout=30)
+    assert r.returncode == 64, r.stderr
+    line = assert_one_error_line(r)
+    assert line.endswith("(see 'transfer-send --help')"), line
+    assert r.stdout == ""

@@ -125,12 +125,9 @@ public enum DaemonCommand {
             Log.info("transferd: stopped")
             return 0
         } catch let error as TransferError {
-            StandardError.write("transferd: error: \(error.message.escapingControlCharacters)\n")
-            if error.isUsageError {
-                StandardError.write("Run 'transferd --help' for the options.\n")
-                return 64
-            }
-            return ErrorMapping.exitStatus(for: error.code)
+            let hint = error.isUsageError ? " (see 'transferd --help')" : ""
+            StandardError.write("transferd: error: \(error.message.escapingControlCharacters)\(hint)\n")
+            return error.isUsageError ? 64 : ErrorMapping.exitStatus(for: error.code)
         } catch {
             StandardError.write("transferd: error: \(String(describing: error).escapingControlCharacters)\n")
             return 1

@@ -126,14 +126,12 @@ public enum SendCommand {
         return args
     }
 
-    /// Prints one clear line (plus the usage line for usage errors) and picks the exit status.
+    /// Prints one clear line, whatever went wrong (a usage error points at --help in the same
+    /// line), and picks the exit status.
     static func report(_ error: TransferError) -> Int32 {
-        StandardError.write("transfer-send: error: \(error.message.escapingControlCharacters)\n")
-        if error.isUsageError {
-            StandardError.write("\(usage)\nRun 'transfer-send --help' for all options.\n")
-            return 64
-        }
-        return ErrorMapping.exitStatus(for: error.code)
+        let hint = error.isUsageError ? " (see 'transfer-send --help')" : ""
+        StandardError.write("transfer-send: error: \(error.message.escapingControlCharacters)\(hint)\n")
+        return error.isUsageError ? 64 : ErrorMapping.exitStatus(for: error.code)
     }
 
     /// A token as given on the command line, bare: panels hand it over with a "Bearer " prefix,
