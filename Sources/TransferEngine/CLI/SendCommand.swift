@@ -141,7 +141,7 @@ public enum SendCommand {
     static func validatedToken(_ text: String) throws -> String {
         var token = text.trimmingWhitespace()
         if token.prefix(7).lowercased() == "bearer " { token = token.dropFirst(7).trimmingWhitespace() }
-        guard !token.isEmpty, token.lowercased() != "bearer", token.utf8.allSatisfy({ $0 > 0x20 && $0 != 0x7f }) else {
+        guard !token.isEmpty, token.lowercased() != "bearer", token.isSingleHeaderWord else {
             throw Arguments.usage("--token must be a JWT (no spaces or control characters)")
         }
         return token
@@ -163,7 +163,7 @@ public enum SendCommand {
         // as "rejected data"); a port too long for URLComponents comes back as no port at all.
         let authority = text.drop(while: { $0 != "/" }).dropFirst(2).prefix(while: { !"/?#".contains($0) })
         let portText = authority.last == "]" ? "" : authority.split(separator: ":", omittingEmptySubsequences: false).last.map(String.init) ?? ""
-        guard text.utf8.allSatisfy({ $0 > 0x20 && $0 != 0x7f }),
+        guard text.isSingleHeaderWord,
             let parts = URLComponents(string: text), let host = parts.host, !host.isEmpty,
             parts.port.map({ (1...65535).contains($0) }) ?? (authority.contains(":") && !authority.hasSuffix("]") ? portText.isEmpty : true)
         else { throw Arguments.usage("--url '\(text.escapingControlCharacters)' is not a valid URL (http(s)://host[:port])") }

@@ -27,11 +27,10 @@ extension TransferDaemon {
                         throw TransferError(.invalidInput, .http, "url must be an http(s) URL")
                     }
                     // The endpoint path is appended to it, and both go into request lines and headers.
-                    let plain: (String) -> Bool = { $0.utf8.allSatisfy { $0 > 0x20 && $0 != 0x7f } }
-                    guard plain(url), !url.contains("?"), !url.contains("#") else {
+                    guard url.isSingleHeaderWord, !url.contains("?"), !url.contains("#") else {
                         throw TransferError(.invalidInput, .http, "url must be a node URL without spaces, a query string or a fragment")
                     }
-                    guard plain(token.hasPrefix("Bearer ") ? String(token.dropFirst(7)) : token) else {
+                    guard (token.hasPrefix("Bearer ") ? token.dropFirst(7) : Substring(token)).isSingleHeaderWord else {
                         throw TransferError(.invalidInput, .http, "token must be a JWT (no spaces or control characters)")
                     }
                     if let named = json["server"]?["uuid"]?.stringValue, named != server {

@@ -7,6 +7,13 @@ extension StringProtocol {
     }
 }
 
+extension StringProtocol {
+    /// Whether this is one word of visible ASCII-or-UTF-8 bytes: no space, no control character,
+    /// no DEL. What a token or URL must be before it goes into a request line or a header (a CR
+    /// or LF there would add lines of its own).
+    var isSingleHeaderWord: Bool { utf8.allSatisfy { $0 > 0x20 && $0 != 0x7f } }
+}
+
 extension String {
     /// Replaces every occurrence of the ASCII byte `target` by `replacement`, byte by byte.
     /// (Swift's Character-level `replacing` misses a character that forms one grapheme with its

@@ -34,30 +34,15 @@ public struct FileOwner: Sendable, Equatable {
         try applyBelow(fd, display: path)
     }
 
-    /// Walks the directory open at `fd` (closed when done). Iterative: a deep tree must not
-    /// exhaust a thread's stack.
+    /// Walks the directory open at `fd` (closed when done), without recursion (`DirectoryStack`).
     private func applyBelow(_ fd: Int32, display: String) throws {
-        var stack: [(fd: Int32, path: String, entries: [(name: [UInt8], type: UInt8)], next: Int)] = []
-        defer { for frame in stack { close(frame.fd) } }
-        func push(_ fd: Int32, path: String) throws {
-            do {
-                stack.append((fd, path, try FileTree.entries(ofDirectory: fd, display: path), 0))
-            } catch {
-                close(fd)
-                throw error
-            }
-        }
-        try push(fd, path: display)
-        while let top = stack.indices.last {
-            guard stack[top].next < stack[top].entries.count else {
-                close(stack.removeLast().fd)
-                continue
-            }
-            let (bytes, type) = stack[top].entries[stack[top].next]
-            stack[top].next += 1
-            let parent = stack[top].fd
+        var stack = DirectoryStack<String>()
+        defer { stack.closeAll() }
+        try stack.push(fd, label: display, display: display)
+        while let step = stack.next() {
+            guard case .entry(let parent, let directory, let bytes, let type) = step else { continue }
             let name = CString.terminated(bytes)
-            let path = stack[top].path + "/" + String(decoding: bytes, as: UTF8.self)
+            let path = directory + "/" + String(decoding: bytes, as: UTF8.self)
             guard fchownat(parent, name, uid, gid, AT_SYMLINK_NOFOLLOW) == 0 else { throw TransferError.system("fchownat", path: path) }
             guard type == UInt8(DT_DIR) || type == UInt8(DT_UNKNOWN) else { continue }
             let child = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
@@ -66,7 +51,7 @@ public struct FileOwner: Sendable, Equatable {
                 if errno == ENOTDIR || errno == ELOOP { continue }
                 throw TransferError.system("openat", path: path)
             }
-            try push(child, path: path)
+            try stack.push(child, label: path, display: path)
         }
     }
 }

@@ -49,39 +49,29 @@ public enum FileTree {
         guard rmdir(path) == 0 || errno == ENOENT else { throw TransferError.system("rmdir", path: path) }
     }
 
-    /// Empties the directory open at `fd` and closes `fd`. Iterative (a tree may be thousands of
-    /// levels deep; recursion would exhaust a thread's stack): each directory is emptied, closed,
-    /// then removed from its parent.
+    /// Empties the directory open at `fd` and closes `fd`: each directory below is emptied,
+    /// closed, then removed from its parent (without recursion: see `DirectoryStack`).
     private static func removeContents(of fd: Int32, display: String) throws {
-        var stack: [(fd: Int32, name: [CChar], names: [[CChar]], next: Int)] = []
-        defer { for frame in stack { close(frame.fd) } }
-        func push(_ fd: Int32, name: [CChar]) throws {
-            do {
-                stack.append((fd, name, try entries(ofDirectory: fd, display: display).map { CString.terminated($0.name) }, 0))
-            } catch {
-                close(fd)
-                throw error
-            }
-        }
-        try push(fd, name: [])
-        while let top = stack.indices.last {
-            guard stack[top].next < stack[top].names.count else {
-                let done = stack.removeLast()
-                close(done.fd)
-                if let parent = stack.last, unlinkat(parent.fd, done.name, AT_REMOVEDIR) != 0 && errno != ENOENT {
+        var stack = DirectoryStack<[CChar]>()
+        defer { stack.closeAll() }
+        try stack.push(fd, label: [], display: display)
+        while let step = stack.next() {
+            switch step {
+            case .left(let name):
+                guard let parent = stack.topDescriptor else { continue }  // the root: its caller removes it
+                guard unlinkat(parent, name, AT_REMOVEDIR) == 0 || errno == ENOENT else {
                     throw TransferError.system("rmdir", path: display)
                 }
-                continue
+            case .entry(let parent, _, let bytes, _):
+                let name = CString.terminated(bytes)
+                if unlinkat(parent, name, 0) == 0 || errno == ENOENT { continue }
+                guard errno == EISDIR else { throw TransferError.system("unlinkat", path: display) }
+                let child = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+                guard child >= 0 else { throw TransferError.system("openat", path: display) }
+                // A directory without write/exec permission (an archive may set 0555) must be opened up first.
+                fchmod(child, 0o700)
+                try stack.push(child, label: name, display: display)
             }
-            let name = stack[top].names[stack[top].next]
-            stack[top].next += 1
-            if unlinkat(stack[top].fd, name, 0) == 0 || errno == ENOENT { continue }
-            guard errno == EISDIR else { throw TransferError.system("unlinkat", path: display) }
-            let child = openat(stack[top].fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-            guard child >= 0 else { throw TransferError.system("openat", path: display) }
-            // A directory without write/exec permission (an archive may set 0555) must be opened up first.
-            fchmod(child, 0o700)
-            try push(child, name: name)
         }
     }
 

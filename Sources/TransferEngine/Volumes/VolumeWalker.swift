@@ -55,16 +55,12 @@ public struct VolumeWalker {
     public func walk(visit: (Entry) throws -> Void, skipped: (PathBytes, String) -> Void = { _, _ in }) throws {
         let fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard fd >= 0 else { throw TransferError.system("open", path: root) }
-        var stack: [DirectoryFrame] = []
-        defer { for frame in stack { close(frame.fd) } }
-        try stack.append(DirectoryFrame(fd: fd, path: PathBytes([])))
-        while let top = stack.indices.last {
-            guard let (name, type) = stack[top].next() else {
-                close(stack.removeLast().fd)
-                continue
-            }
-            let fd = stack[top].fd
-            let childPath = stack[top].path.appending(name)
+        var stack = DirectoryStack<PathBytes>()
+        defer { stack.closeAll() }
+        try stack.push(fd, label: PathBytes([]), display: root, sorted: true)
+        while let step = stack.next() {
+            guard case .entry(let fd, let path, let name, let type) = step else { continue }
+            let childPath = path.appending(name)
             var st = stat()
             if !statsRegularFiles && type == UInt8(DT_REG) {
                 st.st_mode = S_IFREG
@@ -83,41 +79,14 @@ public struct VolumeWalker {
             }
             try visit(Entry(path: childPath, kind: kind, status: st, parentDescriptor: fd, name: name))
             guard kind == .directory else { continue }
-            guard stack.count < Self.maximumDepth else {
+            guard stack.depth < Self.maximumDepth else {
                 throw TransferError(
                     .invalidInput, .volumes,
                     "\(String(childPath.description.prefix(120)))…: directories nested deeper than \(Self.maximumDepth) levels")
             }
             let child = openat(fd, CString.terminated(name), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
             guard child >= 0 else { throw TransferError.system("openat", path: childPath.description) }
-            try stack.append(DirectoryFrame(fd: child, path: childPath))
-        }
-    }
-
-    /// A directory being walked: its descriptor (owned), its path, and its entries in name order.
-    private struct DirectoryFrame {
-        let fd: Int32
-        let path: PathBytes
-        private var entries: [(name: [UInt8], type: UInt8)]
-        private var index = 0
-
-        /// Reads the directory; closes `fd` if that fails.
-        init(fd: Int32, path: PathBytes) throws {
-            self.fd = fd
-            self.path = path
-            do {
-                entries = try FileTree.entries(ofDirectory: fd, display: path.description)
-            } catch {
-                close(fd)
-                throw error
-            }
-            entries.sort { $0.name.lexicographicallyPrecedes($1.name) }
-        }
-
-        mutating func next() -> (name: [UInt8], type: UInt8)? {
-            guard index < entries.count else { return nil }
-            index += 1
-            return entries[index - 1]
+            try stack.push(child, label: childPath, display: childPath.description, sorted: true)
         }
     }
 
