@@ -131,6 +131,8 @@ int tx_set_direct_io(int fd, int enabled) {
     return fcntl(fd, F_SETFL, enabled ? (flags | O_DIRECT) : (flags & ~O_DIRECT));
 }
 
+int tx_no_access_time_flag(void) { return O_NOATIME; }
+
 int tx_get_inode_flags(int fd, int *flags) { return ioctl(fd, FS_IOC_GETFLAGS, flags); }
 
 int tx_add_inode_flags(int fd, int add) {

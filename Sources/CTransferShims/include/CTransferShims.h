@@ -62,6 +62,8 @@ int tx_syncfs(int fd);
 /// Turns O_DIRECT (a GNU flag) on or off for an open descriptor with fcntl(F_SETFL); -1 with errno
 /// EINVAL where the file system does not support it.
 int tx_set_direct_io(int fd, int enabled);
+/// O_NOATIME (a GNU flag): reads through the descriptor leave the access time alone.
+int tx_no_access_time_flag(void);
 /// FS_IOC_GETFLAGS: the inode flags (`chattr` attributes) of an open file; -1 with errno ENOTTY
 /// or EOPNOTSUPP where the file system has none.
 int tx_get_inode_flags(int fd, int *flags);

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+private import CTransferShims
 
 /// Walks a volume depth-first with `openat`, never following symlinks, in a stable (sorted) order.
 ///
@@ -23,7 +24,7 @@ public struct VolumeWalker {
         /// Opens a regular file for reading without following a symlink swapped in since the walk.
         /// Non-blocking, so a FIFO swapped in cannot hang the open; callers `fstat` and check the type.
         public func openForReading() throws -> Int32 {
-            let fd = openat(parentDescriptor, CString.terminated(name), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
+            let fd = VolumeWalker.openWithoutAccessTime(parentDescriptor, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
             guard fd >= 0 else { throw TransferError.system("openat", path: path.description) }
             return fd
         }
@@ -53,7 +54,7 @@ public struct VolumeWalker {
     /// Visits every entry below the root (not the root itself), depth first, names sorted.
     /// Iterative: a tree thousands of levels deep must not exhaust a thread's stack.
     public func walk(visit: (Entry) throws -> Void, skipped: (PathBytes, String) -> Void = { _, _ in }) throws {
-        let fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        let fd = Self.openWithoutAccessTime(AT_FDCWD, Array(root.utf8), O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard fd >= 0 else { throw TransferError.system("open", path: root) }
         var stack = DirectoryStack<PathBytes>()
         defer { stack.closeAll() }
@@ -84,10 +85,21 @@ public struct VolumeWalker {
                     .invalidInput, .volumes,
                     "\(String(childPath.description.prefix(120)))…: directories nested deeper than \(Self.maximumDepth) levels")
             }
-            let child = openat(fd, CString.terminated(name), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+            let child = Self.openWithoutAccessTime(fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
             guard child >= 0 else { throw TransferError.system("openat", path: childPath.description) }
             try stack.push(child, label: childPath, display: childPath.description, sorted: true)
         }
+    }
+
+    /// Opens `name` with `O_NOATIME`, so reading a volume leaves it as it was: without it, every
+    /// file whose access time is a day old (most of a volume) has its inode dirtied and written
+    /// back on the source node during a transfer or backup. Only the file's owner (or root) may
+    /// ask for it; anyone else gets `EPERM` and the file is opened the ordinary way.
+    static func openWithoutAccessTime(_ directory: Int32, _ name: [UInt8], _ flags: Int32) -> Int32 {
+        let cName = CString.terminated(name)
+        let fd = openat(directory, cName, flags | tx_no_access_time_flag())
+        if fd < 0 && errno == EPERM { return openat(directory, cName, flags) }
+        return fd
     }
 
     /// Totals for progress reporting (a stat-only pass, cheap next to reading the data).

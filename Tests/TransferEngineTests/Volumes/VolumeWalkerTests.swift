@@ -65,6 +65,52 @@ struct VolumeWalkerTests {
     }
 }
 
+/// Reading a volume to send or back it up leaves every access time as it was (`O_NOATIME`).
+struct AccessTimeTests {
+    private static func accessTime(_ path: String) -> Int {
+        var st = stat()
+        guard lstat(path, &st) == 0 else { return -1 }
+        return st.st_atim.tv_sec
+    }
+
+    /// Sets atime two days back and mtime three (so `relatime` would update atime on any read).
+    private static func age(_ path: String) {
+        let now = time(nil)
+        var times = [timespec(tv_sec: now - 2 * 86_400, tv_nsec: 0), timespec(tv_sec: now - 3 * 86_400, tv_nsec: 0)]
+        utimensat(AT_FDCWD, path, &times, AT_SYMLINK_NOFOLLOW)
+    }
+
+    @Test func archivingLeavesAccessTimesAlone() throws {
+        try TempDirectory.with { temp in
+            let root = temp.appending("volume")
+            try Fixtures.makeSampleVolume(at: root)
+            var paths: [String] = []
+            try VolumeWalker(root: root).walk { entry in
+                if entry.kind != .symlink { paths.append(root + "/" + entry.path.description) }
+            }
+            let control = root + "/control"
+            try Data("read the ordinary way".utf8).write(to: URL(fileURLWithPath: control))
+            for path in paths + [control, root] { Self.age(path) }
+            let before = Dictionary(uniqueKeysWithValues: paths.map { ($0, Self.accessTime($0)) })
+
+            // The control shows that this file system records access times at all (not `noatime`).
+            let fd = open(control, O_RDONLY)
+            var byte: UInt8 = 0
+            #expect(read(fd, &byte, 1) == 1)
+            close(fd)
+            #expect(Self.accessTime(control) > before.values.max()!)
+
+            var archiver = VolumeArchiver(root: root, compression: .none)
+            archiver.reportsSkipped = false
+            let summary = try archiver.run { _ in }
+            #expect(summary.files >= VolumeArchiverTests.sampleFiles)
+            for path in paths {
+                #expect(Self.accessTime(path) == before[path], "\(path) was read with its access time updated")
+            }
+        }
+    }
+}
+
 struct BackgroundFlusherTests {
     /// Enough small files trigger flushes on the helper thread; `stop` waits for it and may be repeated.
     @Test func flushesWhenThresholdIsCrossed() throws {
