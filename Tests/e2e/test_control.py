@@ -8,8 +8,10 @@ Two daemons per test on 127.0.0.1 (conftest `daemon_factory`, stopped by PID); a
 (control_helpers.StubPanel, a thread) records callbacks. Big volumes are generated once per
 module and hard-linked into each source (the source only reads them).
 """
+import json
 import shutil
 import socket
+import subprocess
 import time
 
 import pytest
@@ -18,8 +20,8 @@ from control_helpers import (BlackHole, StubPanel, WsClient, callback_path, canc
                              entries_for, link_tree, list_transfers, manifest, node_request, progress_payloads,
                              random_volume, small_volume, start_push, statuses, transfer_request_body, wait_finished,
                              ws_token)
-from e2elib import (compare_trees, free_port, mint, new_server_id, post_transfer, push_archive, transfer_parts,
-                    go_boundary, multipart_stream, wait_until)
+from e2elib import (compare_trees, error_lines, free_port, mint, new_server_id, post_transfer, push_archive,
+                    transfer_parts, go_boundary, multipart_stream, wait_until)
 
 BIG = 240 << 20  # long enough (about a second or more even on a fast build) to act on a running transfer
 
@@ -257,7 +259,8 @@ def test_cancel_from_the_destination_keeps_its_old_volume(pair, panel, big_volum
     assert dst_entry["state"] == "cancelled", dst_entry
     src_entry = wait_finished(source, server, "outgoing", timeout=15, entry_id=r.json()["id"])
     assert src_entry["state"] in ("cancelled", "failed"), src_entry
-    assert src_entry.get("error"), src_entry
+    # The source is told why (a 409 with the destination's reason), not just that the connection broke.
+    assert "409" in src_entry.get("error", "") and "cancelled on this node" in src_entry["error"], src_entry
     assert wait_staging_empty(destination) == []
     assert compare_trees(other_volume, destination.volume(server)) == [], "the old volume was touched"
     assert_source_intact(source, server, volume, expected)
@@ -267,6 +270,31 @@ def test_cancel_from_the_destination_keeps_its_old_volume(pair, panel, big_volum
 
     repush_and_commit(source, destination, server, little_volume)
     assert len(panel.wait_for(2, suffix="/success", server=server)) == 2
+
+
+def test_cancel_on_the_destination_is_answered_to_a_pushing_cli(pair, big_volume, transfer_send):
+    """DELETE /api/transfers/:uuid on the destination while `transfer-send push` sends: the CLI
+    gets 409 with the reason and says so in one line, exit 75 (try again later); it used to see
+    the connection cut ("connection broke", exit 69), as if the node had gone away."""
+    _, destination = pair
+    volume, _ = big_volume
+    server = new_server_id()
+    push = subprocess.Popen([str(transfer_send), "push", "--quiet", "--volume", str(volume), "--url", destination.url,
+                             "--secret", destination.token, "--server", server, "--compression", "gzip"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+    try:
+        wait_running(destination, server, min_bytes=4 << 20)
+        c = cancel_incoming(destination, server)
+        assert c.status_code == 202, (c.status_code, c.text)
+        _, stderr = push.communicate(timeout=30)
+    finally:
+        if push.poll() is None:
+            push.kill()
+            push.wait()
+    lines = error_lines(stderr)
+    assert push.returncode == 75, (push.returncode, stderr)
+    assert len(lines) == 1 and "409" in lines[0] and "cancelled on this node" in lines[0], lines
+    assert wait_staging_empty(destination) == [] and not destination.volume(server).exists()
 
 
 def test_cancel_a_push_to_a_destination_that_hangs(pair, panel, big_volume, little_volume):
@@ -328,15 +356,18 @@ def test_cancel_an_incoming_transfer_whose_source_stalled(daemon_factory, tmp_pa
         assert entry["state"] == "cancelled", entry
         assert time.monotonic() - started < 3, "cancelling a stalled incoming transfer took too long"
         assert wait_staging_empty(node) == [] and not node.volume(server).exists()
-        # The stalled connection is dropped (an error answer or EOF, not left hanging).
+        # The stalled source is answered 409 with the reason, and our side of the connection closes.
         sock.settimeout(5)
+        answer = b""
         try:
-            while sock.recv(65536):
-                pass
-        except ConnectionResetError:
-            pass
+            while chunk := sock.recv(65536):
+                answer += chunk
         except socket.timeout:
-            raise AssertionError("the cancelled transfer's connection was left open")
+            raise AssertionError(f"the cancelled transfer's connection was left open (got {answer!r})")
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 409 "), answer
+        assert b"connection: close" in head.lower(), head
+        assert "cancelled on this node" in json.loads(body)["error"], body
     finally:
         sock.close()
     # The server is free again.

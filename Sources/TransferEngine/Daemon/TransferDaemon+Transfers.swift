@@ -29,8 +29,8 @@ extension TransferDaemon {
             let transfer = IncomingTransfer(
                 server: server, boundary: boundary, store: store, staging: staging, client: request.clientAddress,
                 backupDirectory: configuration.backupDirectory)
-            let connection = request.connectionDescriptor
-            transfer.dropConnection = { if connection >= 0 { _ = shutdown(connection, Int32(SHUT_RDWR)) } }
+            let early = request.earlyAnswer
+            transfer.answerNow = { early?.send($0, cutOtherwise: true) }
             let total = request.header("content-length").flatMap { Int64($0) } ?? 0
             let id = registry.begin(direction: .incoming, server: server, total: total) { transfer.cancel() }
             events.log(server, "receiving transfer from \(request.clientAddress)")

@@ -43,8 +43,9 @@ public final class IncomingTransfer: RequestBodyHandler, @unchecked Sendable {
     /// Guards `finished`: the outcome is decided once, by the connection thread or by `cancel()`.
     private let outcome = Condition()
     private var finished = false
-    /// Cuts the HTTP connection (set by the daemon); used by `cancel()` when the source has stalled.
-    public var dropConnection: (@Sendable () -> Void)?
+    /// Answers the source at once, before its body has ended (set by the daemon; the HTTP layer's
+    /// `EarlyAnswer`): `cancel()` tells the source why, even if it has stalled.
+    public var answerNow: (@Sendable (HTTPResponse) -> Void)?
     private let progressThrottle = Throttle(interval: 0.25)
     /// Called once with the outcome (for the transfer list, websocket events and panel callbacks).
     public var onFinish: (@Sendable (Result<String, TransferError>) -> Void)?
@@ -189,19 +190,20 @@ public final class IncomingTransfer: RequestBodyHandler, @unchecked Sendable {
         }
     }
 
-    /// Stops the transfer from another thread (`DELETE /api/transfers/:uuid`): the connection
-    /// thread's next step fails with `.cancelled`, the HTTP layer drops the connection, and
-    /// staging is discarded.
     /// Archive bytes received (final once the transfer has finished).
     public var archiveBytes: Int64 { receivedArchiveBytes }
 
+    /// Stops the transfer from another thread (`DELETE /api/transfers/:uuid`, shutdown): the
+    /// connection thread's next step fails with `.cancelled`, staging is discarded, the server is
+    /// freed, and then the source is answered 409 with the reason (under TLS, where the answer
+    /// cannot be written before the body ends, the connection is cut instead).
     public func cancel() {
         let error = TransferError(.cancelled, .transfer, "the transfer was cancelled on this node")
         buffer.fail(error)
         // Decide the outcome here, so the server is free and staging gone even if the source has
-        // stalled and the connection thread is waiting on the socket; then cut that connection.
+        // stalled and the connection thread is waiting on the socket; then answer the source.
         _ = fail(error)
-        dropConnection?()
+        answerNow?(.error(error))
     }
 
     public func abort() {

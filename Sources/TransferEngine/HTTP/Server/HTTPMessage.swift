@@ -8,8 +8,8 @@ public struct HTTPRequest: Sendable {
     /// Header fields with lowercased names (the last value wins for repeated names).
     public var headers: [String: String]
     public var clientAddress: String
-    /// The connection's socket, so a handler can cut the connection from another thread; -1 if unknown.
-    public var connectionDescriptor: Int32 = -1
+    /// Answers the request before its body has ended, from any thread (nil outside the server).
+    public var earlyAnswer: EarlyAnswer?
 
     public init(method: String, path: String, query: [String: String] = [:], headers: [String: String] = [:],
                 clientAddress: String = "")

@@ -138,8 +138,9 @@ public final class HTTPServer: @unchecked Sendable {
         var discarded: Int64 = 0
         var bodyBytes: Int64 = 0
         var responded = false
-        var answeredEarly = false
         var status = 0
+        /// Answered on the socket before the body ended (by this thread or a canceller).
+        var answeredEarly: Bool { request.earlyAnswer?.isSettled ?? false }
         init(request: HTTPRequest) { self.request = request }
     }
 
@@ -176,11 +177,13 @@ public final class HTTPServer: @unchecked Sendable {
         guard let raw = exchangePointer?.pointee else { return }
         let exchange = Unmanaged<Exchange>.fromOpaque(raw).takeRetainedValue()
         exchangePointer!.pointee = nil
-        if let handler = exchange.handler, !exchange.responded {
+        if let handler = exchange.handler, !exchange.responded, !exchange.answeredEarly {
             handler.abort()
         }
         let seconds = MonotonicClock.now() - exchange.started
-        let outcome = exchange.responded ? "\(exchange.status)" : "connection closed before a response"
+        let outcome =
+            exchange.request.earlyAnswer?.sentStatus.map { "\($0)" }
+            ?? (exchange.responded ? "\(exchange.status)" : "connection closed before a response")
         let body = exchange.bodyBytes > 0 ? " body=\(ByteCount.format(exchange.bodyBytes))" : ""
         Log.info(
             "http \(exchange.request.clientAddress) \(exchange.request.loggable) -> \(outcome)\(body) "
@@ -195,7 +198,7 @@ public final class HTTPServer: @unchecked Sendable {
     ) -> MHD_Result {
         guard let raw = exchangePointer.pointee else {
             // First call: headers are complete, no body yet.
-            let request = Self.makeRequest(connection, url: url, method: method)
+            let request = Self.makeRequest(connection, url: url, method: method, tls: options.tls != nil)
             let exchange = Exchange(request: request)
             exchangePointer.pointee = Unmanaged.passRetained(exchange).toOpaque()
             if let refusal = Self.framingRefusal(request) {
@@ -225,9 +228,11 @@ public final class HTTPServer: @unchecked Sendable {
                     try handler.receive(UnsafeRawBufferPointer(start: uploadData, count: size))
                 } catch {
                     exchange.handlerError = error
-                    // A cancelled transfer drops the connection at once instead of draining it.
-                    if (error as? TransferError)?.code == .cancelled { return .NO }
-                    answerEarly(handler.finish(error: error), exchange: exchange)
+                    // A transfer cancelled on this node is answered (or cut) by the canceller; the
+                    // rest of the body is read and dropped meanwhile, below.
+                    if (error as? TransferError)?.code != .cancelled {
+                        answerEarly(handler.finish(error: error), exchange: exchange)
+                    }
                 }
             } else {
                 exchange.discarded += Int64(size)
@@ -238,35 +243,18 @@ public final class HTTPServer: @unchecked Sendable {
         }
         if exchange.answeredEarly { return .NO }  // already answered on the socket: just close
         if let handler = exchange.handler, !exchange.responded {
+            // A canceller may answer at the same moment: one of us wins.
+            guard exchange.request.earlyAnswer?.claimForQueue() ?? true else { return .NO }
             return queue(handler.finish(error: exchange.handlerError), on: connection, exchange: exchange)
         }
         return .YES
     }
 
-    /// Answers a request whose body handler failed before the body ended.
-    ///
-    /// libmicrohttpd 0.9.75 cannot queue a response while a body is still arriving, so on plain
-    /// HTTP the error is written straight to the socket (`Connection: close`) and our side of the
-    /// connection is shut for writing; clients like curl read an early answer and stop sending.
-    /// Under TLS the rest of the body is drained instead and the answer goes out at the end.
+    /// Answers a request whose body handler failed before the body ended (see `EarlyAnswer`);
+    /// under TLS the rest of the body is drained instead and the answer goes out at the end.
     private func answerEarly(_ response: HTTPResponse, exchange: Exchange) {
-        let fd = exchange.request.connectionDescriptor
-        guard options.tls == nil, fd >= 0, case .bytes(let body) = response.body else { return }
-        var head = "HTTP/1.1 \(response.status) \(Self.reason(response.status))\r\n"
-        for (name, value) in response.headers { head += "\(name): \(value)\r\n" }
-        head += "Content-Length: \(body.count)\r\nConnection: close\r\n\r\n"
-        let bytes = Array(head.utf8) + body
-        var offset = 0
-        while offset < bytes.count {
-            let n = bytes.withUnsafeBytes { send(fd, $0.baseAddress! + offset, bytes.count - offset, sendWithoutSignal) }
-            if n < 0 && errno == EINTR { continue }
-            if n <= 0 { break }
-            offset += n
-        }
-        shutdown(fd, Int32(SHUT_WR))
-        exchange.answeredEarly = true
-        exchange.responded = true
-        exchange.status = response.status
+        guard let early = exchange.request.earlyAnswer, early.canWrite else { return }
+        early.send(response, cutOtherwise: false)
     }
 
     /// The answer to a request whose framing is ambiguous, or nil when it is fine.
@@ -323,7 +311,7 @@ public final class HTTPServer: @unchecked Sendable {
     }
 
     private static func makeRequest(
-        _ connection: OpaquePointer, url: UnsafePointer<CChar>, method: UnsafePointer<CChar>
+        _ connection: OpaquePointer, url: UnsafePointer<CChar>, method: UnsafePointer<CChar>, tls: Bool
     ) -> HTTPRequest {
         final class Collector {
             var values: [String: String] = [:]
@@ -353,7 +341,7 @@ public final class HTTPServer: @unchecked Sendable {
             method: String(cString: method), path: String(cString: url), query: collect(.GET_ARGUMENT_KIND, lowercase: false),
             headers: collect(.HEADER_KIND, lowercase: true),
             clientAddress: String(decoding: address.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
-        request.connectionDescriptor = tx_mhd_connection_fd(connection)
+        request.earlyAnswer = EarlyAnswer(descriptor: tx_mhd_connection_fd(connection), tls: tls)
         return request
     }
 }
