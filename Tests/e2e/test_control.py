@@ -240,6 +240,29 @@ def test_cancel_from_the_source(pair, panel, big_volume, little_volume):
     assert len(panel.wait_for(1, suffix="/success", server=server)) == 1
 
 
+def test_a_push_cancelled_on_the_source_can_be_started_again_at_once(pair, panel, big_volume, little_volume):
+    """The panel's DELETE is answered once the push has ended (state "cancelled"), so the panel
+    can start the server's transfer again straight away: it used to get 409 "already
+    transferring" for about a second after the 202."""
+    source, destination = pair
+    volume, _ = big_volume
+    server = new_server_id()
+    link_tree(volume, source.volume(server))
+    r = start_push(source, destination, server)
+    assert r.status_code == 202, (r.status_code, r.text)
+    wait_running(destination, server, min_bytes=4 << 20)
+    c = cancel_outgoing(source, server)
+    assert c.status_code == 202 and c.json()["state"] == "cancelled", (c.status_code, c.text)
+    assert entries_for(source, server, "outgoing")[-1]["state"] == "cancelled"
+    shutil.rmtree(source.volume(server))
+    link_tree(little_volume, source.volume(server))
+    again = start_push(source, destination, server)
+    assert again.status_code == 202, (again.status_code, again.text)
+    entry = wait_finished(source, server, "outgoing", timeout=30, entry_id=again.json()["id"])
+    assert entry["state"] == "completed", entry
+    assert compare_trees(little_volume, destination.volume(server)) == []
+
+
 def test_cancel_from_the_destination_keeps_its_old_volume(pair, panel, big_volume, little_volume, other_volume,
                                                            other_tgz):
     source, destination = pair

@@ -53,7 +53,10 @@ extension TransferDaemon {
         events.log(server, "sending transfer to \(url)")
         Log.info("transfer \(server): pushing to \(url)")
         spawnThread(name: "push-\(server.prefix(8))") { [self] in
-            defer { store.release(server) }
+            // The server is free before the transfer is listed as finished: whoever saw it end
+            // (a DELETE that waited for it, the panel) may start the next one at once.
+            var released = false
+            defer { if !released { store.release(server) } }
             do {
                 var options = OutgoingTransfer.Options(volume: store.volumePath(server), url: url, token: token)
                 // Negotiated here, after the 202: a destination that does not answer must not hold up the panel.
@@ -75,16 +78,23 @@ extension TransferDaemon {
                     "transfer \(server): pushed \(ByteCount.format(result.volumeBytes)) in \(ByteCount.fixed(result.seconds, 2)) s "
                         + "(\(ByteCount.rate(bytes: result.volumeBytes, seconds: result.seconds))), destination committed")
                 events.log(server, "destination verified and committed the volume")
+                store.release(server)
+                released = true
                 registry.finish(id, error: nil)
             } catch {
                 let failure = error as? TransferError ?? TransferError(.internal, .transfer, "\(error)")
                 Log.error("transfer \(server): push failed, source volume untouched: \(failure.message)")
+                store.release(server)
+                released = true
                 registry.finish(id, error: failure)
                 panel?.reportTransfer(server: server, successful: false)
             }
         }
         return id
     }
+
+    /// How long a DELETE waits for the cancelled transfer to end before answering "cancelling".
+    static let cancelWait = 5.0
 
     func cancelTransfer(_ request: HTTPRequest, server: String, direction: TransferRegistry.Direction) -> HTTPResponse {
         do {
@@ -96,7 +106,10 @@ extension TransferDaemon {
                 throw TransferError(.conflict, .transfer, "no \(direction.rawValue) transfer is running for \(server)")
             }
             Log.info("transfer \(server): \(direction.rawValue) transfer cancelled by request")
-            return .json(202, ["server": .string(server), "state": "cancelling"])
+            // An outgoing push notices within about a second (curl's progress callback): wait for
+            // it, so a panel that cancels and starts again is not told the server is still busy.
+            let ended = registry.waitUntilEnded(server: server, direction: direction, timeout: Self.cancelWait)
+            return .json(202, ["server": .string(server), "state": .string(ended ? "cancelled" : "cancelling")])
         } catch {
             return .error(error)
         }

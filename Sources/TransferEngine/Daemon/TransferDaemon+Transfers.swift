@@ -16,7 +16,7 @@ extension TransferDaemon {
             else {
                 throw TransferError(.invalidInput, .http, "expected a multipart/form-data body with a boundary")
             }
-            guard store.reserve(server) else {
+            guard store.reserve(server, waitingForCleanup: 10) else {
                 throw TransferError(.conflict, .transfer, "server \(server) is already transferring")
             }
             let staging: String

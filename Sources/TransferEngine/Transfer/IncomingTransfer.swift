@@ -215,6 +215,7 @@ public final class IncomingTransfer: RequestBodyHandler, @unchecked Sendable {
         let failure =
             error as? TransferError ?? TransferError(.internal, .transfer, "\(error)")
         guard claimOutcome() else { return failure }
+        store.markEnding(server)
         buffer.fail(failure)
         backups?.discard()
         _ = try? waitForExtractor()

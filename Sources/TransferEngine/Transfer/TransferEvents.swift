@@ -140,6 +140,18 @@ public final class TransferRegistry: Sendable {
         return true
     }
 
+    /// Waits until no transfer of `server` in `direction` is running, up to `timeout` seconds;
+    /// true if none is.
+    public func waitUntilEnded(server: String, direction: Direction, timeout: Double) -> Bool {
+        let deadline = MonotonicClock.now() + timeout
+        while true {
+            let running = entries.withLock { $0.values.contains { $0.server == server && $0.direction == direction && $0.finished == nil } }
+            if !running { return true }
+            if MonotonicClock.now() >= deadline { return false }
+            usleep(10_000)
+        }
+    }
+
     /// Cancels every running transfer (daemon shutdown).
     public func cancelAll() {
         let all = cancellers.withLock { Array($0.values) }

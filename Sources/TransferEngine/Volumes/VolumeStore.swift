@@ -19,7 +19,12 @@ public final class VolumeStore: Sendable {
     public let stagingDirectory: String
     /// Who owns what arrives (nil: whoever runs the daemon).
     public let owner: FileOwner?
-    private let busy = Mutex<Set<String>>([])
+    /// Servers held by a transfer, and those of them whose transfer failed and is cleaning up.
+    private struct Holds {
+        var busy: Set<String> = []
+        var ending: Set<String> = []
+    }
+    private let holds = Mutex(Holds())
     /// The data directory, open and `flock`ed for the store's life: one daemon per directory.
     private let lockDescriptor: Int32
 
@@ -80,14 +85,41 @@ public final class VolumeStore: Sendable {
 
     /// Marks `server` as transferring; false if it already is.
     public func reserve(_ server: String) -> Bool {
-        busy.withLock { $0.insert(server.lowercased()).inserted }
+        holds.withLock { $0.busy.insert(server.lowercased()).inserted }
     }
 
     public func release(_ server: String) {
-        _ = busy.withLock { $0.remove(server.lowercased()) }
+        holds.withLock {
+            $0.busy.remove(server.lowercased())
+            $0.ending.remove(server.lowercased())
+        }
     }
 
-    public var busyServers: [String] { busy.withLock { Array($0) } }
+    /// Says that the transfer holding `server` has failed and is only cleaning up (discarding
+    /// staging): `reserve(_:waitingForCleanup:)` then waits for it instead of refusing.
+    public func markEnding(_ server: String) {
+        holds.withLock {
+            if $0.busy.contains(server.lowercased()) { $0.ending.insert(server.lowercased()) }
+        }
+    }
+
+    /// Like `reserve`, but when `server` is held by a transfer that is only cleaning up, waits up to
+    /// `timeout` seconds for it: a source that was cancelled and starts again at once (the panel's
+    /// retry) would otherwise be refused while the old staging is being removed.
+    public func reserve(_ server: String, waitingForCleanup timeout: Double) -> Bool {
+        let deadline = MonotonicClock.now() + timeout
+        let id = server.lowercased()
+        while true {
+            let (reserved, ending) = holds.withLock { holds in
+                holds.busy.insert(id).inserted ? (true, false) : (false, holds.ending.contains(id))
+            }
+            if reserved { return true }
+            guard ending, MonotonicClock.now() < deadline else { return false }
+            usleep(10_000)
+        }
+    }
+
+    public var busyServers: [String] { holds.withLock { Array($0.busy) } }
 
     /// A fresh, empty staging directory for `server`.
     public func makeStaging(for server: String) throws -> String {
