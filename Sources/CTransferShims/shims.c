@@ -62,6 +62,24 @@ static void tx_mhd_logger(void *context, const char *format, va_list arguments) 
     if (tx_log_sink != NULL) tx_log_sink(message);
 }
 
+// libmicrohttpd 0.9.75, MHD_upgrade_action(CLOSE): it sets `urh->was_closed`, then calls
+// MHD_resume_connection(connection). With a thread per connection the connection is already
+// marked resuming (its thread ended after the upgrade), so the listen thread, woken by any other
+// connection, may free it in between: the resume then writes into freed memory (heap corruption,
+// crashes; seen with many websockets closing at once). The listen thread tells us "closed" before
+// it frees a connection: that notification waits for any CLOSE still in progress.
+static pthread_mutex_t tx_upgrade_close_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void tx_mhd_connection_notify(void *context, struct MHD_Connection *connection, void **socket_context,
+                                     enum MHD_ConnectionNotificationCode code) {
+    (void)context;
+    (void)connection;
+    (void)socket_context;
+    if (code != MHD_CONNECTION_NOTIFY_CLOSED) return;
+    pthread_mutex_lock(&tx_upgrade_close_lock);
+    pthread_mutex_unlock(&tx_upgrade_close_lock);
+}
+
 struct MHD_Daemon *tx_mhd_start_daemon(unsigned int flags, const struct sockaddr *address,
                                        MHD_AccessHandlerCallback handler, void *handler_context,
                                        MHD_RequestCompletedCallback completed, void *completed_context,
@@ -88,6 +106,7 @@ struct MHD_Daemon *tx_mhd_start_daemon(unsigned int flags, const struct sockaddr
                                 MHD_OPTION_HTTPS_MEM_KEY, tls_key_pem,
                                 MHD_OPTION_HTTPS_MEM_CERT, tls_cert_pem,
                                 MHD_OPTION_EXTERNAL_LOGGER, tx_mhd_logger, NULL,
+                                MHD_OPTION_NOTIFY_CONNECTION, tx_mhd_connection_notify, NULL,
                                 MHD_OPTION_END);
     }
     return MHD_start_daemon(flags, port, NULL, NULL, handler, handler_context,
@@ -98,6 +117,7 @@ struct MHD_Daemon *tx_mhd_start_daemon(unsigned int flags, const struct sockaddr
                             MHD_OPTION_CONNECTION_LIMIT, connection_limit,
                             MHD_OPTION_PER_IP_CONNECTION_LIMIT, per_ip_connection_limit,
                             MHD_OPTION_EXTERNAL_LOGGER, tx_mhd_logger, NULL,
+                            MHD_OPTION_NOTIFY_CONNECTION, tx_mhd_connection_notify, NULL,
                             MHD_OPTION_END);
 }
 
@@ -154,7 +174,11 @@ int tx_rename_noreplace(int old_dirfd, const char *old_path, int new_dirfd, cons
 }
 
 int tx_mhd_upgrade_close(struct MHD_UpgradeResponseHandle *handle) {
-    return MHD_upgrade_action(handle, MHD_UPGRADE_ACTION_CLOSE) == MHD_YES ? 0 : -1;
+    // Held until MHD_upgrade_action returns: the connection is not freed before (see above).
+    pthread_mutex_lock(&tx_upgrade_close_lock);
+    int closed = MHD_upgrade_action(handle, MHD_UPGRADE_ACTION_CLOSE) == MHD_YES ? 0 : -1;
+    pthread_mutex_unlock(&tx_upgrade_close_lock);
+    return closed;
 }
 
 size_t tx_isal_level_buffer_size(int level) {

@@ -41,6 +41,7 @@ void tx_mhd_client_address(struct MHD_Connection *connection, char *buffer, size
 /// The connection's socket, or -1.
 int tx_mhd_connection_fd(struct MHD_Connection *connection);
 /// MHD_upgrade_action(urh, MHD_UPGRADE_ACTION_CLOSE): hands an upgraded socket back for closing.
+/// Safe while other upgraded sockets are handed back (libmicrohttpd 0.9.75 alone is not: shims.c).
 int tx_mhd_upgrade_close(struct MHD_UpgradeResponseHandle *handle);
 
 // MARK: glibc malloc

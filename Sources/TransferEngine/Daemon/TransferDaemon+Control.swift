@@ -157,7 +157,7 @@ extension TransferDaemon {
                 }
                 defer { _ = websockets.withLock { $0.open.removeValue(forKey: key) } }
                 if stopping {
-                    connection.close(code: 1001, reason: "node shutting down")
+                    connection.closeAndFlush(code: 1001, reason: "node shutting down")
                     return
                 }
                 WingsEventSession(

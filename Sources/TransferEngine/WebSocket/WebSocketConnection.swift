@@ -86,6 +86,13 @@ public final class WebSocketConnection: @unchecked Sendable {
         send(frame: .close(code, reason))
     }
 
+    /// `close`, then delivers the frame (at most `closeFlushLimit` seconds) without the read loop:
+    /// for a connection that is closed before `run` (the node is shutting down).
+    public func closeAndFlush(code: UInt16, reason: String = "") {
+        close(code: code, reason: reason)
+        drainOutbound()
+    }
+
     /// Writes what the socket takes now without blocking. Call with writeLock held.
     private func flushLocked() {
         while !finished, outboundStart < outbound.count {

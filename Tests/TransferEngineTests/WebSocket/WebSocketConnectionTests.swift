@@ -78,6 +78,59 @@ struct WebSocketConnectionTests {
         connection.close()
         #expect(Array(drain(peer).prefix(2)) == [0x88, 0x02])
     }
+
+    /// Frames that fill the peer's socket buffers (4 KiB each way), so later ones wait in the
+    /// connection's queue; returns the bytes the peer must see.
+    private func fillBuffers(_ connection: WebSocketConnection) -> [UInt8] {
+        var expected: [UInt8] = []
+        for i in 0..<40 {
+            let text = "event \(i) " + String(repeating: "z", count: 1000)
+            #expect(connection.send(text: text))
+            expected += WebSocketFrame(opcode: .text, payload: Array(text.utf8)).encoded()
+        }
+        return expected
+    }
+
+    /// A close queued behind output the peer has not read yet is written after it once the peer
+    /// reads (within `closeFlushLimit`), before the read loop hands the socket back.
+    @Test func closeBehindAFullSendBufferArrivesWhenThePeerReads() {
+        let (server, peer) = socketPair()
+        defer {
+            close(server)
+            close(peer)
+        }
+        let connection = WebSocketConnection(UpgradedConnection(descriptor: server, initialBytes: []))
+        var expected = fillBuffers(connection)
+        connection.close(code: 1008, reason: "not authenticated")
+        expected += WebSocketFrame.close(1008, "not authenticated").encoded()
+        let done = Condition()
+        nonisolated(unsafe) var returned = false
+        let reader = Thread {
+            connection.run(onMessage: { _ in }, onTick: {})
+            done.withLock { returned = true }
+        }
+        reader.start()
+        usleep(300_000)  // the peer reads late, but within the limit
+        #expect(!done.withLock { returned }, "the read loop handed the socket back before the close frame was written")
+        #expect(drain(peer, quiet: 1000) == expected)
+        #expect(!connection.isFinished)
+    }
+
+    /// The same for a connection closed before its read loop runs (the node is shutting down).
+    @Test func closeAndFlushDeliversTheFrameWithoutTheReadLoop() {
+        let (server, peer) = socketPair()
+        defer {
+            close(server)
+            close(peer)
+        }
+        let connection = WebSocketConnection(UpgradedConnection(descriptor: server, initialBytes: []))
+        var expected = fillBuffers(connection)
+        expected += WebSocketFrame.close(1001, "node shutting down").encoded()
+        let closer = Thread { connection.closeAndFlush(code: 1001, reason: "node shutting down") }
+        closer.start()
+        usleep(300_000)
+        #expect(drain(peer, quiet: 1000) == expected)
+    }
 }
 
 struct WingsEventSessionTests {
