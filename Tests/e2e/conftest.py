@@ -109,7 +109,7 @@ def other_tgz(other_volume, tmp_path_factory):
 @pytest.fixture
 def daemon_factory(transferd, tmp_path):
     """start(*args, state=..., config=...) -> a running Daemon; all are stopped (by PID) at teardown,
-    and any that does not exit 0 on SIGTERM fails the test."""
+    and any that does not exit 0 on SIGTERM, or died of a signal during the test, fails the test."""
     started = []
 
     def start(*args, state=None, config=None, name=None, volumes=None, token=None, listen=True):
@@ -133,6 +133,10 @@ def daemon_factory(transferd, tmp_path):
             rc = d.stop()
             if rc != 0:
                 failures.append(f"transferd pid {d.pid} exited {rc} on SIGTERM; log:\n{d.log()[-2000:]}")
+        elif not d.stopped_by_test and d.proc is not None and d.proc.returncode < 0:
+            # Died of a signal nobody sent it through stop(): a crash (SIGSEGV, SIGABRT from malloc).
+            failures.append(f"transferd pid {d.pid} crashed during the test (signal {-d.proc.returncode}); "
+                            f"log:\n{d.log()[-2000:]}")
     if failures:
         pytest.fail("\n".join(failures), pytrace=False)
 

@@ -70,6 +70,7 @@ class Daemon:
         self.state = Path(state) if state else None
         self._token = token
         self.proc = None
+        self.stopped_by_test = False
         self.url = None
         self.port = None
         self.volumes = None
@@ -140,6 +141,7 @@ class Daemon:
         """Signals the daemon by PID and waits; returns its exit status (None if it had to be killed)."""
         if self.proc is None:
             return None
+        self.stopped_by_test = True
         if self.proc.poll() is None:
             os.kill(self.proc.pid, sig)
             try:
