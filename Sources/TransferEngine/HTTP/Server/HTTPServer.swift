@@ -57,7 +57,7 @@ public final class HTTPServer: @unchecked Sendable {
         try Self.fillAddress(&storage, host: options.host, port: options.port)
         let flags =
             MHD_USE_THREAD_PER_CONNECTION.rawValue | MHD_USE_INTERNAL_POLLING_THREAD.rawValue | MHD_USE_POLL.rawValue
-            | MHD_USE_ERROR_LOG.rawValue | MHD_ALLOW_UPGRADE.rawValue
+            | MHD_USE_ERROR_LOG.rawValue | MHD_ALLOW_UPGRADE.rawValue | MHD_USE_ITC.rawValue  // ITC: quiesce in stop()
         let context = Unmanaged.passUnretained(self).toOpaque()
         // libmicrohttpd's own messages go through our log, in its format: peers closing early are
         // routine (our request line already says so), failures to bind or accept are not.
@@ -100,10 +100,18 @@ public final class HTTPServer: @unchecked Sendable {
         // Give upgraded connections (closed by their owners before this) up to 5 s to be handed back.
         let deadline = MonotonicClock.now() + 5
         while Self.upgradedConnections.withLock({ $0 }) > 0 && MonotonicClock.now() < deadline { usleep(20_000) }
-        if let daemon {
-            MHD_stop_daemon(daemon)
-            self.daemon = nil
+        guard let daemon else { return }
+        self.daemon = nil
+        let outstanding = Self.upgradedConnections.withLock { $0 }
+        guard outstanding == 0 else {
+            // MHD_stop_daemon would free connections those sockets are still to be handed back to
+            // (a use after free when they are). Stop listening and leave the rest to process exit.
+            Log.warning("http: \(outstanding) websocket(s) still closing after 5 s; not waiting for them")
+            let listener = MHD_quiesce_daemon(daemon)
+            if listener >= 0 { close(listener) }
+            return
         }
+        MHD_stop_daemon(daemon)
     }
 
     fileprivate static func fillAddress(_ storage: inout sockaddr_storage, host: String, port: UInt16) throws {
