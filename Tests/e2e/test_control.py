@@ -80,6 +80,17 @@ def wait_running(destination, server, min_bytes=1, timeout=15):
     assert wait_until(running, timeout, 0.02), f"no running incoming transfer: {entries_for(destination, server)}"
 
 
+def start_running_push(source, destination, volume, min_bytes=8 << 20):
+    """Starts a panel-driven push of `volume` (hard-linked into the source) under a new server id
+    and waits until the destination has received `min_bytes`: (server, the 202's JSON)."""
+    server = new_server_id()
+    link_tree(volume, source.volume(server))
+    r = start_push(source, destination, server)
+    assert r.status_code == 202, (r.status_code, r.text)
+    wait_running(destination, server, min_bytes=min_bytes)
+    return server, r.json()
+
+
 def repush_and_commit(source, destination, server, volume):
     """Replaces the source's volume of `server` with `volume` and transfers it: both daemons must
     take a new transfer of the same server, and the destination must commit it."""
@@ -217,16 +228,12 @@ def test_push_requests_that_are_refused(pair, little_volume):
 def test_cancel_from_the_source(pair, panel, big_volume, little_volume):
     source, destination = pair
     volume, expected = big_volume
-    server = new_server_id()
-    link_tree(volume, source.volume(server))
-    r = start_push(source, destination, server)
-    assert r.status_code == 202, (r.status_code, r.text)
-    wait_running(destination, server, min_bytes=8 << 20)  # well under way
+    server, started = start_running_push(source, destination, volume)  # well under way
     assert destination.staging_entries(), "nothing is being extracted into staging"
 
     c = cancel_outgoing(source, server)
     assert c.status_code == 202, (c.status_code, c.text)
-    src_entry = wait_finished(source, server, "outgoing", timeout=15, entry_id=r.json()["id"])
+    src_entry = wait_finished(source, server, "outgoing", timeout=15, entry_id=started["id"])
     assert src_entry["state"] in ("cancelled", "failed"), src_entry
     dst_entry = wait_finished(destination, server, "incoming", timeout=15)
     assert dst_entry["state"] in ("cancelled", "failed"), dst_entry
@@ -245,12 +252,7 @@ def test_a_push_cancelled_on_the_source_can_be_started_again_at_once(pair, panel
     can start the server's transfer again straight away: it used to get 409 "already
     transferring" for about a second after the 202."""
     source, destination = pair
-    volume, _ = big_volume
-    server = new_server_id()
-    link_tree(volume, source.volume(server))
-    r = start_push(source, destination, server)
-    assert r.status_code == 202, (r.status_code, r.text)
-    wait_running(destination, server, min_bytes=4 << 20)
+    server, _ = start_running_push(source, destination, big_volume[0], min_bytes=4 << 20)
     c = cancel_outgoing(source, server)
     assert c.status_code == 202 and c.json()["state"] == "cancelled", (c.status_code, c.text)
     assert entries_for(source, server, "outgoing")[-1]["state"] == "cancelled"
