@@ -52,6 +52,15 @@ public enum JWT {
         return (header, claims)
     }
 
+    /// The claims of `token` WITHOUT checking its signature: for a client that holds a token it
+    /// cannot verify (the panel signed it) and wants to check it is using it for what it was made
+    /// for. Never a basis for trusting anything. Nil when the token is not a readable JWT.
+    public static func unverifiedClaims(_ token: String) -> [String: JSONValue]? {
+        let parts = token.split(separator: ".", omittingEmptySubsequences: false)
+        guard token.utf8.count <= 16 * 1024, parts.count == 3, let bytes = Base64URL.decode(parts[1]) else { return nil }
+        return try? JSONValue.parse(bytes).objectValue
+    }
+
     static func invalid(_ message: String) -> TransferError {
         TransferError(.forbidden, .auth, message)
     }

@@ -20,6 +20,7 @@ extension SendCommand {
         let token: String
         if let given = args["token"] {
             token = try validatedToken(given)
+            try checkDownloadToken(token, file: args["file"], backup: args["backup"])
         } else if let secret = try secret(args) {
             let server = try serverArgument(args)
             var claims: [String: JSONValue] = ["server_uuid": .string(server)]
@@ -54,6 +55,29 @@ extension SendCommand {
         print("downloaded \(ByteCount.format(result.bytes)) to \(client.output.escapingControlCharacters)\(resumed) in \(ByteCount.fixed(result.seconds, 2)) s "
             + "(\(ByteCount.rate(bytes: result.bytes - result.resumedFrom, seconds: result.seconds)))")
         return 0
+    }
+
+    /// A panel's download token names its file (or backup); `--file`/`--backup` name the output.
+    /// They must agree, or the token's file would be saved under another file's name.
+    static func checkDownloadToken(_ token: String, file: String?, backup: String?) throws {
+        guard let claims = JWT.unverifiedClaims(token) else { return }  // the node will refuse it
+        func plain(_ path: String) -> String { String(path.drop(while: { $0 == "/" })) }
+        if let file {
+            if let tokenFile = claims["file_path"]?.stringValue, plain(tokenFile) != plain(file) {
+                throw Arguments.usage("the token is for file '\(tokenFile)', not --file '\(file)'")
+            }
+            if claims["file_path"] == nil, claims["backup_uuid"] != nil {
+                throw Arguments.usage("the token is for a backup download: use --backup, not --file")
+            }
+        }
+        if let backup {
+            if let tokenBackup = claims["backup_uuid"]?.stringValue, tokenBackup.lowercased() != backup.lowercased() {
+                throw Arguments.usage("the token is for backup \(tokenBackup), not --backup \(backup)")
+            }
+            if claims["backup_uuid"] == nil, claims["file_path"] != nil {
+                throw Arguments.usage("the token is for a file download: use --file, not --backup")
+            }
+        }
     }
 
     static func upload(_ argv: [String]) throws -> Int32 {

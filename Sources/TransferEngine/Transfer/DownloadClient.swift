@@ -14,6 +14,12 @@ import FoundationEssentials
 /// The final name appears only when the whole file has arrived. A partial file is never
 /// continued blindly: without a stored validator, or when the server says it is longer than the
 /// file, `run` refuses and leaves it as it is. One request per run, so a one-time token is spent once.
+///
+/// Local files are never reached through symlinks: the partial file and its validator are created
+/// fresh (`O_EXCL | O_NOFOLLOW`) or, to resume, must be regular files, so a link planted in a
+/// shared directory (`FILE.part -> /etc/passwd`) is neither written nor read. An output that is a
+/// device or a pipe (`/dev/null`, `/dev/stdout`) is written directly, never renamed over; an
+/// output that is a symlink or a directory is refused.
 public final class DownloadClient: @unchecked Sendable {
     public struct Result: Sendable {
         public var bytes: Int64
@@ -44,11 +50,48 @@ public final class DownloadClient: @unchecked Sendable {
     /// response the partial file came from, so a resume never splices a changed file.
     public var validatorPath: String { output + ".part.etag" }
 
+    /// What `output` is before the download.
+    enum OutputKind: Equatable {
+        /// Nothing there yet, or a regular file: `.part`, then rename.
+        case file
+        /// A character device, pipe or socket (`/dev/null`, `/dev/stdout`): written directly.
+        case stream
+    }
+
+    static func outputKind(_ output: String) throws -> OutputKind {
+        var link = stat()
+        guard lstat(output, &link) == 0 else { return .file }
+        var target = stat()
+        let resolves = stat(output, &target) == 0
+        let type = (resolves ? target : link).st_mode & S_IFMT
+        if type == S_IFDIR { throw TransferError(.invalidInput, .transfer, "\(output) is a directory") }
+        if type == S_IFCHR || type == S_IFIFO || type == S_IFSOCK { return .stream }
+        if link.st_mode & S_IFMT == S_IFLNK {
+            // Renaming onto it would replace the link, not write where it points.
+            throw TransferError(
+                .invalidInput, .transfer, "\(output) is a symlink: give the path of the file itself (or a new name)")
+        }
+        guard type == S_IFREG else { throw TransferError(.invalidInput, .transfer, "\(output) is not a regular file") }
+        return .file
+    }
+
     public func run() throws -> Result {
+        if try Self.outputKind(output) == .stream {
+            guard !resume else {
+                throw TransferError(.invalidInput, .transfer, "\(output) is a device or pipe: it cannot be resumed into")
+            }
+            return try attempt(have: 0, validator: nil, streamingTo: output)
+        }
         var have: Int64 = 0
         var validator: String?
         var st = stat()
-        if resume, stat(partialPath, &st) == 0, st.st_size > 0 {
+        if resume, lstat(partialPath, &st) == 0 {
+            guard st.st_mode & S_IFMT == S_IFREG else {
+                throw TransferError(
+                    .invalidInput, .transfer, "\(partialPath) is not a regular file (a symlink?); it was left as it is")
+            }
+        }
+        if resume, st.st_mode & S_IFMT == S_IFREG, st.st_size > 0 {
             have = Int64(st.st_size)
             validator = Self.storedValidator(at: validatorPath)
             guard validator != nil else {
@@ -62,7 +105,7 @@ public final class DownloadClient: @unchecked Sendable {
     }
 
     /// One request. Nothing local is changed before the server has answered with a body to keep.
-    private func attempt(have startingAt: Int64, validator: String?) throws -> Result {
+    private func attempt(have startingAt: Int64, validator: String?, streamingTo stream: String? = nil) throws -> Result {
         let started = MonotonicClock.now()
         var have = startingAt
         let easy = try CurlEasyHandle(url: url)
@@ -76,6 +119,10 @@ public final class DownloadClient: @unchecked Sendable {
         var received: Int64 = 0
         defer { if fd >= 0 { close(fd) } }
         easy.successSink = { [partialPath, validatorPath, unowned easy] bytes in
+            if fd < 0, let stream {
+                fd = open(stream, O_WRONLY | O_CLOEXEC)
+                guard fd >= 0 else { throw TransferError.system("open", path: stream) }
+            }
             if fd < 0 {
                 // 206 continues the partial file; 200 means the server sent everything again.
                 let append = easy.statusSoFar == 206
@@ -92,11 +139,13 @@ public final class DownloadClient: @unchecked Sendable {
                     // The old validator goes first: a partial file must never sit beside another file's.
                     unlink(validatorPath)
                 }
-                fd = open(partialPath, O_WRONLY | O_CREAT | O_CLOEXEC | (append ? O_APPEND : O_TRUNC), 0o644)
-                guard fd >= 0 else { throw TransferError.system("open", path: partialPath) }
+                fd = append ? try Self.openExisting(partialPath) : try Self.createFresh(partialPath)
                 if !append, let validator = Self.validator(from: easy.responseHeaders) {
                     // Best effort: without it, the partial file is refused for --resume later, never spliced.
-                    try? Data(validator.utf8).write(to: URL(fileURLWithPath: validatorPath))
+                    if let vfd = try? Self.createFresh(validatorPath) {
+                        try? Array(validator.utf8).withUnsafeBytes { try FileIO.writeAll(vfd, $0, path: validatorPath) }
+                        close(vfd)
+                    }
                 }
             }
             try FileIO.writeAll(fd, bytes, path: partialPath)
@@ -121,10 +170,12 @@ public final class DownloadClient: @unchecked Sendable {
             return Result(bytes: have, resumedFrom: have, seconds: MonotonicClock.now() - started)
         }
         guard status == 200 || status == 206 else { throw OutgoingTransfer.remoteError(status: status, body: easy.responseBody) }
+        if stream != nil {
+            return Result(bytes: received, resumedFrom: 0, seconds: MonotonicClock.now() - started)
+        }
         if fd < 0 {
             // An empty file: nothing was written, but it must exist.
-            fd = open(partialPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-            guard fd >= 0 else { throw TransferError.system("open", path: partialPath) }
+            fd = try Self.createFresh(partialPath)
         }
         guard fsync(fd) == 0 else { throw TransferError.system("fsync", path: partialPath) }
         try finishFile()
@@ -138,6 +189,27 @@ public final class DownloadClient: @unchecked Sendable {
         unlink(validatorPath)
     }
 
+    /// A new file at `path`, replacing whatever was there (a stale partial file, or a symlink
+    /// someone planted: the link is removed, never followed).
+    static func createFresh(_ path: String) throws -> Int32 {
+        if unlink(path) != 0 && errno != ENOENT { throw TransferError.system("unlink", path: path) }
+        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw TransferError.system("open", path: path) }
+        return fd
+    }
+
+    /// The partial file to append to: it must be a regular file, not reached through a symlink.
+    static func openExisting(_ path: String) throws -> Int32 {
+        let fd = open(path, O_WRONLY | O_APPEND | O_NOFOLLOW | O_CLOEXEC)
+        guard fd >= 0 else { throw TransferError.system("open", path: path) }
+        var st = stat()
+        guard fstat(fd, &st) == 0, st.st_mode & S_IFMT == S_IFREG else {
+            close(fd)
+            throw TransferError(.invalidInput, .transfer, "\(path) is not a regular file; it was left as it is")
+        }
+        return fd
+    }
+
     /// The validator to store for a response: a strong `ETag`, else `Last-Modified` (RFC 9110
     /// §13.1.5: If-Range takes no weak tags). Nil when there is none fit to send back in a header.
     static func validator(from headers: [String: String]) -> String? {
@@ -148,8 +220,16 @@ public final class DownloadClient: @unchecked Sendable {
 
     /// The validator stored beside a partial file, if it is one that can go into a header as it is.
     static func storedValidator(at path: String) -> String? {
-        guard let data = FileManager.default.contents(atPath: path), data.count <= 512 else { return nil }
-        let text = String(decoding: data, as: UTF8.self)
+        // Never through a symlink: a planted link would send a local file's first bytes to the node.
+        let fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0, st.st_mode & S_IFMT == S_IFREG else { return nil }
+        var buffer = [UInt8](repeating: 0, count: 513)
+        let n = read(fd, &buffer, buffer.count)
+        guard n > 0, n <= 512 else { return nil }
+        let text = String(decoding: buffer[0..<n], as: UTF8.self)
         return isHeaderSafe(text) ? text : nil
     }
 
