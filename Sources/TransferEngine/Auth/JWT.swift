@@ -52,6 +52,19 @@ public enum JWT {
         return (header, claims)
     }
 
+    /// The claims of `token` read without checking its signature, or nil when it is not three
+    /// dot-separated base64url parts with a JSON object in the middle.
+    ///
+    /// For a sender that holds a token minted elsewhere and wants to know which server it is for
+    /// (to refuse a push that would land on another server's volume); never for deciding whether
+    /// to trust the token: only `decodeVerified` does that.
+    public static func unverifiedClaims(_ token: String) -> [String: JSONValue]? {
+        guard token.utf8.count <= 16 * 1024 else { return nil }
+        let parts = token.split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count == 3, let bytes = Base64URL.decode(parts[1]) else { return nil }
+        return try? JSONValue.parse(bytes).objectValue
+    }
+
     static func invalid(_ message: String) -> TransferError {
         TransferError(.forbidden, .auth, message)
     }
