@@ -1,4 +1,5 @@
 """transfer-send push against a live transferd: trees survive, replacement is complete, errors are clean."""
+import http.server
 import json
 import os
 import shutil
@@ -511,7 +512,7 @@ def test_explicit_server_equal_to_the_tokens_is_accepted_from_any_directory(daem
         r = push_with_token(transfer_send, daemon, volume, token, "--server", a, "--json")
         assert r.returncode == 0, r.stderr
         result = json.loads(r.stdout)
-        assert result["server"] == a, result
+        assert result["server"] == a and result["confirmed_checksum"] is True, result
         assert compare_trees(other_volume, daemon.volume(a)) == []
     assert not daemon.volume(b).exists()
     # The text output names the server too.
@@ -547,3 +548,95 @@ def test_a_token_without_a_server_is_left_to_the_node(daemon, transfer_send, tmp
     line = assert_one_error_line(r)
     assert "403" in line and ("sub" in line or "subject" in line), line
     assert [n for n in os.listdir(daemon.volumes) if n != ".staging"] == []
+
+
+# ---------------------------------------------------------------- only a node's confirmation is success
+
+
+class Answer200:
+    """An HTTP server on 127.0.0.1 that reads each request whole and answers every one 200 with
+    `body` (a web server, a maintenance page, a stub, or a Wings node when `body` is empty)."""
+
+    def __init__(self, body, content_type="text/html"):
+        self.posts = []
+        stub = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def answer(self):
+                if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+                    while True:
+                        size = int(self.rfile.readline().split(b";")[0].strip(), 16)
+                        self.rfile.read(size + 2)
+                        if size == 0:
+                            break
+                else:
+                    self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if self.command == "POST":
+                    stub.posts.append(self.path)
+                self.send_response(200)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST = answer
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(5)
+
+
+WRONG_SHA = "0" * 64
+FAKE_200 = {
+    # body, exit status, what the one error line says
+    "html": (b"<html><body>OK</body></html>", 69, "not a transfer confirmation"),
+    "text": (b"OK\n", 69, "not a transfer confirmation"),
+    "json-no-checksum": (b'{"success": true}', 69, "not a transfer confirmation"),
+    "success-false": (b'{"success": false}', 69, "not a transfer confirmation"),
+    "wrong-checksum": (b'{"success": true, "checksum": "%s", "files": 1}' % WRONG_SHA.encode(), 65, "do not trust"),
+    "wings-empty": (b"", 0, None),
+}
+
+
+@pytest.fixture(params=sorted(FAKE_200))
+def fake_200(request):
+    body, status, message = FAKE_200[request.param]
+    node = Answer200(body, content_type="application/json" if body.startswith(b"{") else "text/html")
+    yield request.param, node, status, message
+    node.stop()
+
+
+@pytest.mark.parametrize("compression", ["gzip", "auto"])
+def test_only_a_nodes_confirmation_is_a_successful_push(transfer_send, other_volume, fake_200, compression):
+    """Something answering 200 is not a node that committed the volume: only our JSON with the same
+    checksum, or a Wings node's empty 200 (accepted, said so, "confirmed_checksum": false), is."""
+    case, node, status, message = fake_200
+    server = new_server_id()
+    for output in ("--json", "--quiet"):
+        r = run_cli(transfer_send, "push", "--volume", other_volume, "--url", node.url, "--secret", "s3cret",
+                    "--server", server, "--compression", compression, output, timeout=60)
+        assert r.returncode == status, (case, r.returncode, r.stderr)
+        if status != 0:
+            line = assert_one_error_line(r)
+            assert message in line and "<" not in line, line
+            assert r.stdout == "", r.stdout
+            if status == 69:
+                assert node.url in line and "is the URL pointing at a node?" in line, line
+            continue
+        if output == "--json":
+            result = json.loads(r.stdout)
+            assert result["success"] is True and result["confirmed_checksum"] is False, result
+            assert result["server"] == server, result
+        else:
+            assert "accepted the archive after checking the checksum it was sent" in r.stdout, r.stdout
+            assert "verified" not in r.stdout and f"server {server}" in r.stdout, r.stdout
+    assert "/api/transfers" in node.posts

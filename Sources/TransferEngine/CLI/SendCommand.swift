@@ -23,8 +23,11 @@ public enum SendCommand {
         Commands
           push     stream a volume to a node's POST /api/transfers as a tar archive + SHA-256 (gzip
                    for a Wings node; zstd or plain tar when both ends are ours); the destination
-                   commits it only after the checksum matches. Exit 0 only on success. The volume
-                   goes to the server the token names.
+                   commits it only after the checksum matches. Exit 0 only when the node confirmed:
+                   ours answers the SHA-256 it computed, which must be the one sent ("verified"); a
+                   Wings node answers an empty 200 after checking the checksum it was sent
+                   ("accepted", --json "confirmed_checksum": false). Any other 200 (a web page, a
+                   stub) is no confirmation: exit 69. The volume goes to the server the token names.
           token    mint a JWT signed with a node's token, shaped like a panel's, with a scope.
           download fetch a file of a server's volume (/download/file) or a backup (/download/backup)
                    into --output (default: its own name); --resume continues a partial download.
@@ -81,10 +84,11 @@ public enum SendCommand {
           --issuer URL        iss claim (default transfer-send)
           --audience URL      aud claim
 
-        Exit status: 0 ok, 64 usage (a token for another server included), 65 rejected data, 69
-        destination unreachable (or HTTP 501-505), 74 I/O error (here, or the node's: a 500 such as
-        a full disk), 75 busy (the server is already transferring), 77 token refused, 130
-        cancelled, 1 other.
+        Exit status: 0 ok, 64 usage (a token for another server included), 65 rejected data (or a
+        node confirming a checksum other than the one sent), 69 destination unreachable, HTTP
+        501-505, or an answer that is not a node's (a 200 that is no transfer confirmation), 74 I/O
+        error (here, or the node's: a 500 such as a full disk), 75 busy (the server is already
+        transferring), 77 token refused, 130 cancelled, 1 other.
         """
 
     /// Runs the command line and returns the exit status.
@@ -254,11 +258,12 @@ public enum SendCommand {
         }
         bar.finish()
         let ratio = result.volumeBytes > 0 ? Double(result.archiveBytes) / Double(result.volumeBytes) : 0
-        let server = tokenServer
+        let server = result.server ?? tokenServer
+        let confirmed = result.confirmation == .checksumEchoed
         if args.has("json") {
             let json: JSONValue = [
                 "success": true, "server": server.map(JSONValue.string) ?? .null, "checksum": .string(result.checksum),
-                "volume_bytes": .number(Double(result.volumeBytes)),
+                "confirmed_checksum": .bool(confirmed), "volume_bytes": .number(Double(result.volumeBytes)),
                 "apparent_bytes": .number(Double(result.apparentBytes)),
                 "archive_bytes": .number(Double(result.archiveBytes)), "files": .number(Double(result.files)),
                 "seconds": .number(result.seconds), "compression": .string(choice.compression.rawValue),
@@ -276,10 +281,20 @@ public enum SendCommand {
                 pushed \(ByteCount.format(result.volumeBytes))\(holes) in \(result.files) files to \(target)\(OutgoingTransfer.transfersURL(url)) \
                 in \(ByteCount.fixed(result.seconds, 2)) s (\(ByteCount.rate(bytes: result.volumeBytes, seconds: result.seconds)))
                   archive \(ByteCount.format(result.archiveBytes)) (ratio \(ByteCount.fixed(ratio, 2))), sha256 \(result.checksum)
-                  the destination verified the checksum and committed the volume
+                  \(Self.confirmationLine(result.confirmation))
                 """)
         }
         return 0
+    }
+
+    /// What the destination's answer established, in one line of push's and evacuate's output.
+    static func confirmationLine(_ confirmation: OutgoingTransfer.Confirmation) -> String {
+        switch confirmation {
+        case .checksumEchoed: "the destination verified the checksum (it answered the same sha256) and committed the volume"
+        case .acceptedWithoutEcho:
+            "the destination accepted the archive after checking the checksum it was sent; it answered none of its own "
+                + "(Wings nodes do not), so none was compared here"
+        }
     }
 
     /// The last component of a volume path (`/srv/volumes/<uuid>/` → `<uuid>`).
