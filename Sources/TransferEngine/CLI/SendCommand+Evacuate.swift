@@ -122,7 +122,8 @@ extension SendCommand {
         return "ok     \(server)  \(ByteCount.format(result.volumeBytes)) in \(result.files) files, "
             + "\(ByteCount.fixed(result.seconds, 2)) s (\(ByteCount.rate(bytes: result.volumeBytes, seconds: result.seconds)), "
             + "\(outcome.compression?.rawValue ?? "?"), sha256 \(result.checksum))"
-            + (result.confirmation == .checksumEchoed ? "" : "; accepted after the node checked it, not answered back (Wings)")
+            + (result.confirmation == .checksumEchoed
+                ? "" : "; accepted after the node checked it, not answered back (Wings)")
     }
 
     static func json(_ outcomes: [Evacuation.Outcome], seconds: Double) -> JSONValue {

@@ -275,10 +275,10 @@ public enum SendCommand {
         } else {
             // Holes in sparse files are not read or sent: say how big the files look, too.
             let holes = result.apparentBytes > result.volumeBytes ? " of data (\(ByteCount.format(result.apparentBytes)) with the holes of sparse files)" : ""
-            let target = server.map { "server \($0) on " } ?? ""
+            let target = (server.map { "server \($0) on " } ?? "") + OutgoingTransfer.transfersURL(url)
             print(
                 """
-                pushed \(ByteCount.format(result.volumeBytes))\(holes) in \(result.files) files to \(target)\(OutgoingTransfer.transfersURL(url)) \
+                pushed \(ByteCount.format(result.volumeBytes))\(holes) in \(result.files) files to \(target) \
                 in \(ByteCount.fixed(result.seconds, 2)) s (\(ByteCount.rate(bytes: result.volumeBytes, seconds: result.seconds)))
                   archive \(ByteCount.format(result.archiveBytes)) (ratio \(ByteCount.fixed(ratio, 2))), sha256 \(result.checksum)
                   \(Self.confirmationLine(result.confirmation))
@@ -290,7 +290,8 @@ public enum SendCommand {
     /// What the destination's answer established, in one line of push's and evacuate's output.
     static func confirmationLine(_ confirmation: OutgoingTransfer.Confirmation) -> String {
         switch confirmation {
-        case .checksumEchoed: "the destination verified the checksum (it answered the same sha256) and committed the volume"
+        case .checksumEchoed:
+            "the destination verified the checksum (it answered the same sha256) and committed the volume"
         case .acceptedWithoutEcho:
             "the destination accepted the archive after checking the checksum it was sent; it answered none of its own "
                 + "(Wings nodes do not), so none was compared here"

@@ -198,14 +198,17 @@ public final class OutgoingTransfer: @unchecked Sendable {
     static func confirmation(status: Int, reply: [UInt8], checksum: String, endpoint: String) throws -> (
         Confirmation, server: String?
     ) {
-        if reply.allSatisfy({ $0 == 0x20 || $0 == 0x09 || $0 == 0x0d || $0 == 0x0a }) { return (.acceptedWithoutEcho, nil) }
+        if reply.allSatisfy({ $0 == 0x20 || $0 == 0x09 || $0 == 0x0d || $0 == 0x0a }) {
+            return (.acceptedWithoutEcho, nil)
+        }
         let json = (try? JSONValue.parse(reply))?.objectValue
         let success: Bool? = if case .bool(let value) = json?["success"] { value } else { nil }
         guard let json, success != false, let theirs = json["checksum"]?.stringValue else {
-            let excerpt = Self.oneLine(String(decoding: reply.prefix(4096), as: UTF8.self))
+            var excerpt = Self.oneLine(String(decoding: reply.prefix(4096), as: UTF8.self))
+            if excerpt.isEmpty { excerpt = "(unreadable)" }
             throw TransferError(
                 .network, .transfer,
-                "the answer from \(endpoint) (\(status): \(excerpt.isEmpty ? "(unreadable)" : excerpt)) is not a transfer "
+                "the answer from \(endpoint) (\(status): \(excerpt)) is not a transfer "
                     + "confirmation, nothing says the volume was committed; is the URL pointing at a node?")
         }
         guard theirs.lowercased() == checksum.lowercased() else {

@@ -116,7 +116,8 @@ struct PushServerCheckTests {
             _ = try Self.check(Self.token(["sub": .string(Self.sub)]), server: Self.other, volume: "/v/\(Self.other)")
         } throws: { error in
             let error = error as? TransferError
-            return error?.isUsageError == true && error!.message.contains(Self.sub) && error!.message.contains(Self.other)
+            return error?.isUsageError == true && error!.message.contains(Self.sub)
+                && error!.message.contains(Self.other)
         }
     }
 

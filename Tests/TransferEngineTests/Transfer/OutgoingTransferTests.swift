@@ -14,8 +14,8 @@ struct OutgoingTransferTests {
     }
 
     @Test func ourNodesJSONWithTheSameChecksumIsVerified() throws {
-        let reply = "{\"success\":true,\"server\":\"\(Self.server.uppercased())\",\"checksum\":\"\(Self.sent.uppercased())\","
-            + "\"archive_bytes\":10,\"volume_bytes\":5,\"files\":1}"
+        let reply = "{\"success\":true,\"server\":\"\(Self.server.uppercased())\","
+            + "\"checksum\":\"\(Self.sent.uppercased())\",\"archive_bytes\":10,\"volume_bytes\":5,\"files\":1}"
         let (confirmation, server) = try Self.confirmation(reply)
         #expect(confirmation == .checksumEchoed)
         #expect(server == Self.server)
