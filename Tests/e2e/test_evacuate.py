@@ -11,7 +11,7 @@ import time
 import pytest
 
 from e2elib import HeldTransfer, compare_trees, error_lines, new_server_id, run_cli
-from test_push import FakeNode
+from test_push import FAKE_200, Answer200, FakeNode
 
 
 def make_data(tmp_path, sample_volume, other_volume, count=4):
@@ -143,3 +143,37 @@ def test_sigint_aborts_the_running_pushes_with_130(transfer_send, tmp_path):
     assert child.returncode == 130, stderr
     assert "evacuated 0 of 3 server(s)" in stdout, stdout
     assert sum(1 for line in stdout.splitlines() if line.startswith("failed ")) == 3, stdout
+
+
+@pytest.mark.parametrize("case", sorted(FAKE_200))
+def test_only_a_nodes_confirmation_counts_as_evacuated(transfer_send, tmp_path, sample_volume, other_volume, case):
+    """Push's rule per server: a 200 that is no transfer confirmation (a web page, a stub, our JSON
+    with another checksum) is a failure, never "ok"; a Wings node's empty 200 is "ok", said to be
+    accepted without a checksum answered back."""
+    body, status, message = FAKE_200[case]
+    data, servers = make_data(tmp_path, sample_volume, other_volume, count=2)
+    node = Answer200(body)
+    try:
+        text = run_cli(transfer_send, "evacuate", "--data", data, "--url", node.url, "--secret", "s3cret", "--quiet",
+                       timeout=120)
+        as_json = run_cli(transfer_send, "evacuate", "--data", data, "--url", node.url, "--secret", "s3cret", "--json",
+                          timeout=120)
+    finally:
+        node.stop()
+    assert text.returncode == status and as_json.returncode == status, (text.stderr, as_json.stderr)
+    lines = text.stdout.splitlines()
+    result = json.loads(as_json.stdout)
+    by_server = {s["server"]: s for s in result["servers"]}
+    assert set(by_server) == set(servers)
+    if status == 0:
+        assert "evacuated 2 of 2 server(s)" in lines[-1], text.stdout
+        ok = [line for line in lines if line.startswith("ok ")]
+        assert len(ok) == 2 and all("not answered back (Wings)" in line for line in ok), text.stdout
+        assert all(s["success"] is True and s["confirmed_checksum"] is False for s in by_server.values()), result
+    else:
+        assert "evacuated 0 of 2 server(s)" in lines[-1], text.stdout
+        failed = [line for line in lines if line.startswith("failed ")]
+        assert len(failed) == 2 and all(message in line for line in failed), text.stdout
+        assert result["succeeded"] == 0 and result["failed"] == 2, result
+        assert all(s["success"] is False and s["exit_status"] == status and message in s["error"]
+                   for s in by_server.values()), result

@@ -1,4 +1,5 @@
 """transfer-send push against a live transferd: trees survive, replacement is complete, errors are clean."""
+import http.server
 import json
 import os
 import shutil
@@ -11,7 +12,7 @@ import time
 import pytest
 import requests
 
-from e2elib import (HEX64, compare_trees, error_lines, free_port, new_server_id, run_cli)
+from e2elib import (HEX64, compare_trees, error_lines, free_port, mint, new_server_id, run_cli)
 
 
 def push(transfer_send, daemon, volume, server, *extra):
@@ -460,3 +461,182 @@ def test_usage_errors_are_one_line(transfer_send, argv):
     line = assert_one_error_line(r)
     assert line.endswith("(see 'transfer-send --help')"), line
     assert r.stdout == ""
+
+
+# ---------------------------------------------------------------- the token's server is the one written
+
+
+def mint_cli(transfer_send, daemon, server):
+    tok = run_cli(transfer_send, "token", "--secret-file", daemon.state / "node-token", "--scope", "transfer",
+                  "--server", server)
+    assert tok.returncode == 0, tok.stderr
+    return tok.stdout.strip()
+
+
+def push_with_token(transfer_send, daemon, volume, token, *extra):
+    return run_cli(transfer_send, "push", "--volume", volume, "--url", daemon.url, "--token", token, "--quiet", *extra)
+
+
+def copy_volume(source, directory):
+    shutil.copytree(source, directory, symlinks=True)
+    return directory
+
+
+def test_a_token_for_another_server_never_overwrites_that_server(daemon, transfer_send, tmp_path, sample_volume,
+                                                                  other_volume):
+    """The new-user trial: a token minted for server A, a volume directory and --server naming B.
+    The destination would have replaced A's volume with B's files; now nothing is sent."""
+    a, b = new_server_id(), new_server_id()
+    assert push(transfer_send, daemon, sample_volume, a).returncode == 0
+    volume = copy_volume(other_volume, tmp_path / "src" / b)
+    token = mint_cli(transfer_send, daemon, a)
+    for extra in (["--server", b], []):  # --server B, and the directory's name alone
+        r = push_with_token(transfer_send, daemon, volume, "Bearer " + token, *extra)
+        assert r.returncode == 64, (extra, r.returncode, r.stderr)
+        line = assert_one_error_line(r)
+        assert a in line and b in line, line
+        assert r.stdout == ""
+        if not extra:
+            assert f"--server {a}" in line, line  # how to say "yes, move it to A"
+    assert compare_trees(sample_volume, daemon.volume(a)) == []
+    assert not daemon.volume(b).exists()
+    assert daemon.staging_entries() == []
+
+
+def test_explicit_server_equal_to_the_tokens_is_accepted_from_any_directory(daemon, transfer_send, tmp_path,
+                                                                            other_volume):
+    a, b = new_server_id(), new_server_id()
+    token = mint_cli(transfer_send, daemon, a)
+    for directory in (tmp_path / "restored-copy", tmp_path / b):
+        volume = copy_volume(other_volume, directory)
+        r = push_with_token(transfer_send, daemon, volume, token, "--server", a, "--json")
+        assert r.returncode == 0, r.stderr
+        result = json.loads(r.stdout)
+        assert result["server"] == a and result["confirmed_checksum"] is True, result
+        assert compare_trees(other_volume, daemon.volume(a)) == []
+    assert not daemon.volume(b).exists()
+    # The text output names the server too.
+    r = run_cli(transfer_send, "push", "--volume", tmp_path / "restored-copy", "--url", daemon.url, "--token", token,
+                "--server", a)
+    assert r.returncode == 0, r.stderr
+    assert f"to server {a} on " in r.stdout and "verified the checksum" in r.stdout, r.stdout
+
+
+@pytest.mark.parametrize("token_case, server_case, directory_case", [
+    ("upper", "lower", "lower"), ("lower", "upper", "upper"), ("upper", None, "lower"), ("lower", None, "upper"),
+])
+def test_case_differences_are_not_another_server(daemon, transfer_send, tmp_path, other_volume, token_case,
+                                                 server_case, directory_case):
+    server = new_server_id()
+    spell = {"upper": str.upper, "lower": str.lower}
+    token = mint_cli(transfer_send, daemon, spell[token_case](server))
+    volume = copy_volume(other_volume, tmp_path / spell[directory_case](server))
+    extra = ["--server", spell[server_case](server)] if server_case else []
+    r = push_with_token(transfer_send, daemon, volume, token, "--json", *extra)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["server"] == server.lower()
+    assert compare_trees(other_volume, daemon.volume(server.lower())) == []
+
+
+@pytest.mark.parametrize("sub", [None, "srv1", 42])
+def test_a_token_without_a_server_is_left_to_the_node(daemon, transfer_send, tmp_path, other_volume, sub):
+    """No readable sub: the CLI cannot check it, and the node refuses it; its answer is shown."""
+    volume = copy_volume(other_volume, tmp_path / new_server_id())
+    token = mint(daemon.token, sub=sub)
+    r = push_with_token(transfer_send, daemon, volume, token, "--server", new_server_id(), "--compression", "gzip")
+    assert r.returncode == 77, (r.returncode, r.stderr)
+    line = assert_one_error_line(r)
+    assert "403" in line and ("sub" in line or "subject" in line), line
+    assert [n for n in os.listdir(daemon.volumes) if n != ".staging"] == []
+
+
+# ---------------------------------------------------------------- only a node's confirmation is success
+
+
+class Answer200:
+    """An HTTP server on 127.0.0.1 that reads each request whole and answers every one 200 with
+    `body` (a web server, a maintenance page, a stub, or a Wings node when `body` is empty)."""
+
+    def __init__(self, body, content_type="text/html"):
+        self.posts = []
+        stub = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def answer(self):
+                if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+                    while True:
+                        size = int(self.rfile.readline().split(b";")[0].strip(), 16)
+                        self.rfile.read(size + 2)
+                        if size == 0:
+                            break
+                else:
+                    self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if self.command == "POST":
+                    stub.posts.append(self.path)
+                self.send_response(200)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST = answer
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(5)
+
+
+WRONG_SHA = "0" * 64
+FAKE_200 = {
+    # body, exit status, what the one error line says
+    "html": (b"<html><body>OK</body></html>", 69, "not a transfer confirmation"),
+    "text": (b"OK\n", 69, "not a transfer confirmation"),
+    "json-no-checksum": (b'{"success": true}', 69, "not a transfer confirmation"),
+    "success-false": (b'{"success": false}', 69, "not a transfer confirmation"),
+    "wrong-checksum": (b'{"success": true, "checksum": "%s", "files": 1}' % WRONG_SHA.encode(), 65, "do not trust"),
+    "wings-empty": (b"", 0, None),
+}
+
+
+@pytest.fixture(params=sorted(FAKE_200))
+def fake_200(request):
+    body, status, message = FAKE_200[request.param]
+    node = Answer200(body, content_type="application/json" if body.startswith(b"{") else "text/html")
+    yield request.param, node, status, message
+    node.stop()
+
+
+@pytest.mark.parametrize("compression", ["gzip", "auto"])
+def test_only_a_nodes_confirmation_is_a_successful_push(transfer_send, other_volume, fake_200, compression):
+    """Something answering 200 is not a node that committed the volume: only our JSON with the same
+    checksum, or a Wings node's empty 200 (accepted, said so, "confirmed_checksum": false), is."""
+    case, node, status, message = fake_200
+    server = new_server_id()
+    for output in ("--json", "--quiet"):
+        r = run_cli(transfer_send, "push", "--volume", other_volume, "--url", node.url, "--secret", "s3cret",
+                    "--server", server, "--compression", compression, output, timeout=60)
+        assert r.returncode == status, (case, r.returncode, r.stderr)
+        if status != 0:
+            line = assert_one_error_line(r)
+            assert message in line and "<" not in line, line
+            assert r.stdout == "", r.stdout
+            if status == 69:
+                assert node.url in line and "is the URL pointing at a node?" in line, line
+            continue
+        if output == "--json":
+            result = json.loads(r.stdout)
+            assert result["success"] is True and result["confirmed_checksum"] is False, result
+            assert result["server"] == server, result
+        else:
+            assert "accepted the archive after checking the checksum it was sent" in r.stdout, r.stdout
+            assert "verified" not in r.stdout and f"server {server}" in r.stdout, r.stdout
+    assert "/api/transfers" in node.posts

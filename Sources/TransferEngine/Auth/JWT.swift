@@ -52,12 +52,16 @@ public enum JWT {
         return (header, claims)
     }
 
-    /// The claims of `token` WITHOUT checking its signature: for a client that holds a token it
-    /// cannot verify (the panel signed it) and wants to check it is using it for what it was made
-    /// for. Never a basis for trusting anything. Nil when the token is not a readable JWT.
+    /// The claims of `token` read without checking its signature, or nil when it is not three
+    /// dot-separated base64url parts with a JSON object in the middle.
+    ///
+    /// For a client that holds a token minted elsewhere and wants to know what it is for (the
+    /// server a push would land on, the file a download link names); never for deciding whether
+    /// to trust the token: only `decodeVerified` does that.
     public static func unverifiedClaims(_ token: String) -> [String: JSONValue]? {
+        guard token.utf8.count <= 16 * 1024 else { return nil }
         let parts = token.split(separator: ".", omittingEmptySubsequences: false)
-        guard token.utf8.count <= 16 * 1024, parts.count == 3, let bytes = Base64URL.decode(parts[1]) else { return nil }
+        guard parts.count == 3, let bytes = Base64URL.decode(parts[1]) else { return nil }
         return try? JSONValue.parse(bytes).objectValue
     }
 

@@ -12,8 +12,10 @@ extension SendCommand {
         Pushes every server volume in --data (directories named by a server UUID, e.g.
         /var/lib/pterodactyl/volumes) to the node at --url, --parallel at a time, largest first.
         Each is its own verified push with a transfer token minted from the destination's node
-        token; one that fails does not stop the others. The volumes here are left as they are:
-        remove them once the panel has moved the servers.
+        token; one that fails does not stop the others. A server counts as moved only when the
+        destination confirmed it as push requires (see `transfer-send push --help`): any other
+        200 answer is a failure. The volumes here are left as they are: remove them once the
+        panel has moved the servers.
         Prints one line per server as it ends, then a summary. Meant to run unattended (cron,
         systemd timers): no prompt, a progress bar only on a terminal, SIGINT/SIGTERM abort the
         running pushes (nothing half-sent is committed) and start no more.
@@ -110,7 +112,8 @@ extension SendCommand {
         return failed.first.map { ErrorMapping.exitStatus(for: $0.error!.code) } ?? 0
     }
 
-    /// One line per server: `ok     <uuid>  1.2 GiB in 3.40 s (350 MB/s, gzip)` or `failed <uuid>  <why>`.
+    /// One line per server: `ok     <uuid>  1.2 GiB in 3.40 s (350 MB/s, gzip, sha256 …)` or
+    /// `failed <uuid>  <why>`; a Wings destination's `ok` line says its checksum was not answered.
     static func line(for outcome: Evacuation.Outcome) -> String {
         let server = outcome.volume.server
         guard let result = outcome.result, outcome.error == nil else {
@@ -119,6 +122,8 @@ extension SendCommand {
         return "ok     \(server)  \(ByteCount.format(result.volumeBytes)) in \(result.files) files, "
             + "\(ByteCount.fixed(result.seconds, 2)) s (\(ByteCount.rate(bytes: result.volumeBytes, seconds: result.seconds)), "
             + "\(outcome.compression?.rawValue ?? "?"), sha256 \(result.checksum))"
+            + (result.confirmation == .checksumEchoed
+                ? "" : "; accepted after the node checked it, not answered back (Wings)")
     }
 
     static func json(_ outcomes: [Evacuation.Outcome], seconds: Double) -> JSONValue {
@@ -130,6 +135,7 @@ extension SendCommand {
             ]
             if let result = outcome.result {
                 entry["checksum"] = .string(result.checksum)
+                entry["confirmed_checksum"] = .bool(result.confirmation == .checksumEchoed)
                 entry["seconds"] = .number(result.seconds)
                 entry["compression"] = .string(outcome.compression?.rawValue ?? "")
             }

@@ -23,7 +23,11 @@ public enum SendCommand {
         Commands
           push     stream a volume to a node's POST /api/transfers as a tar archive + SHA-256 (gzip
                    for a Wings node; zstd or plain tar when both ends are ours); the destination
-                   commits it only after the checksum matches. Exit 0 only on success.
+                   commits it only after the checksum matches. Exit 0 only when the node confirmed:
+                   ours answers the SHA-256 it computed, which must be the one sent ("verified"); a
+                   Wings node answers an empty 200 after checking the checksum it was sent
+                   ("accepted", --json "confirmed_checksum": false). Any other 200 (a web page, a
+                   stub) is no confirmation: exit 69. The volume goes to the server the token names.
           token    mint a JWT signed with a node's token, shaped like a panel's, with a scope.
           download fetch a file of a server's volume (/download/file) or a backup (/download/backup)
                    into --output (default: its own name); --resume continues a partial download.
@@ -38,11 +42,15 @@ public enum SendCommand {
           --volume DIR        the server's volume directory to send
           --url URL           destination node (http(s)://host:port) or its full /api/transfers URL
                               (no query string or fragment)
-          --token JWT         transfer token from the panel ("Bearer " prefix optional)
+          --token JWT         transfer token from the panel ("Bearer " prefix optional); its sub claim
+                              is the server whose volume the destination replaces
           --secret S          or mint one here with the destination's node token
           --secret-file F     ... read from a file (keeps it out of `ps`)
           --server UUID       the server's UUID (needed when minting; defaults to the volume
-                              directory's name when that is a UUID)
+                              directory's name when that is a UUID). With --token, a --server (or,
+                              without it, a UUID-named volume directory) that is not the token's
+                              server is refused (exit 64): pass --server <the token's sub> to move
+                              the volume to that server on purpose
           --insecure          skip TLS certificate checks (self-signed test nodes only)
           --cacert FILE       trust this CA certificate for TLS
           --compression MODE  auto (default) | gzip | zstd | none. gzip is what Wings speaks; auto
@@ -76,8 +84,10 @@ public enum SendCommand {
           --issuer URL        iss claim (default transfer-send)
           --audience URL      aud claim
 
-        Exit status: 0 ok, 64 usage, 65 rejected data, 69 destination unreachable (or HTTP 501-505),
-        74 I/O error (here, or the node's: a 500 such as a full disk), 75 busy (the server is already
+        Exit status: 0 ok, 64 usage (a token for another server included), 65 rejected data (or a
+        node confirming a checksum other than the one sent), 69 destination unreachable, HTTP
+        501-505, or an answer that is not a node's (a 200 that is no transfer confirmation), 74 I/O
+        error (here, or the node's: a 500 such as a full disk), 75 busy (the server is already
         transferring), 77 token refused, 130 cancelled, 1 other.
         """
 
@@ -194,21 +204,22 @@ public enum SendCommand {
         let url = try validatedURL(try args.required("url"))
         guard FileTree.exists(volume) else { throw TransferError(.notFound, .cli, "volume \(volume) does not exist") }
         guard FileTree.isDirectory(volume) else { throw TransferError(.invalidInput, .cli, "volume \(volume) is not a directory") }
+        if let given = args["server"], !VolumeStore.isValidServerID(given) {
+            throw Arguments.usage("--server '\(given)' is not a server UUID (8-4-4-4-12 hex digits)")
+        }
         let token: String
         if let given = args["token"] {
             token = try validatedToken(given)
         } else if let secret = try secret(args) {
-            let server = args["server"] ?? URL(fileURLWithPath: volume).standardized.lastPathComponent
+            let server = args["server"] ?? Self.directoryName(volume)
             guard VolumeStore.isValidServerID(server) else {
-                if let given = args["server"] {
-                    throw Arguments.usage("--server '\(given)' is not a server UUID (8-4-4-4-12 hex digits)")
-                }
                 throw Arguments.usage("--server UUID is required to mint a token (the volume directory is not named by a UUID)")
             }
             token = TokenMinter(secret: secret, audience: url).mint(scope: .transfer, claims: ["sub": .string(server)])
         } else {
             throw Arguments.usage("give --token, or --secret/--secret-file to mint one")
         }
+        let tokenServer = try destinationServer(token: token, server: args["server"], volume: volume)
         let modeName = args["compression"] ?? "auto"
         guard let mode = CompressionNegotiator.Mode(rawValue: modeName) else {
             throw Arguments.usage("--compression must be auto, gzip, zstd or none")
@@ -247,9 +258,12 @@ public enum SendCommand {
         }
         bar.finish()
         let ratio = result.volumeBytes > 0 ? Double(result.archiveBytes) / Double(result.volumeBytes) : 0
+        let server = result.server ?? tokenServer
+        let confirmed = result.confirmation == .checksumEchoed
         if args.has("json") {
             let json: JSONValue = [
-                "success": true, "checksum": .string(result.checksum), "volume_bytes": .number(Double(result.volumeBytes)),
+                "success": true, "server": server.map(JSONValue.string) ?? .null, "checksum": .string(result.checksum),
+                "confirmed_checksum": .bool(confirmed), "volume_bytes": .number(Double(result.volumeBytes)),
                 "apparent_bytes": .number(Double(result.apparentBytes)),
                 "archive_bytes": .number(Double(result.archiveBytes)), "files": .number(Double(result.files)),
                 "seconds": .number(result.seconds), "compression": .string(choice.compression.rawValue),
@@ -261,15 +275,60 @@ public enum SendCommand {
         } else {
             // Holes in sparse files are not read or sent: say how big the files look, too.
             let holes = result.apparentBytes > result.volumeBytes ? " of data (\(ByteCount.format(result.apparentBytes)) with the holes of sparse files)" : ""
+            let target = (server.map { "server \($0) on " } ?? "") + OutgoingTransfer.transfersURL(url)
             print(
                 """
-                pushed \(ByteCount.format(result.volumeBytes))\(holes) in \(result.files) files to \(OutgoingTransfer.transfersURL(url)) \
+                pushed \(ByteCount.format(result.volumeBytes))\(holes) in \(result.files) files to \(target) \
                 in \(ByteCount.fixed(result.seconds, 2)) s (\(ByteCount.rate(bytes: result.volumeBytes, seconds: result.seconds)))
                   archive \(ByteCount.format(result.archiveBytes)) (ratio \(ByteCount.fixed(ratio, 2))), sha256 \(result.checksum)
-                  the destination verified the checksum and committed the volume
+                  \(Self.confirmationLine(result.confirmation))
                 """)
         }
         return 0
+    }
+
+    /// What the destination's answer established, in one line of push's and evacuate's output.
+    static func confirmationLine(_ confirmation: OutgoingTransfer.Confirmation) -> String {
+        switch confirmation {
+        case .checksumEchoed:
+            "the destination verified the checksum (it answered the same sha256) and committed the volume"
+        case .acceptedWithoutEcho:
+            "the destination accepted the archive after checking the checksum it was sent; it answered none of its own "
+                + "(Wings nodes do not), so none was compared here"
+        }
+    }
+
+    /// The last component of a volume path (`/srv/volumes/<uuid>/` → `<uuid>`).
+    static func directoryName(_ volume: String) -> String {
+        URL(fileURLWithPath: volume).standardized.lastPathComponent
+    }
+
+    /// The server a push with `token` lands on: the token's `sub` (lowercased), or nil when the
+    /// token has no readable `sub` that is a server UUID (the destination refuses such a token
+    /// and says why, so it is left to it).
+    ///
+    /// The destination writes the volume of the server the token names, whatever else the command
+    /// line says; so a `--server` naming another server, or, without `--server`, a volume
+    /// directory named by another server's UUID, is a usage error: it would replace that other
+    /// server's volume. Case differences are not differences. The signature is not checked here
+    /// (the destination does that).
+    static func destinationServer(token: String, server given: String?, volume: String) throws -> String? {
+        guard let sub = JWT.unverifiedClaims(token)?["sub"]?.stringValue.flatMap(VolumeStore.canonicalServerID) else {
+            return nil
+        }
+        if let given {
+            guard given.lowercased() == sub else {
+                throw Arguments.usage("--server \(given) does not match the token, which is for server \(sub)")
+            }
+            return sub
+        }
+        let directory = directoryName(volume)
+        if VolumeStore.isValidServerID(directory), directory.lowercased() != sub {
+            throw Arguments.usage(
+                "the volume directory is named for server \(directory) but the token is for server \(sub); "
+                    + "pass --server \(sub) if you mean to move this volume to that server")
+        }
+        return sub
     }
 
     // MARK: - token

@@ -77,7 +77,11 @@ extension TransferDaemon {
                 Log.info(
                     "transfer \(server): pushed \(ByteCount.format(result.volumeBytes)) in \(ByteCount.fixed(result.seconds, 2)) s "
                         + "(\(ByteCount.rate(bytes: result.volumeBytes, seconds: result.seconds))), destination committed")
-                events.log(server, "destination verified and committed the volume")
+                events.log(
+                    server,
+                    result.confirmation == .checksumEchoed
+                        ? "destination verified and committed the volume"
+                        : "destination accepted the volume after checking its checksum (it does not answer one back)")
                 store.release(server)
                 released = true
                 registry.finish(id, error: nil)

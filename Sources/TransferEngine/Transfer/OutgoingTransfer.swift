@@ -4,7 +4,9 @@ import Glibc
 import FoundationEssentials
 
 /// The source half of a transfer: pushes a volume to a destination's `POST /api/transfers`, as a
-/// Wings source node does, and succeeds only when the destination answers 200.
+/// Wings source node does, and succeeds only when the destination answers 200 with a
+/// confirmation: our nodes' JSON echoing the same SHA-256, or a Wings node's empty body (see
+/// `Confirmation`). Any other 200 (an HTML page, a stub, a proxy's text) is a failure.
 ///
 /// ```
 ///  archive thread:  VolumeArchiver (plain tar) ─▶ BoundedChunkBuffer
@@ -40,9 +42,23 @@ public final class OutgoingTransfer: @unchecked Sendable {
         }
     }
 
+    /// What the destination's 200 tells about the archive.
+    public enum Confirmation: Sendable, Equatable {
+        /// It answered with the SHA-256 it computed over the archive it received, and that is the
+        /// one sent (our nodes answer `{"success": true, "checksum": …}`).
+        case checksumEchoed
+        /// It answered with an empty body, as a Wings node does: Wings answers 200 only after the
+        /// checksum it was sent matched the archive it received, but it does not say which
+        /// checksum that was, so this end has nothing to compare.
+        case acceptedWithoutEcho
+    }
+
     /// What a finished push reports.
     public struct Result: Sendable {
         public var checksum: String
+        public var confirmation: Confirmation
+        /// The server the destination says it committed (our nodes name it; nil from Wings).
+        public var server: String?
         public var volumeBytes: Int64
         /// Sizes with sparse files' holes (equal to `volumeBytes` when there are none).
         public var apparentBytes: Int64
@@ -157,25 +173,67 @@ public final class OutgoingTransfer: @unchecked Sendable {
         let stageError = producer.join() ?? compressor.join()
         guard status == 200 else { throw Self.remoteError(status: status, body: easy.responseBody) }
         if let stageError { throw stageError }
-        let checksum = body.checksum ?? ""
-        if let reply = try? JSONValue.parse(easy.responseBody), let theirs = reply["checksum"]?.stringValue, theirs != checksum {
-            throw TransferError(.integrity, .transfer, "the destination reports checksum \(theirs), we sent \(checksum)")
-        }
+        // A small archive fits in the buffers: the stages can end cleanly while the body was not
+        // all read, and a 200 then answers something other than the whole archive.
+        guard let checksum = body.checksum else { throw early }
+        let (confirmation, server) = try Self.confirmation(
+            status: status, reply: easy.responseBody, checksum: checksum, endpoint: Self.transfersURL(options.url))
         let summary = summaryBox.summary ?? VolumeArchiver.Summary()
         return Result(
-            checksum: checksum, volumeBytes: summary.volumeBytes, apparentBytes: summary.apparentBytes,
+            checksum: checksum, confirmation: confirmation, server: server,
+            volumeBytes: summary.volumeBytes, apparentBytes: summary.apparentBytes,
             archiveBytes: hasher.byteCount, files: summary.files,
             seconds: MonotonicClock.now() - started)
     }
 
+    /// What a 200 answer to a complete push confirms.
+    ///
+    /// - an empty body: a Wings node, which answers 200 only once the checksum it was sent
+    ///   matched (`.acceptedWithoutEcho`);
+    /// - `{"success": true, "checksum": <hex>}` (our nodes; `server` too): the checksum must be
+    ///   the one sent (`.checksumEchoed`), otherwise `.integrity`;
+    /// - anything else (an HTML or text page, JSON without a checksum, `"success": false`): not a
+    ///   transfer confirmation, whatever answered is not a node we can talk to (`.network`).
+    /// - Returns: the confirmation, and the server the destination names (if it does).
+    static func confirmation(status: Int, reply: [UInt8], checksum: String, endpoint: String) throws -> (
+        Confirmation, server: String?
+    ) {
+        if reply.allSatisfy({ $0 == 0x20 || $0 == 0x09 || $0 == 0x0d || $0 == 0x0a }) {
+            return (.acceptedWithoutEcho, nil)
+        }
+        let json = (try? JSONValue.parse(reply))?.objectValue
+        let success: Bool? = if case .bool(let value) = json?["success"] { value } else { nil }
+        guard let json, success != false, let theirs = json["checksum"]?.stringValue else {
+            var excerpt = Self.oneLine(String(decoding: reply.prefix(4096), as: UTF8.self))
+            if excerpt.isEmpty { excerpt = "(unreadable)" }
+            throw TransferError(
+                .network, .transfer,
+                "the answer from \(endpoint) (\(status): \(excerpt)) is not a transfer "
+                    + "confirmation, nothing says the volume was committed; is the URL pointing at a node?")
+        }
+        guard theirs.lowercased() == checksum.lowercased() else {
+            throw TransferError(
+                .integrity, .transfer,
+                "the destination confirmed sha256 \(String(theirs.prefix(64))) but the archive sent hashes to "
+                    + "\(checksum): do not trust the copy there")
+        }
+        return (.checksumEchoed, json["server"]?.stringValue.flatMap(VolumeStore.canonicalServerID))
+    }
+
     /// A body that is not our JSON (an HTML error page, a proxy's text) as one short line: tags
-    /// dropped, whitespace runs and control bytes folded into single spaces, at most 200 characters.
+    /// dropped (each counts as a space: `<title>Down</title><p>OK` is "Down OK"), whitespace runs
+    /// and control bytes folded into single spaces, at most 200 characters.
     static func oneLine(_ text: String) -> String {
         var out = ""
         var inTag = false
         var lastWasSpace = true
         for scalar in text.unicodeScalars {
-            if scalar == "<" { inTag = true; continue }
+            if scalar == "<" {
+                if !lastWasSpace { out.unicodeScalars.append(" ") }
+                lastWasSpace = true
+                inTag = true
+                continue
+            }
             if inTag { if scalar == ">" { inTag = false }; continue }
             if scalar.properties.isWhitespace || scalar.value < 0x20 || scalar.value == 0x7f {
                 if !lastWasSpace { out.unicodeScalars.append(" ") }

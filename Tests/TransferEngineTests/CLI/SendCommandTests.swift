@@ -95,3 +95,66 @@ struct SendCommandTests {
         #expect(ErrorMapping.exitStatus(for: full.code) == 74 && full.message.contains("No space left on device"))
     }
 }
+
+/// The destination replaces the volume of the server the token names, whatever the command line
+/// says: a push whose --server, or volume directory, names another server is refused before
+/// anything is sent.
+struct PushServerCheckTests {
+    private static let sub = "12341234-1111-1111-1111-111111111111"
+    private static let other = "11111111-1111-1111-1111-111111111111"
+
+    private static func token(_ claims: [String: JSONValue]) -> String {
+        JWT.sign(claims: claims, secret: Array("s".utf8))
+    }
+
+    private static func check(_ token: String, server: String?, volume: String) throws -> String? {
+        try SendCommand.destinationServer(token: token, server: server, volume: volume)
+    }
+
+    @Test func aServerOptionNamingAnotherServerIsAUsageError() {
+        #expect {
+            _ = try Self.check(Self.token(["sub": .string(Self.sub)]), server: Self.other, volume: "/v/\(Self.other)")
+        } throws: { error in
+            let error = error as? TransferError
+            return error?.isUsageError == true && error!.message.contains(Self.sub)
+                && error!.message.contains(Self.other)
+        }
+    }
+
+    @Test(arguments: ["/v/11111111-1111-1111-1111-111111111111", "/v/11111111-1111-1111-1111-111111111111/"])
+    func aDirectoryNamedForAnotherServerIsAUsageError(volume: String) {
+        #expect {
+            _ = try Self.check(Self.token(["sub": .string(Self.sub)]), server: nil, volume: volume)
+        } throws: { error in
+            let error = error as? TransferError
+            return error?.isUsageError == true && error!.message.contains("--server \(Self.sub)")
+                && error!.message.contains(Self.other)
+        }
+    }
+
+    @Test func theTokensServerIsAcceptedWhateverTheCase() throws {
+        let upper = Self.token(["sub": .string(Self.sub.uppercased())])
+        #expect(try Self.check(upper, server: Self.sub, volume: "/v/\(Self.sub)") == Self.sub)
+        #expect(try Self.check(upper, server: nil, volume: "/v/\(Self.sub)") == Self.sub)
+        let lower = Self.token(["sub": .string(Self.sub)])
+        #expect(try Self.check(lower, server: Self.sub.uppercased(), volume: "/v/x") == Self.sub)
+        #expect(try Self.check(lower, server: nil, volume: "/v/\(Self.sub.uppercased())") == Self.sub)
+        // Named explicitly, the volume may come from any directory, another server's included.
+        #expect(try Self.check(lower, server: Self.sub, volume: "/v/\(Self.other)") == Self.sub)
+        #expect(try Self.check(lower, server: nil, volume: "/srv/backup-copy") == Self.sub)
+    }
+
+    /// No readable server UUID in `sub`: left to the destination, which refuses such a token.
+    @Test(arguments: ["x.y.z", "not-a-jwt", token([:]), token(["sub": "srv1"]), token(["sub": 42]), "a.!!!.c"])
+    func aTokenWithoutAServerIsLeftToTheDestination(token: String) throws {
+        #expect(try Self.check(token, server: Self.other, volume: "/v/\(Self.sub)") == nil)
+        #expect(try Self.check(token, server: nil, volume: "/v/\(Self.other)") == nil)
+    }
+
+    @Test func unverifiedClaimsReadsTheMiddlePart() {
+        let token = TokenMinter(secret: Array("k".utf8)).mint(scope: .transfer, claims: ["sub": .string(Self.sub)])
+        #expect(JWT.unverifiedClaims(token)?["sub"] == .string(Self.sub))
+        #expect(JWT.unverifiedClaims("a.b") == nil)
+        #expect(JWT.unverifiedClaims("a.\(Base64URL.encode(Array("[1]".utf8))).c") == nil)
+    }
+}
