@@ -12,8 +12,9 @@ private import CTransferShims
 ///  commit            ─▶ syncfs · renameat2(EXCHANGE) with <data>/<uuid> · remove the old tree
 ///  discard           ─▶ remove the staging tree; the volume was never touched
 /// ```
-/// At most one transfer per server at a time (`reserve`). Staging leftovers from a crash are
-/// removed when the store opens.
+/// At most one transfer per server at a time (`reserve`). Other writes into a volume (uploads)
+/// land only while no transfer holds it (`beginWrite`/`VolumeWrite.land`). Staging leftovers from
+/// a crash are removed when the store opens.
 public final class VolumeStore: Sendable {
     public let dataDirectory: String
     public let stagingDirectory: String
@@ -23,6 +24,16 @@ public final class VolumeStore: Sendable {
     private struct Holds {
         var busy: Set<String> = []
         var ending: Set<String> = []
+        /// How many times each server has been reserved: a write that began before a transfer
+        /// and lands after it ended would land in a tree that is gone (or was sent without it).
+        var reservations: [String: Int] = [:]
+
+        /// Marks `server` (canonical) as held; false if it already is.
+        mutating func reserve(_ server: String) -> Bool {
+            guard busy.insert(server).inserted else { return false }
+            reservations[server, default: 0] += 1
+            return true
+        }
     }
     private let holds = Mutex(Holds())
     /// The data directory, open and `flock`ed for the store's life: one daemon per directory.
@@ -85,7 +96,7 @@ public final class VolumeStore: Sendable {
 
     /// Marks `server` as transferring; false if it already is.
     public func reserve(_ server: String) -> Bool {
-        holds.withLock { $0.busy.insert(server.lowercased()).inserted }
+        holds.withLock { $0.reserve(server.lowercased()) }
     }
 
     public func release(_ server: String) {
@@ -111,7 +122,7 @@ public final class VolumeStore: Sendable {
         let id = server.lowercased()
         while true {
             let (reserved, ending) = holds.withLock { holds in
-                holds.busy.insert(id).inserted ? (true, false) : (false, holds.ending.contains(id))
+                holds.reserve(id) ? (true, false) : (false, holds.ending.contains(id))
             }
             if reserved { return true }
             guard ending, MonotonicClock.now() < deadline else { return false }
@@ -120,6 +131,36 @@ public final class VolumeStore: Sendable {
     }
 
     public var busyServers: [String] { holds.withLock { Array($0.busy) } }
+
+    /// Whether a transfer (either direction) holds `server`.
+    public func isTransferring(_ server: String) -> Bool { holds.withLock { $0.busy.contains(server.lowercased()) } }
+
+    /// Starts a write into `server`'s volume from outside a transfer (an upload). Throws
+    /// `.conflict` while a transfer holds the server: on the destination the volume is about to
+    /// be replaced (the write would be lost), on the source it is being sent (a file changing
+    /// under the archiver fails the push, or is left behind).
+    public func beginWrite(_ server: String) throws -> VolumeWrite {
+        let id = server.lowercased()
+        let generation = try holds.withLock { holds throws(TransferError) -> Int in
+            guard !holds.busy.contains(id) else { throw Self.transferring(id) }
+            return holds.reservations[id, default: 0]
+        }
+        return VolumeWrite(store: self, server: id, generation: generation)
+    }
+
+    fileprivate func land(_ write: VolumeWrite, _ body: () throws -> Void) throws {
+        // Under the lock, so no transfer can reserve the server between the check and the renames.
+        try holds.withLock { holds throws in
+            guard !holds.busy.contains(write.server), holds.reservations[write.server, default: 0] == write.generation else {
+                throw Self.transferring(write.server)
+            }
+            try body()
+        }
+    }
+
+    static func transferring(_ server: String) -> TransferError {
+        TransferError(.conflict, .transfer, "server \(server) is transferring: its files cannot be changed until the transfer ends")
+    }
 
     /// A fresh, empty staging directory for `server`.
     public func makeStaging(for server: String) throws -> String {
@@ -163,5 +204,19 @@ public final class VolumeStore: Sendable {
         } catch {
             Log.warning("volumes: could not remove staging \(staging): \(error)")
         }
+    }
+}
+
+/// A write into a volume that began while no transfer held its server (`VolumeStore.beginWrite`).
+public struct VolumeWrite: Sendable {
+    fileprivate let store: VolumeStore
+    public let server: String
+    fileprivate let generation: Int
+
+    /// Runs `body` (the step that makes the write visible: renames; short, and never calling back
+    /// into the store) unless a transfer has held the server since the write began. Throws
+    /// `.conflict` (409) without running it otherwise.
+    public func land(_ body: () throws -> Void) throws {
+        try store.land(self, body)
     }
 }

@@ -60,3 +60,47 @@ struct VolumeStoreReservationTests {
         }
     }
 }
+
+/// Writes from outside a transfer (uploads) land only while no transfer holds the server.
+struct VolumeStoreWriteTests {
+    static let server = VolumeStoreReservationTests.server
+
+    @Test func aWriteIsRefusedWhileATransferHoldsTheServer() throws {
+        try TempDirectory.with { temp in
+            let store = try VolumeStore(dataDirectory: temp.appending("data"))
+            #expect(store.reserve(Self.server))
+            #expect(throws: TransferError.self) { try store.beginWrite(Self.server.uppercased()) }
+            store.release(Self.server)
+            var landed = false
+            try store.beginWrite(Self.server).land { landed = true }
+            #expect(landed)
+        }
+    }
+
+    @Test func aWriteDuringWhichATransferRanDoesNotLand() throws {
+        try TempDirectory.with { temp in
+            let store = try VolumeStore(dataDirectory: temp.appending("data"))
+            let running = try store.beginWrite(Self.server)
+            let ended = try store.beginWrite(Self.server)
+            #expect(store.reserve(Self.server))
+            var landed = false
+            let conflict = #expect(throws: TransferError.self) { try running.land { landed = true } }
+            #expect(conflict?.code == .conflict && conflict?.message.contains("is transferring") == true)
+            // The transfer has ended, but the volume the write began in may be gone (replaced).
+            store.release(Self.server)
+            #expect(throws: TransferError.self) { try ended.land { landed = true } }
+            #expect(!landed)
+        }
+    }
+
+    @Test func anotherServersTransferDoesNotStopAWrite() throws {
+        try TempDirectory.with { temp in
+            let store = try VolumeStore(dataDirectory: temp.appending("data"))
+            let write = try store.beginWrite(Self.server)
+            #expect(store.reserve("00000000-0000-4000-8000-000000000000"))
+            var landed = false
+            try write.land { landed = true }
+            #expect(landed)
+        }
+    }
+}
