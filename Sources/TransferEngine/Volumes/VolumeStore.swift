@@ -39,6 +39,10 @@ public final class VolumeStore: Sendable {
     /// The data directory, open and `flock`ed for the store's life: one daemon per directory.
     private let lockDescriptor: Int32
 
+    /// Device and inode of the data directory at start: the path may later name another
+    /// directory (the disk unmounted under it) or nothing (removed).
+    private let rootIdentity: (device: UInt64, inode: UInt64)
+
     public init(dataDirectory: String, owner: FileOwner? = nil) throws {
         self.dataDirectory = dataDirectory
         self.owner = owner
@@ -52,6 +56,9 @@ public final class VolumeStore: Sendable {
             close(lockDescriptor)
             throw TransferError(.conflict, .volumes, "another transferd is already using \(dataDirectory) (one daemon per volumes directory)")
         }
+        var st = stat()
+        fstat(lockDescriptor, &st)
+        rootIdentity = (UInt64(st.st_dev), UInt64(st.st_ino))
         if FileTree.exists(stagingDirectory) {
             let leftovers = FileTree.entryCount(stagingDirectory)
             try FileTree.remove(stagingDirectory)
@@ -93,6 +100,39 @@ public final class VolumeStore: Sendable {
     }
 
     public func volumeExists(_ server: String) -> Bool { FileTree.isDirectory(volumePath(server)) }
+
+    /// What is wrong with the data directory itself, or nil: removed, or another directory now at
+    /// its path (the data disk unmounted under it). A node fault, never the client's.
+    public var rootProblem: String? {
+        var st = stat()
+        guard stat(dataDirectory, &st) == 0 else {
+            return "the node's volumes directory \(dataDirectory) is missing (\(String(cString: strerror(errno)))): was its disk unmounted or the directory removed?"
+        }
+        guard UInt64(st.st_dev) == rootIdentity.device, UInt64(st.st_ino) == rootIdentity.inode else {
+            return "the node's volumes directory \(dataDirectory) is not the one transferd opened at start "
+                + "(was its disk unmounted or the directory replaced?): restart transferd once it is back"
+        }
+        guard FileTree.isDirectory(stagingDirectory) else {
+            return "the node's staging directory \(stagingDirectory) is missing: restart transferd to recreate it"
+        }
+        return nil
+    }
+
+    /// Throws a `.internal` error (500) naming the data directory when `rootProblem` finds one,
+    /// and logs it: the operator has to act, the client cannot.
+    public func requireRoot() throws {
+        guard let problem = rootProblem else { return }
+        Log.error("volumes: \(problem)")
+        throw TransferError(.internal, .volumes, problem)
+    }
+
+    /// Checks that `server` has a volume here: `.notFound` if not, or the `requireRoot` error when
+    /// the data directory itself is gone (then no server is "not found": the node is broken).
+    public func requireVolume(_ server: String) throws {
+        if Self.isValidServerID(server), volumeExists(server) { return }
+        try requireRoot()
+        throw TransferError(.notFound, .volumes, "server not found on this node")
+    }
 
     /// Marks `server` as transferring; false if it already is.
     public func reserve(_ server: String) -> Bool {
@@ -163,10 +203,17 @@ public final class VolumeStore: Sendable {
     }
 
     /// A fresh, empty staging directory for `server`.
+    /// Throws the `requireRoot` error (500, logged) when the data directory is gone, rather than
+    /// the ENOENT of a staging path the client knows nothing about.
     public func makeStaging(for server: String) throws -> String {
         precondition(Self.isValidServerID(server), "unchecked server id")
+        try requireRoot()
         let path = stagingDirectory + "/" + server + "." + SecureRandom.alphanumeric(8)
-        guard mkdir(path, 0o700) == 0 else { throw TransferError.system("mkdir", path: path) }
+        guard mkdir(path, 0o700) == 0 else {
+            let failure = TransferError.system("mkdir", path: path)
+            try requireRoot()  // removed between the check and the mkdir
+            throw failure
+        }
         return path
     }
 

@@ -104,3 +104,48 @@ struct VolumeStoreWriteTests {
         }
     }
 }
+
+/// A data directory that disappears under the daemon is a node fault (500, named), not a 404.
+struct VolumeStoreRootTests {
+    static let server = VolumeStoreReservationTests.server
+
+    @Test func aRemovedDataDirectoryIsNamed() throws {
+        try TempDirectory.with { temp in
+            let data = temp.appending("data")
+            let store = try VolumeStore(dataDirectory: data)
+            #expect(store.rootProblem == nil)
+            #expect(throws: TransferError.self) { try store.requireVolume(Self.server) }
+            #expect((try? store.requireVolume(Self.server)) == nil)
+            try FileTree.remove(data)
+            for attempt in [{ try store.requireVolume(Self.server) }, { _ = try store.makeStaging(for: Self.server) }] {
+                let error = #expect(throws: TransferError.self) { try attempt() }
+                #expect(error?.code == .internal)
+                #expect(error?.message.contains("volumes directory \(data) is missing") == true)
+                #expect(error?.message.contains(".staging") == false)
+            }
+        }
+    }
+
+    @Test func aDirectoryReplacedAtThePathIsNotTakenForTheDataDirectory() throws {
+        try TempDirectory.with { temp in
+            let data = temp.appending("data")
+            let store = try VolumeStore(dataDirectory: data)
+            // What an unmounted data disk leaves: an (empty) directory of the same name.
+            try FileTree.remove(data)
+            try FileTree.makeDirectories(data + "/.staging")
+            let error = #expect(throws: TransferError.self) { try store.requireVolume(Self.server) }
+            #expect(error?.code == .internal)
+            #expect(error?.message.contains("not the one transferd opened") == true)
+        }
+    }
+
+    @Test func aMissingVolumeUnderAHealthyRootIsNotFound() throws {
+        try TempDirectory.with { temp in
+            let store = try VolumeStore(dataDirectory: temp.appending("data"))
+            let error = #expect(throws: TransferError.self) { try store.requireVolume(Self.server) }
+            #expect(error?.code == .notFound)
+            try FileTree.makeDirectories(store.volumePath(Self.server))
+            try store.requireVolume(Self.server)
+        }
+    }
+}
