@@ -70,6 +70,30 @@ public final class VolumeStore: Sendable {
             Log.debug("volumes: \(stagingDirectory) takes no allocation hint (not ext2/3/4)")
         }
         DirectoryAllocation.markSubdirectoriesUnrelated(dataDirectory)
+        if let owner { try Self.probeChown(to: owner, in: stagingDirectory) }
+    }
+
+    /// Refuses to start when files cannot be given to `owner`: otherwise every transfer would be
+    /// received in full and then fail at its `fchown` (EPERM).
+    ///
+    /// We try it on a scratch file where volumes are written rather than reason about uid, groups
+    /// and capabilities: the kernel's answer covers CAP_CHOWN without root, user namespaces,
+    /// supplementary groups and file systems that refuse or ignore ownership (root-squashed NFS).
+    static func probeChown(to owner: FileOwner, in directory: String) throws {
+        let path = directory + "/.owner-probe-" + SecureRandom.alphanumeric(8)
+        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw TransferError.system("open", path: path) }
+        let changed = fchown(fd, owner.uid, owner.gid) == 0
+        let code = errno
+        close(fd)
+        unlink(path)
+        guard changed else {
+            throw TransferError(
+                .forbidden, .config,
+                "cannot give files to the volume owner \(owner.uid):\(owner.gid) (--volume-owner / system.user): "
+                    + "chown in \(directory) failed: \(String(cString: strerror(code))); this daemon runs as uid \(geteuid()) gid \(getegid()) "
+                    + "(run it as root or with CAP_CHOWN, or set the owner to its own uid and one of its groups)")
+        }
     }
 
     deinit { close(lockDescriptor) }
