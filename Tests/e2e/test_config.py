@@ -1,10 +1,13 @@
 """transferd configuration and lifecycle: a real Wings config.yml, the embedded default, bad
 configurations, --help, and stopping on signals (also mid-transfer)."""
 import os
+import pwd
 import re
+import shutil
 import signal
 import stat
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -425,3 +428,62 @@ def test_sighup_is_logged_and_ignored(daemon_factory):
     assert d.alive()
     assert requests.get(d.url + "/api/system", headers={"Authorization": f"Bearer {d.token}"}, timeout=10).status_code == 200
     assert d.stop() == 0
+
+
+# ------------------------------------------------ a volume owner the daemon cannot apply
+
+
+@pytest.fixture
+def as_nobody():
+    """(argv prefix that runs a command as nobody, a directory nobody owns, (uid, gid)), or a skip."""
+    if os.geteuid() != 0 or not shutil.which("setpriv"):
+        pytest.skip("needs root and setpriv to run transferd as another user")
+    try:
+        nobody = pwd.getpwnam("nobody")
+    except KeyError:
+        pytest.skip("no user 'nobody'")
+    # Outside pytest's tmp tree, whose parents nobody cannot enter.
+    home = Path(tempfile.mkdtemp(prefix="transferd-nobody-"))
+    os.chown(home, nobody.pw_uid, nobody.pw_gid)
+    # setpriv execs the command (no child of its own): the PID it gets is transferd's.
+    argv = ["setpriv", f"--reuid={nobody.pw_uid}", f"--regid={nobody.pw_gid}", "--clear-groups"]
+    yield argv, home, (nobody.pw_uid, nobody.pw_gid)
+    shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.mark.parametrize("how", ["flag", "config"])
+def test_a_volume_owner_the_daemon_cannot_apply_refuses_to_start(transferd, as_nobody, how):
+    """Not root and no CAP_CHOWN: giving files to 0:0 would fail every transfer after it was
+    received in full, so the daemon does not start (one error line, exit 77 EX_NOPERM)."""
+    prefix, home, _ = as_nobody
+    if how == "flag":
+        args = ["--state", str(home / "state"), "--listen", "127.0.0.1:0", "--volume-owner", "0:0"]
+    else:
+        config = home / "config.yml"
+        config.write_text(f"token: {NODE_TOKEN}\napi:\n  host: 127.0.0.1\n  port: 0\nsystem:\n"
+                          f"  data: {home / 'data'}\n  backup_directory: {home / 'backups'}\n"
+                          "  user:\n    uid: 0\n    gid: 0\n")
+        args = ["--config", str(config)]
+    r = subprocess.run([*prefix, str(transferd), *args], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 77, (r.returncode, r.stdout, r.stderr)
+    assert "listening" not in r.stdout
+    errors = [line for line in error_lines(r.stderr) if "error" in line.lower()]
+    assert len(errors) == 1 and errors[0].startswith("transferd: error: "), r.stderr
+    assert "cannot give files to the volume owner 0:0" in errors[0] and "Operation not permitted" in errors[0], errors
+    leftovers = [p for p in home.rglob("*") if p.name.startswith(".owner-probe")]
+    assert leftovers == []
+
+
+def test_a_volume_owner_the_daemon_can_apply_starts(transferd, as_nobody):
+    """Its own uid and gid are fine without any privilege."""
+    prefix, home, (uid, gid) = as_nobody
+    proc = subprocess.Popen([*prefix, str(transferd), "--state", str(home / "state"), "--listen", "127.0.0.1:0",
+                             "--volume-owner", f"{uid}:{gid}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        line = proc.stdout.readline()
+        assert "listening on http://127.0.0.1:" in line, (line, proc.poll())
+    finally:
+        os.kill(proc.pid, signal.SIGTERM)
+        out, err = proc.communicate(timeout=10)
+    assert proc.returncode == 0, err

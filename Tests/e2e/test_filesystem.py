@@ -7,8 +7,10 @@ import shutil
 import subprocess
 
 import pytest
+import requests
 
-from e2elib import compare_trees, new_server_id, run_cli
+from e2elib import compare_trees, error_of, go_boundary, mint, new_server_id, run_cli
+from http_helpers import backup_url, file_url, place_volume, upload_url
 
 needs_mount = pytest.mark.skipif(
     os.geteuid() != 0 or not shutil.which("mkfs.ext4") or not shutil.which("mount"),
@@ -69,3 +71,78 @@ def test_no_warning_off_ext4(daemon_factory):
         d.stop()
     finally:
         shutil.rmtree(state, ignore_errors=True)
+
+
+# ------------------------------------------------ the volumes directory gone while the daemon runs
+# A data disk unmounted (or the directory removed) under a running daemon is the node's fault:
+# every endpoint that needs the volumes (or backups) directory answers 500 with a JSON error that
+# names the directory, logs an ERROR line, and leaks no internal path such as .staging/<uuid>.XXXX.
+
+
+def _requests_needing_the_volumes_directory(d, server):
+    node = {"Authorization": f"Bearer {d.token}"}
+    boundary = go_boundary()
+    push = {"Authorization": f"Bearer {mint(d.token, sub=server)}",
+            "Content-Type": f"multipart/form-data; boundary={boundary}"}
+    return {
+        "transfer": lambda: requests.post(d.transfers_url, headers=push, data=b"--" + boundary.encode() + b"--\r\n",
+                                          timeout=30),
+        "download": lambda: requests.get(file_url(d, server, "server.properties"), timeout=30),
+        "upload": lambda: requests.post(upload_url(d, server), files={"files": ("a.txt", b"a")}, timeout=30),
+        "backup": lambda: requests.post(f"{d.url}/api/servers/{server}/backup?wait=1", json={"uuid": new_server_id()},
+                                        headers=node, timeout=30),
+        "push": lambda: requests.post(f"{d.url}/api/servers/{server}/transfer", headers=node, timeout=30,
+                                      json={"url": "http://127.0.0.1:9/api/transfers", "token": "Bearer x.y.z",
+                                            "server": {"uuid": server}}),
+        "websocket": lambda: requests.get(f"{d.url}/api/servers/{server}/ws", timeout=30,
+                                          headers={"Connection": "Upgrade", "Upgrade": "websocket",
+                                                   "Sec-WebSocket-Version": "13",
+                                                   "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}),
+    }
+
+
+@pytest.mark.parametrize("how", ["removed", "replaced"])
+def test_volumes_directory_gone_is_a_named_500(daemon_factory, sample_volume, how):
+    d = daemon_factory()
+    server, _ = place_volume(d, sample_volume)
+    missing = new_server_id()
+    # A server that is not here stays a 404 while the directory is fine.
+    assert requests.get(file_url(d, missing, "x"), timeout=30).status_code == 404
+    if how == "removed":
+        shutil.rmtree(d.volumes)  # rm -rf of the data directory
+    else:
+        # What unmounting the data disk leaves: another (empty) directory at the same path.
+        os.rename(d.volumes, d.volumes.with_name("volumes.away"))
+        (d.volumes / ".staging").mkdir(parents=True)
+    for name, send in _requests_needing_the_volumes_directory(d, server).items():
+        r = send()
+        assert r.status_code == 500, (name, r.status_code, r.text)
+        message = error_of(r)
+        assert f"volumes directory {d.volumes}" in message, (name, message)
+        assert ".staging" not in message, (name, message)
+    assert sum("ERROR" in line and f"volumes directory {d.volumes}" in line for line in d.log().splitlines()) >= 6
+    assert d.alive()
+
+
+def test_backups_directory_gone_is_a_named_500(daemon_factory, sample_volume):
+    """A backup directory made at start (configured, or under --state) that disappears is a 500
+    too; one that is only made by the first backup (Wings' default, not configured) is not."""
+    d = daemon_factory()
+    server, _ = place_volume(d, sample_volume)
+    node = {"Authorization": f"Bearer {d.token}"}
+    backup = new_server_id()
+    r = requests.post(f"{d.url}/api/servers/{server}/backup?wait=1", json={"uuid": backup}, headers=node, timeout=60)
+    assert r.status_code == 200, r.text
+    assert requests.get(backup_url(d, server, new_server_id()), timeout=30).status_code == 404
+    shutil.rmtree(d.state / "backups")
+    replies = {
+        "download": requests.get(backup_url(d, server, backup), timeout=30),
+        "status": requests.get(f"{d.url}/api/servers/{server}/backup/{backup}", headers=node, timeout=30),
+        "create": requests.post(f"{d.url}/api/servers/{server}/backup?wait=1", json={"uuid": new_server_id()},
+                                headers=node, timeout=30),
+    }
+    for name, r in replies.items():
+        assert r.status_code == 500, (name, r.status_code, r.text)
+        assert f"backup directory {d.state / 'backups'} is missing" in error_of(r), (name, r.text)
+    assert not (d.state / "backups").exists(), "a backup was written into a directory made again"
+    assert "ERROR backups: the node's backup directory" in d.log()

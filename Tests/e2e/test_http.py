@@ -26,7 +26,8 @@ import requests
 from http_helpers import (CLIENTS, MiB, StreamedMultipart, backup_url, counter_blocks, file_url,
                           http_date, mint, peak_rss_kib, place_volume, sha256_path, upload_url,
                           volume_entries, write_config)
-from e2elib import wait_until
+from control_helpers import BlackHole
+from e2elib import HeldTransfer, compare_trees, new_server_id, push_archive, wait_until
 
 CLIENT_NAMES = sorted(CLIENTS)
 # Just over 2 GiB, so offsets and lengths need more than 31 bits.
@@ -645,6 +646,111 @@ def test_upload_cut_mid_body_leaves_nothing(served):
     # The daemon is fine afterwards.
     r = upload_files(daemon, server, [("files", ("world.zip", b"new"))], directory="uploads")
     assert r.status_code == 200 and existing.read_bytes() == b"new"
+
+
+# ------------------------------------------------ uploads while the server is transferring
+# A transfer holds its server in both directions: on the destination the volume is about to be
+# replaced (an upload would be lost when it commits), on the source it is being sent (a file
+# changing under the archiver fails the push). Uploads get 409 meanwhile and write nothing.
+
+
+def volume_snapshot(vol):
+    return sorted((str(p.relative_to(vol)), p.is_file() and p.read_bytes()) for p in vol.rglob("*") if not p.is_symlink())
+
+
+def read_response(sock):
+    """One HTTP response (head and Content-Length body) from `sock`, without waiting for a close."""
+    reply = b""
+    while b"\r\n\r\n" not in reply or len(reply.partition(b"\r\n\r\n")[2]) < int(
+            re.search(rb"(?i)content-length: *(\d+)", reply.partition(b"\r\n\r\n")[0]).group(1)):
+        data = sock.recv(65536)
+        assert data, f"connection closed mid-response: {reply[:300]!r}"
+        reply += data
+    return reply
+
+
+def assert_upload_refused_as_transferring(r, server):
+    assert r.status_code == 409, (r.status_code, r.text)
+    assert r.headers["Content-Type"].startswith("application/json")
+    assert f"server {server} is transferring" in r.json()["error"], r.text
+
+
+def test_upload_refused_while_an_incoming_transfer_runs(served, sample_tgz, sample_volume):
+    """The incoming transfer stalls half-way; an upload into the server is refused (409, nothing
+    written, the token not spent), and the same upload works once the transfer has committed."""
+    daemon, server, vol = served
+    before = volume_snapshot(vol)
+    token = mint(daemon.token, "file-upload", server, user_uuid=str(uuid.uuid4()))
+    with HeldTransfer(daemon, server, sample_tgz) as held:
+        r = upload_files(daemon, server, [("files", ("new.txt", b"uploaded"))], token=token)
+        assert_upload_refused_as_transferring(r, server)
+        assert volume_snapshot(vol) == before and leftovers(vol) == []
+        held.release()
+        assert held.result.status_code == 200, held.result
+    assert compare_trees(sample_volume, daemon.volume(server)) == []
+    r = upload_files(daemon, server, [("files", ("new.txt", b"uploaded"))], token=token)
+    assert r.status_code == 200, r.text
+    assert (daemon.volume(server) / "new.txt").read_bytes() == b"uploaded"
+
+
+def test_upload_to_a_server_still_arriving_is_409_not_404(daemon, sample_tgz):
+    """A server whose first transfer is running has no volume yet: it is busy, not unknown."""
+    server = new_server_id()
+    with HeldTransfer(daemon, server, sample_tgz):
+        assert_upload_refused_as_transferring(upload_files(daemon, server, [("files", ("a.txt", b"a"))]), server)
+    assert upload_files(daemon, server, [("files", ("a.txt", b"a"))]).status_code == 200
+
+
+@pytest.mark.parametrize("transfer", ["running", "committed"])
+def test_upload_whose_body_spans_a_transfer_lands_nothing(served, sample_tgz, other_tgz, other_volume, transfer):
+    """An upload accepted before a transfer began, whose body ends while the transfer runs (or
+    after it has replaced the volume), gets 409 and writes nothing: not into the old volume that
+    the commit throws away (it used to answer 200 and the file was gone), not into the new one."""
+    daemon, server, vol = served
+    body = StreamedMultipart([("files", "late.bin", 4 * MiB, counter_blocks(4 * MiB))])
+    url = upload_url(daemon, server)
+    head = (f"POST {url[len(daemon.url):]} HTTP/1.1\r\nHost: 127.0.0.1:{daemon.port}\r\n"
+            f"Content-Type: {body.content_type}\r\nContent-Length: {len(body)}\r\n\r\n").encode()
+    payload = b"".join(body)
+    with socket.create_connection(("127.0.0.1", daemon.port), timeout=30) as sock:
+        sock.sendall(head + payload[: len(payload) // 2])
+        assert wait_until(lambda: leftovers(vol), 10), "the upload never started writing"
+        if transfer == "running":
+            with HeldTransfer(daemon, server, other_tgz):
+                sock.sendall(payload[len(payload) // 2:])
+                reply = read_response(sock)
+        else:
+            assert push_archive(daemon, server, other_tgz).status_code == 200
+            sock.sendall(payload[len(payload) // 2:])
+            reply = read_response(sock)
+    status_line, _, rest = reply.partition(b"\r\n")
+    assert status_line == b"HTTP/1.1 409 Conflict", reply[:300]
+    assert f"server {server} is transferring".encode() in rest, rest
+    if transfer == "running":
+        assert wait_until(lambda: compare_trees(other_volume, daemon.volume(server)) == [], 20)
+    assert compare_trees(other_volume, daemon.volume(server)) == []
+    assert leftovers(daemon.volume(server)) == [] and not (daemon.volume(server) / "late.bin").exists()
+
+
+def test_upload_refused_while_the_server_is_being_pushed(served, tmp_path):
+    """On the source: a panel-driven push holds the server (here stuck on a destination that
+    never reads) and uploads are refused until it is cancelled."""
+    daemon, server, vol = served
+    before = volume_snapshot(vol)
+    hole = BlackHole()
+    try:
+        body = {"url": hole.url + "/api/transfers", "token": "Bearer x.y.z", "server": {"uuid": server}}
+        r = requests.post(f"{daemon.url}/api/servers/{server}/transfer", json=body, headers=node_headers(daemon),
+                          timeout=30)
+        assert r.status_code == 202, r.text
+        assert_upload_refused_as_transferring(upload_files(daemon, server, [("files", ("n.txt", b"n"))]), server)
+        assert volume_snapshot(vol) == before and leftovers(vol) == []
+        c = requests.delete(f"{daemon.url}/api/servers/{server}/transfer", headers=node_headers(daemon), timeout=30)
+        assert c.status_code == 202 and c.json()["state"] == "cancelled", c.text
+    finally:
+        hole.stop()
+    assert upload_files(daemon, server, [("files", ("n.txt", b"n"))]).status_code == 200
+    assert (vol / "n.txt").read_bytes() == b"n"
 
 
 # ---------------------------------------------------------------- backups

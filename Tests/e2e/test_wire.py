@@ -300,3 +300,57 @@ def test_transfer_encoding_with_content_length_is_refused(seeded, sample_tgz, un
     assert reply.count(b"HTTP/1.1") == 1
     untouched(daemon, server)
     assert push_archive(daemon, server, sample_tgz).status_code == 200  # the daemon serves on
+
+
+# ------------------------------------------------ more than one Content-Length
+
+
+def _push_with_lengths(daemon, server, archive, lengths):
+    """A push whose head carries one `Content-Length: …` field per item of `lengths` ("body" is the
+    real length); returns the raw reply, read until the server closes."""
+    boundary = go_boundary()
+    body = b"".join(multipart_stream(transfer_parts(archive), boundary))
+    fields = "".join(f"Content-Length: {str(len(body)) if v == 'body' else v}\r\n" for v in lengths)
+    head = (f"POST /api/transfers HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {mint(daemon.token, sub=server)}\r\n"
+            f"Content-Type: multipart/form-data; boundary={boundary}\r\n{fields}Connection: close\r\n\r\n").encode()
+    with socket.create_connection(("127.0.0.1", daemon.port), timeout=10) as sock:
+        sock.sendall(head)
+        try:
+            sock.sendall(body)
+        except OSError:
+            pass  # the server may already have answered and closed
+        return read_until_closed(sock)
+
+
+@pytest.mark.parametrize("lengths", [["1", "2"], ["2", "1"], ["body", "1"], ["1", "body"], ["body", "body", "7"]])
+def test_differing_content_lengths_are_refused(seeded, sample_tgz, other_tgz, untouched, lengths):
+    """RFC 9112 §6.3: differing Content-Length fields make the body's end unknowable (libmicrohttpd
+    framed it by the first, routes saw the last: a smuggling gap). 400 JSON, connection closed,
+    nothing committed, whatever the order."""
+    daemon, server = seeded
+    reply = _push_with_lengths(daemon, server, other_tgz, lengths)
+    status_line, _, rest = reply.partition(b"\r\n")
+    assert status_line == b"HTTP/1.1 400 Bad Request", reply[:300]
+    headers, _, payload = rest.partition(b"\r\n\r\n")
+    assert b"connection: close" in headers.lower() and b"application/json" in headers.lower(), headers
+    assert "differing Content-Length" in json.loads(payload)["error"]
+    assert reply.count(b"HTTP/1.1") == 1
+    untouched(daemon, server)
+    assert push_archive(daemon, server, sample_tgz).status_code == 200  # the daemon serves on
+
+
+def test_a_content_length_list_of_differing_values_is_refused(seeded, other_tgz, untouched):
+    """`Content-Length: 1, 2` in one field: libmicrohttpd refuses it itself (400, connection
+    closed) before any route runs, with its own HTML body, not our JSON; nothing is committed."""
+    daemon, server = seeded
+    reply = _push_with_lengths(daemon, server, other_tgz, ["1, 2"])
+    assert reply.startswith(b"HTTP/1.1 400 Bad Request\r\n"), reply[:300]
+    assert b"connection: close" in reply.partition(b"\r\n\r\n")[0].lower()
+    untouched(daemon, server)
+
+
+def test_repeated_identical_content_lengths_are_accepted(seeded, other_tgz, other_volume):
+    daemon, server = seeded
+    reply = _push_with_lengths(daemon, server, other_tgz, ["body", "body"])
+    assert reply.startswith(b"HTTP/1.1 200 OK\r\n"), reply[:300]
+    assert compare_trees(other_volume, daemon.volume(server)) == []

@@ -30,6 +30,8 @@ extension TransferDaemon {
     func backupStatus(_ request: HTTPRequest, server: String, backup: String) -> HTTPResponse {
         do {
             try requireNodeToken(request)
+            // Before the state this daemon remembers: a backup whose directory is gone is not "completed".
+            if let fault = backups.directoryFault() { throw fault }
             guard VolumeStore.isValidServerID(backup), let state = backups.state(backup) else {
                 throw TransferError(.notFound, .volumes, "backup not found")
             }

@@ -145,8 +145,8 @@ extension TransferDaemon {
         // DESIGN §2: the server must be on this node (Wings answers 404 before the upgrade). A
         // server still arriving has no volume yet but has a running incoming transfer.
         let receiving = { self.registry.all.contains { $0.server == server && $0.finished == nil } }
-        guard VolumeStore.isValidServerID(server), store.volumeExists(server) || receiving() else {
-            return .error(TransferError(.notFound, .volumes, "server not found on this node"))
+        if !(VolumeStore.isValidServerID(server) && receiving()) {
+            do { try store.requireVolume(server) } catch { return .error(error) }
         }
         switch WebSocketHandshake.validate(request, allowOrigin: isAllowedOrigin) {
         case .failure(let box):

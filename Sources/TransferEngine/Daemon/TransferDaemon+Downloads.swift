@@ -20,9 +20,12 @@ extension TransferDaemon {
             throw TransferError(.unauthorized, .auth, "missing token query parameter")
         }
         let claims = try verifier.verify(token, for: scope)
-        guard let server = claims.serverUUID.flatMap(VolumeStore.canonicalServerID), store.volumeExists(server) else {
+        guard let server = claims.serverUUID.flatMap(VolumeStore.canonicalServerID) else {
             throw TransferError(.notFound, .volumes, "server not found on this node")
         }
+        // Before the existence check: a server still arriving has no volume yet, and is busy, not missing.
+        if scope == .fileUpload, store.isTransferring(server) { throw VolumeStore.transferring(server) }
+        try store.requireVolume(server)
         let isResume = FileResponse.parseRange(request.header("range") ?? "", size: Int64.max).isResumeRange
         // HEAD only looks (download managers ask before fetching): it does not spend the token.
         if request.method == "HEAD" {
@@ -65,6 +68,7 @@ extension TransferDaemon {
             return FileResponse.make(
                 descriptor: fd, status: st, downloadName: "\(backup).tar.gz", request: request, resumeOnly: use == .resume)
         } catch let error as TransferError where error.code == .notFound && error.stage == .volumes {
+            if let fault = backups.directoryFault() { return .error(fault) }
             return .error(TransferError(.notFound, .volumes, "backup not found"))
         } catch {
             return .error(error)

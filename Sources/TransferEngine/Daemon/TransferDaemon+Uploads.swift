@@ -3,6 +3,9 @@ extension TransferDaemon {
     func receiveUpload(_ request: HTTPRequest) -> RouteResult {
         do {
             let claims = try verifyQueryToken(request, scope: .fileUpload) { "upload:\($0.serverUUID ?? "")" }
+            // Refused at once while a transfer holds the server; `UploadReceiver` checks again
+            // before its files land (a transfer may start while the body arrives).
+            let write = try store.beginWrite(claims.serverUUID!)
             guard let contentType = request.header("content-type"),
                 let boundary = MultipartDecoder.boundary(fromContentType: contentType)
             else {
@@ -24,7 +27,7 @@ extension TransferDaemon {
                 UploadReceiver(
                     volume: volume, directory: resolved, directoryDisplay: display,
                     limitBytes: Int64(configuration.uploadLimitMiB) << 20, boundary: boundary, owner: store.owner,
-                    server: claims.serverUUID))
+                    server: claims.serverUUID, write: write))
         } catch {
             return .respond(.error(error))
         }

@@ -38,7 +38,8 @@ public final class TransferDaemon: Sendable {
         self.verifier = TokenVerifier(
             secret: Array(configuration.token.utf8), allowUnscopedTokens: configuration.allowUnscopedTokens)
         self.server = HTTPServerBox()
-        self.backups = BackupService(store: store, directory: configuration.backupDirectory)
+        self.backups = BackupService(
+            store: store, directory: configuration.backupDirectory, createdOnUse: configuration.backupDirectoryIsImplicit)
         self.registry = TransferRegistry(events: events)
         if let remote = configuration.remote, !remote.isEmpty, let tokenID = configuration.tokenID, !tokenID.isEmpty {
             self.panel = PanelClient(remote: remote, tokenID: tokenID, token: configuration.token)
@@ -173,9 +174,7 @@ public final class TransferDaemon: Sendable {
     /// Node-token endpoints about one server: checks the token and that the server is here.
     func requireNodeToken(_ request: HTTPRequest, server: String) throws {
         try requireNodeToken(request)
-        guard VolumeStore.isValidServerID(server), store.volumeExists(server) else {
-            throw TransferError(.notFound, .volumes, "server not found on this node")
-        }
+        try store.requireVolume(server)
     }
 
     private func systemInfo(_ request: HTTPRequest) -> HTTPResponse {

@@ -21,12 +21,25 @@ public final class BackupService: Sendable {
 
     private let store: VolumeStore
     public let directory: String
+    /// True when the directory is made by the first backup (Wings' default path, not configured);
+    /// false when it was made at start, so its absence later is a node fault (disk unmounted).
+    public let createdOnUse: Bool
     private let states = Mutex<[String: State]>([:])
 
-    public init(store: VolumeStore, directory: String) {
+    public init(store: VolumeStore, directory: String, createdOnUse: Bool = true) {
         self.store = store
         self.directory = directory
+        self.createdOnUse = createdOnUse
         removePartials()
+    }
+
+    /// A `.internal` error (500) naming the directory, logged, when a backup directory made at
+    /// start has gone; nil otherwise (a missing backup is then really not there).
+    public func directoryFault() -> TransferError? {
+        guard !createdOnUse, !FileTree.isDirectory(directory) else { return nil }
+        let problem = "the node's backup directory \(directory) is missing: was its disk unmounted or the directory removed?"
+        Log.error("backups: \(problem)")
+        return TransferError(.internal, .volumes, problem)
     }
 
     private func removePartials() {
@@ -65,7 +78,9 @@ public final class BackupService: Sendable {
     }
 
     private func write(server: String, backup: String) throws -> (Int64, String) {
-        // Created on first use, so a node that never makes backups leaves no directory behind.
+        // Created on first use, so a node that never makes backups leaves no directory behind. One
+        // made at start is not made again: that would put backups on the disk under a lost mount.
+        if let fault = directoryFault() { throw fault }
         try FileTree.makeDirectories(directory, mode: 0o700)
         let partial = "\(directory)/.\(backup).tar.gz.partial"
         let fd = open(partial, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)

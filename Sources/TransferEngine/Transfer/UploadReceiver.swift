@@ -7,10 +7,11 @@ import Glibc
 ///
 /// ```
 ///  body ─▶ MultipartDecoder ─▶ "files" part ─▶ .upload-<random>.part (O_EXCL, in the target dir)
-///  finish: every part complete ─▶ rename each temp file over its final name
+///  finish: every part complete ─▶ no transfer held the server meanwhile ─▶ rename each temp file over its final name
 /// ```
 /// All or nothing: until the whole body has arrived nothing visible changes, so a failed or cut
-/// upload leaves no partial file and never touches an existing file of the same name.
+/// upload leaves no partial file and never touches an existing file of the same name. An upload
+/// during which a transfer held the server gets 409 and lands nothing (`VolumeWrite`).
 public final class UploadReceiver: RequestBodyHandler, @unchecked Sendable {
     private struct Pending {
         let temporary: [CChar]
@@ -30,15 +31,19 @@ public final class UploadReceiver: RequestBodyHandler, @unchecked Sendable {
     private var completed: [Pending] = []
     private var sawSingularField = false
     private let owner: FileOwner?
+    private let write: VolumeWrite?
 
     /// - Parameters:
     ///   - directory: symlink-free components of the target directory inside `volume`.
     ///   - owner: who gets each file (nil: the daemon's user).
+    ///   - write: from `VolumeStore.beginWrite`: the files land only if no transfer held the server
+    ///     since (nil: no such check).
     public init(
         volume: VolumeRoot, directory: [[UInt8]], directoryDisplay: String, limitBytes: Int64, boundary: String,
-        owner: FileOwner? = nil, server: String? = nil
+        owner: FileOwner? = nil, server: String? = nil, write: VolumeWrite? = nil
     ) {
         self.owner = owner
+        self.write = write
         self.server = server
         self.volume = volume
         self.directory = directory
@@ -114,11 +119,14 @@ public final class UploadReceiver: RequestBodyHandler, @unchecked Sendable {
                     throw TransferError(.conflict, .http, "'\(file.name)' is a directory")
                 }
             }
-            for file in completed {
-                guard renameat(directoryDescriptor, file.temporary, directoryDescriptor, CString.terminated(Array(file.name.utf8))) == 0 else {
-                    throw TransferError.system("renameat", path: file.name)
+            let renameAll = { [self] in
+                for file in completed {
+                    guard renameat(directoryDescriptor, file.temporary, directoryDescriptor, CString.terminated(Array(file.name.utf8))) == 0 else {
+                        throw TransferError.system("renameat", path: file.name)
+                    }
                 }
             }
+            if let write { try write.land(renameAll) } else { try renameAll() }
             let total = completed.reduce(Int64(0)) { $0 + $1.bytes }
             Log.info("upload: \(server.map { "server \($0): " } ?? "")\(completed.count) files, \(ByteCount.format(total)) into /\(directoryDisplay)")
             let names = completed.map { JSONValue.string($0.name) }

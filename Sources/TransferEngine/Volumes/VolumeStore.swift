@@ -12,8 +12,9 @@ private import CTransferShims
 ///  commit            ─▶ syncfs · renameat2(EXCHANGE) with <data>/<uuid> · remove the old tree
 ///  discard           ─▶ remove the staging tree; the volume was never touched
 /// ```
-/// At most one transfer per server at a time (`reserve`). Staging leftovers from a crash are
-/// removed when the store opens.
+/// At most one transfer per server at a time (`reserve`). Other writes into a volume (uploads)
+/// land only while no transfer holds it (`beginWrite`/`VolumeWrite.land`). Staging leftovers from
+/// a crash are removed when the store opens.
 public final class VolumeStore: Sendable {
     public let dataDirectory: String
     public let stagingDirectory: String
@@ -23,10 +24,24 @@ public final class VolumeStore: Sendable {
     private struct Holds {
         var busy: Set<String> = []
         var ending: Set<String> = []
+        /// How many times each server has been reserved: a write that began before a transfer
+        /// and lands after it ended would land in a tree that is gone (or was sent without it).
+        var reservations: [String: Int] = [:]
+
+        /// Marks `server` (canonical) as held; false if it already is.
+        mutating func reserve(_ server: String) -> Bool {
+            guard busy.insert(server).inserted else { return false }
+            reservations[server, default: 0] += 1
+            return true
+        }
     }
     private let holds = Mutex(Holds())
     /// The data directory, open and `flock`ed for the store's life: one daemon per directory.
     private let lockDescriptor: Int32
+
+    /// Device and inode of the data directory at start: the path may later name another
+    /// directory (the disk unmounted under it) or nothing (removed).
+    private let rootIdentity: (device: UInt64, inode: UInt64)
 
     public init(dataDirectory: String, owner: FileOwner? = nil) throws {
         self.dataDirectory = dataDirectory
@@ -41,6 +56,9 @@ public final class VolumeStore: Sendable {
             close(lockDescriptor)
             throw TransferError(.conflict, .volumes, "another transferd is already using \(dataDirectory) (one daemon per volumes directory)")
         }
+        var st = stat()
+        fstat(lockDescriptor, &st)
+        rootIdentity = (UInt64(st.st_dev), UInt64(st.st_ino))
         if FileTree.exists(stagingDirectory) {
             let leftovers = FileTree.entryCount(stagingDirectory)
             try FileTree.remove(stagingDirectory)
@@ -52,6 +70,30 @@ public final class VolumeStore: Sendable {
             Log.debug("volumes: \(stagingDirectory) takes no allocation hint (not ext2/3/4)")
         }
         DirectoryAllocation.markSubdirectoriesUnrelated(dataDirectory)
+        if let owner { try Self.probeChown(to: owner, in: stagingDirectory) }
+    }
+
+    /// Refuses to start when files cannot be given to `owner`: otherwise every transfer would be
+    /// received in full and then fail at its `fchown` (EPERM).
+    ///
+    /// We try it on a scratch file where volumes are written rather than reason about uid, groups
+    /// and capabilities: the kernel's answer covers CAP_CHOWN without root, user namespaces,
+    /// supplementary groups and file systems that refuse or ignore ownership (root-squashed NFS).
+    static func probeChown(to owner: FileOwner, in directory: String) throws {
+        let path = directory + "/.owner-probe-" + SecureRandom.alphanumeric(8)
+        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw TransferError.system("open", path: path) }
+        let changed = fchown(fd, owner.uid, owner.gid) == 0
+        let code = errno
+        close(fd)
+        unlink(path)
+        guard changed else {
+            throw TransferError(
+                .forbidden, .config,
+                "cannot give files to the volume owner \(owner.uid):\(owner.gid) (--volume-owner / system.user): "
+                    + "chown in \(directory) failed: \(String(cString: strerror(code))); this daemon runs as uid \(geteuid()) gid \(getegid()) "
+                    + "(run it as root or with CAP_CHOWN, or set the owner to its own uid and one of its groups)")
+        }
     }
 
     deinit { close(lockDescriptor) }
@@ -83,9 +125,42 @@ public final class VolumeStore: Sendable {
 
     public func volumeExists(_ server: String) -> Bool { FileTree.isDirectory(volumePath(server)) }
 
+    /// What is wrong with the data directory itself, or nil: removed, or another directory now at
+    /// its path (the data disk unmounted under it). A node fault, never the client's.
+    public var rootProblem: String? {
+        var st = stat()
+        guard stat(dataDirectory, &st) == 0 else {
+            return "the node's volumes directory \(dataDirectory) is missing (\(String(cString: strerror(errno)))): was its disk unmounted or the directory removed?"
+        }
+        guard UInt64(st.st_dev) == rootIdentity.device, UInt64(st.st_ino) == rootIdentity.inode else {
+            return "the node's volumes directory \(dataDirectory) is not the one transferd opened at start "
+                + "(was its disk unmounted or the directory replaced?): restart transferd once it is back"
+        }
+        guard FileTree.isDirectory(stagingDirectory) else {
+            return "the node's staging directory \(stagingDirectory) is missing: restart transferd to recreate it"
+        }
+        return nil
+    }
+
+    /// Throws a `.internal` error (500) naming the data directory when `rootProblem` finds one,
+    /// and logs it: the operator has to act, the client cannot.
+    public func requireRoot() throws {
+        guard let problem = rootProblem else { return }
+        Log.error("volumes: \(problem)")
+        throw TransferError(.internal, .volumes, problem)
+    }
+
+    /// Checks that `server` has a volume here: `.notFound` if not, or the `requireRoot` error when
+    /// the data directory itself is gone (then no server is "not found": the node is broken).
+    public func requireVolume(_ server: String) throws {
+        if Self.isValidServerID(server), volumeExists(server) { return }
+        try requireRoot()
+        throw TransferError(.notFound, .volumes, "server not found on this node")
+    }
+
     /// Marks `server` as transferring; false if it already is.
     public func reserve(_ server: String) -> Bool {
-        holds.withLock { $0.busy.insert(server.lowercased()).inserted }
+        holds.withLock { $0.reserve(server.lowercased()) }
     }
 
     public func release(_ server: String) {
@@ -111,7 +186,7 @@ public final class VolumeStore: Sendable {
         let id = server.lowercased()
         while true {
             let (reserved, ending) = holds.withLock { holds in
-                holds.busy.insert(id).inserted ? (true, false) : (false, holds.ending.contains(id))
+                holds.reserve(id) ? (true, false) : (false, holds.ending.contains(id))
             }
             if reserved { return true }
             guard ending, MonotonicClock.now() < deadline else { return false }
@@ -121,11 +196,48 @@ public final class VolumeStore: Sendable {
 
     public var busyServers: [String] { holds.withLock { Array($0.busy) } }
 
+    /// Whether a transfer (either direction) holds `server`.
+    public func isTransferring(_ server: String) -> Bool { holds.withLock { $0.busy.contains(server.lowercased()) } }
+
+    /// Starts a write into `server`'s volume from outside a transfer (an upload). Throws
+    /// `.conflict` while a transfer holds the server: on the destination the volume is about to
+    /// be replaced (the write would be lost), on the source it is being sent (a file changing
+    /// under the archiver fails the push, or is left behind).
+    public func beginWrite(_ server: String) throws -> VolumeWrite {
+        let id = server.lowercased()
+        let generation = try holds.withLock { holds throws(TransferError) -> Int in
+            guard !holds.busy.contains(id) else { throw Self.transferring(id) }
+            return holds.reservations[id, default: 0]
+        }
+        return VolumeWrite(store: self, server: id, generation: generation)
+    }
+
+    fileprivate func land(_ write: VolumeWrite, _ body: () throws -> Void) throws {
+        // Under the lock, so no transfer can reserve the server between the check and the renames.
+        try holds.withLock { holds throws in
+            guard !holds.busy.contains(write.server), holds.reservations[write.server, default: 0] == write.generation else {
+                throw Self.transferring(write.server)
+            }
+            try body()
+        }
+    }
+
+    static func transferring(_ server: String) -> TransferError {
+        TransferError(.conflict, .transfer, "server \(server) is transferring: its files cannot be changed until the transfer ends")
+    }
+
     /// A fresh, empty staging directory for `server`.
+    /// Throws the `requireRoot` error (500, logged) when the data directory is gone, rather than
+    /// the ENOENT of a staging path the client knows nothing about.
     public func makeStaging(for server: String) throws -> String {
         precondition(Self.isValidServerID(server), "unchecked server id")
+        try requireRoot()
         let path = stagingDirectory + "/" + server + "." + SecureRandom.alphanumeric(8)
-        guard mkdir(path, 0o700) == 0 else { throw TransferError.system("mkdir", path: path) }
+        guard mkdir(path, 0o700) == 0 else {
+            let failure = TransferError.system("mkdir", path: path)
+            try requireRoot()  // removed between the check and the mkdir
+            throw failure
+        }
         return path
     }
 
@@ -163,5 +275,19 @@ public final class VolumeStore: Sendable {
         } catch {
             Log.warning("volumes: could not remove staging \(staging): \(error)")
         }
+    }
+}
+
+/// A write into a volume that began while no transfer held its server (`VolumeStore.beginWrite`).
+public struct VolumeWrite: Sendable {
+    fileprivate let store: VolumeStore
+    public let server: String
+    fileprivate let generation: Int
+
+    /// Runs `body` (the step that makes the write visible: renames; short, and never calling back
+    /// into the store) unless a transfer has held the server since the write began. Throws
+    /// `.conflict` (409) without running it otherwise.
+    public func land(_ body: () throws -> Void) throws {
+        try store.land(self, body)
     }
 }

@@ -60,3 +60,92 @@ struct VolumeStoreReservationTests {
         }
     }
 }
+
+/// Writes from outside a transfer (uploads) land only while no transfer holds the server.
+struct VolumeStoreWriteTests {
+    static let server = VolumeStoreReservationTests.server
+
+    @Test func aWriteIsRefusedWhileATransferHoldsTheServer() throws {
+        try TempDirectory.with { temp in
+            let store = try VolumeStore(dataDirectory: temp.appending("data"))
+            #expect(store.reserve(Self.server))
+            #expect(throws: TransferError.self) { try store.beginWrite(Self.server.uppercased()) }
+            store.release(Self.server)
+            var landed = false
+            try store.beginWrite(Self.server).land { landed = true }
+            #expect(landed)
+        }
+    }
+
+    @Test func aWriteDuringWhichATransferRanDoesNotLand() throws {
+        try TempDirectory.with { temp in
+            let store = try VolumeStore(dataDirectory: temp.appending("data"))
+            let running = try store.beginWrite(Self.server)
+            let ended = try store.beginWrite(Self.server)
+            #expect(store.reserve(Self.server))
+            var landed = false
+            let conflict = #expect(throws: TransferError.self) { try running.land { landed = true } }
+            #expect(conflict?.code == .conflict && conflict?.message.contains("is transferring") == true)
+            // The transfer has ended, but the volume the write began in may be gone (replaced).
+            store.release(Self.server)
+            #expect(throws: TransferError.self) { try ended.land { landed = true } }
+            #expect(!landed)
+        }
+    }
+
+    @Test func anotherServersTransferDoesNotStopAWrite() throws {
+        try TempDirectory.with { temp in
+            let store = try VolumeStore(dataDirectory: temp.appending("data"))
+            let write = try store.beginWrite(Self.server)
+            #expect(store.reserve("00000000-0000-4000-8000-000000000000"))
+            var landed = false
+            try write.land { landed = true }
+            #expect(landed)
+        }
+    }
+}
+
+/// A data directory that disappears under the daemon is a node fault (500, named), not a 404.
+struct VolumeStoreRootTests {
+    static let server = VolumeStoreReservationTests.server
+
+    @Test func aRemovedDataDirectoryIsNamed() throws {
+        try TempDirectory.with { temp in
+            let data = temp.appending("data")
+            let store = try VolumeStore(dataDirectory: data)
+            #expect(store.rootProblem == nil)
+            #expect(throws: TransferError.self) { try store.requireVolume(Self.server) }
+            #expect((try? store.requireVolume(Self.server)) == nil)
+            try FileTree.remove(data)
+            for attempt in [{ try store.requireVolume(Self.server) }, { _ = try store.makeStaging(for: Self.server) }] {
+                let error = #expect(throws: TransferError.self) { try attempt() }
+                #expect(error?.code == .internal)
+                #expect(error?.message.contains("volumes directory \(data) is missing") == true)
+                #expect(error?.message.contains(".staging") == false)
+            }
+        }
+    }
+
+    @Test func aDirectoryReplacedAtThePathIsNotTakenForTheDataDirectory() throws {
+        try TempDirectory.with { temp in
+            let data = temp.appending("data")
+            let store = try VolumeStore(dataDirectory: data)
+            // What an unmounted data disk leaves: an (empty) directory of the same name.
+            try FileTree.remove(data)
+            try FileTree.makeDirectories(data + "/.staging")
+            let error = #expect(throws: TransferError.self) { try store.requireVolume(Self.server) }
+            #expect(error?.code == .internal)
+            #expect(error?.message.contains("not the one transferd opened") == true)
+        }
+    }
+
+    @Test func aMissingVolumeUnderAHealthyRootIsNotFound() throws {
+        try TempDirectory.with { temp in
+            let store = try VolumeStore(dataDirectory: temp.appending("data"))
+            let error = #expect(throws: TransferError.self) { try store.requireVolume(Self.server) }
+            #expect(error?.code == .notFound)
+            try FileTree.makeDirectories(store.volumePath(Self.server))
+            try store.requireVolume(Self.server)
+        }
+    }
+}

@@ -7,6 +7,9 @@ public struct HTTPRequest: Sendable {
     public var query: [String: String]
     /// Header fields with lowercased names (the last value wins for repeated names).
     public var headers: [String: String]
+    /// Every `Content-Length` field value as received, in order (`headers` keeps only the last;
+    /// libmicrohttpd frames the body by the first): for the RFC 9112 §6.3 check.
+    public var contentLengthValues: [String] = []
     public var clientAddress: String
     /// Answers the request before its body has ended, from any thread (nil outside the server).
     public var earlyAnswer: EarlyAnswer?

@@ -273,9 +273,19 @@ public final class HTTPServer: @unchecked Sendable {
     /// read it as chunked; its own framing errors (bad chunk sizes, `Content-Length: -1`) never
     /// reach us (it answers them with its own HTML page).
     static func framingRefusal(_ request: HTTPRequest) -> HTTPResponse? {
-        guard request.header("transfer-encoding") != nil, request.header("content-length") != nil else { return nil }
-        var response = HTTPResponse.error(
-            TransferError(.invalidInput, .http, "request has both Transfer-Encoding and Content-Length (RFC 9112 §6.3)"))
+        let reason: String
+        if request.header("transfer-encoding") != nil, request.header("content-length") != nil {
+            reason = "request has both Transfer-Encoding and Content-Length (RFC 9112 §6.3)"
+        } else if Set(request.contentLengthValues.flatMap { $0.split(separator: ",").map { $0.trimmingSpaces() } }).count > 1 {
+            // RFC 9112 §6.3 (5): differing lengths, in repeated fields or one comma list, are an
+            // unrecoverable framing error. libmicrohttpd reads the body by the first field while
+            // `headers` holds the last: a smuggling gap. Identical repeats frame the same body.
+            let shown = request.contentLengthValues.map { "'\($0)'" }.joined(separator: ", ")
+            reason = "request has differing Content-Length values (\(shown)) (RFC 9112 §6.3)"
+        } else {
+            return nil
+        }
+        var response = HTTPResponse.error(TransferError(.invalidInput, .http, reason.escapingControlCharacters))
         response.headers.append(("Connection", "close"))
         return response
     }
@@ -323,8 +333,10 @@ public final class HTTPServer: @unchecked Sendable {
     ) -> HTTPRequest {
         final class Collector {
             var values: [String: String] = [:]
+            var contentLengths: [String] = []
             var lowercaseKeys = false
         }
+        var contentLengths: [String] = []
         func collect(_ kind: MHD_ValueKind, lowercase: Bool) -> [String: String] {
             let collector = Collector()
             collector.lowercaseKeys = lowercase
@@ -339,8 +351,10 @@ public final class HTTPServer: @unchecked Sendable {
                     let name = String(decoding: UnsafeRawBufferPointer(start: key, count: keySize), as: UTF8.self)
                     let text = value.map { String(decoding: UnsafeRawBufferPointer(start: $0, count: valueSize), as: UTF8.self) } ?? ""
                     collector.values[collector.lowercaseKeys ? name.lowercased() : name] = text
+                    if collector.lowercaseKeys, name.lowercased() == "content-length" { collector.contentLengths.append(text) }
                     return .YES
                 }, pointer)
+            if lowercase { contentLengths = collector.contentLengths }
             return collector.values
         }
         var address = [CChar](repeating: 0, count: 64)
@@ -349,6 +363,7 @@ public final class HTTPServer: @unchecked Sendable {
             method: String(cString: method), path: String(cString: url), query: collect(.GET_ARGUMENT_KIND, lowercase: false),
             headers: collect(.HEADER_KIND, lowercase: true),
             clientAddress: String(decoding: address.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
+        request.contentLengthValues = contentLengths
         request.earlyAnswer = EarlyAnswer(descriptor: tx_mhd_connection_fd(connection), tls: tls)
         return request
     }
