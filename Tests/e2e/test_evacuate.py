@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from e2elib import HeldTransfer, compare_trees, error_lines, new_server_id, run_cli
-from test_push import FAKE_200, Answer200, FakeNode
+from e2elib import HeldTransfer, compare_trees, error_lines, free_port, new_server_id, run_cli
+from test_push import FAKE_200, Answer200, FakeNode, RawAnswer
 
 
 def make_data(tmp_path, sample_volume, other_volume, count=4):
@@ -110,12 +110,11 @@ def test_missing_things_are_one_clear_line(daemon, transfer_send, tmp_path, samp
     for extra, text in ((["--servers", absent], f"no volume for server {absent}"),):
         r = evacuate(transfer_send, daemon, data, *extra)
         assert r.returncode != 0 and len(error_lines(r.stderr)) == 1 and text in r.stderr, r.stderr
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    r = evacuate(transfer_send, daemon, empty)
-    assert r.returncode != 0 and "no server volumes" in r.stderr, r.stderr
     r = run_cli(transfer_send, "evacuate", "--data", tmp_path / "nope", "--url", daemon.url, "--secret", "x")
-    assert r.returncode != 0 and "is not a directory" in r.stderr, r.stderr
+    assert r.returncode == 74 and "is not a directory" in error_lines(r.stderr)[0], r.stderr
+    (tmp_path / "file").write_text("x")
+    r = run_cli(transfer_send, "evacuate", "--data", tmp_path / "file", "--url", daemon.url, "--secret", "x", "--dry-run")
+    assert r.returncode == 74 and "is not a directory" in error_lines(r.stderr)[0], r.stderr
     r = run_cli(transfer_send, "evacuate", "--data", data, "--url", daemon.url)
     assert r.returncode == 64 and "--secret" in error_lines(r.stderr)[0], r.stderr
 
@@ -177,3 +176,196 @@ def test_only_a_nodes_confirmation_counts_as_evacuated(transfer_send, tmp_path, 
         assert result["succeeded"] == 0 and result["failed"] == 2, result
         assert all(s["success"] is False and s["exit_status"] == status and message in s["error"]
                    for s in by_server.values()), result
+
+
+# ---------------------------------------------------------------- dry run, skipped entries, empty --data
+
+
+class WingsSystem(FakeNode):
+    """A Wings-like node: `GET /api/system` with the right bearer answers Wings' system JSON,
+    a wrong one 403 (Wings compares the bearer with its node token); nothing else is served."""
+
+    def __init__(self, token):
+        self.token, self.requests = token, []
+        super().__init__()
+
+    def handle(self, conn):
+        conn.settimeout(5)
+        head = b""
+        while b"\r\n\r\n" not in head:
+            data = conn.recv(4096)
+            if not data:
+                break
+            head += data
+        lines = head.decode("latin-1").split("\r\n")
+        self.requests.append(lines[0])
+        headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:] if line)}
+        if lines[0].split()[:2] != ["GET", "/api/system"]:
+            status, body = 404, {"error": "The requested resource does not exist on this instance."}
+        elif headers.get("authorization") != "Bearer " + self.token:
+            status, body = 403, {"error": "You are not authorized to access this endpoint."}
+        else:
+            status, body = 200, {"architecture": "amd64", "cpu_count": 2, "kernel_version": "6.1.0", "os": "linux",
+                                 "version": "1.11.13"}
+        payload = json.dumps(body).encode()
+        conn.sendall(b"HTTP/1.1 %d X\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n"
+                     % (status, len(payload)) + payload)
+        conn.close()
+
+
+def nothing_committed(daemon):
+    return [n for n in os.listdir(daemon.state / "volumes") if n != ".staging"] == []
+
+
+def test_dry_run_checks_the_destination_accepts_the_node_token(daemon, transfer_send, tmp_path, sample_volume,
+                                                                other_volume):
+    data, servers = make_data(tmp_path, sample_volume, other_volume, count=2)
+    r = evacuate(transfer_send, daemon, data, "--dry-run")
+    assert r.returncode == 0, r.stderr
+    assert "reachable, a transferd 0.1.0 node, node token accepted" in r.stdout, r.stdout
+    assert r.stdout.splitlines()[-1].startswith("2 server(s), ") and "dry run: nothing sent)" in r.stdout, r.stdout
+
+    token = (daemon.state / "node-token").read_text().strip()
+    wrong = tmp_path / "wrong-token"
+    wrong.write_text(token[:-1] + ("x" if token[-1] != "x" else "y") + "\n")
+    for secret in (["--secret-file", wrong], ["--secret", "not-the-token"]):
+        r = run_cli(transfer_send, "evacuate", "--data", data, "--url", daemon.url, *secret, "--dry-run")
+        assert r.returncode == 77, (r.stdout, r.stderr)
+        assert error_lines(r.stderr) == [error_lines(r.stderr)[0]] and "refused the node token" in r.stderr, r.stderr
+        # Still a full rehearsal: what would be sent is listed, and the summary says the check failed.
+        assert sorted(line.split()[2] for line in r.stdout.splitlines() if line.startswith("would move")) == sorted(servers)
+        assert "the destination check failed" in r.stdout.splitlines()[-1], r.stdout
+        assert "token accepted" not in r.stdout
+    assert nothing_committed(daemon)
+
+
+def test_dry_run_to_a_closed_port_exits_69(transfer_send, tmp_path, sample_volume, other_volume):
+    data, _ = make_data(tmp_path, sample_volume, other_volume, count=1)
+    r = run_cli(transfer_send, "evacuate", "--data", data, "--url", f"http://127.0.0.1:{free_port()}", "--secret", "s",
+                "--dry-run")
+    assert r.returncode == 69, (r.stdout, r.stderr)
+    assert len(error_lines(r.stderr)) == 1 and "cannot reach the destination" in r.stderr, r.stderr
+    r = run_cli(transfer_send, "evacuate", "--data", data, "--url", f"http://127.0.0.1:{free_port()}", "--secret", "s",
+                "--dry-run", "--json")
+    assert r.returncode == 69
+    destination = json.loads(r.stdout)["destination"]
+    assert destination["ok"] is False and destination["exit_status"] == 69
+    assert "cannot reach the destination" in destination["error"]
+
+
+def test_dry_run_against_a_wings_node(transfer_send, tmp_path, sample_volume, other_volume):
+    """Wings serves /api/system to the node token too: the check works against it alike."""
+    data, _ = make_data(tmp_path, sample_volume, other_volume, count=1)
+    node = WingsSystem("wings-node-token")
+    try:
+        r = run_cli(transfer_send, "evacuate", "--data", data, "--url", node.url, "--secret", "wings-node-token",
+                    "--dry-run")
+        assert r.returncode == 0, r.stderr
+        assert "reachable, a wings 1.11.13 node, node token accepted" in r.stdout, r.stdout
+        r = run_cli(transfer_send, "evacuate", "--data", data, "--url", node.url, "--secret", "other", "--dry-run")
+        assert r.returncode == 77 and "refused the node token (--secret/--secret-file) with 403" in r.stderr, r.stderr
+        assert node.requests == ["GET /api/system HTTP/1.1"] * 2  # nothing else was asked, nothing sent
+    finally:
+        node.stop()
+
+
+@pytest.mark.parametrize("reply, code, message", [
+    (b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", 69, "not a Wings or Pelican node"),
+    (b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 13\r\nConnection: close\r\n\r\n<html></html>",
+     69, "answered 200 but not as a Wings or Pelican node"),
+    (b"HTTP/1.1 503 Busy\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", 69, "answered 503"),
+    (b"HTTP/1.1 500 Oops\r\nContent-Type: application/json\r\nContent-Length: 19\r\nConnection: close\r\n\r\n"
+     b'{"error": "broken"}', 74, "answered 500: broken"),
+])
+def test_dry_run_against_something_that_is_not_a_node_is_a_clear_error(transfer_send, tmp_path, reply, code, message):
+    data = tmp_path / "volumes"
+    (data / new_server_id()).mkdir(parents=True)
+    node = RawAnswer(reply)
+    try:
+        r = run_cli(transfer_send, "evacuate", "--data", data, "--url", node.url, "--secret", "s", "--dry-run")
+    finally:
+        node.stop()
+    assert r.returncode == code, (r.stdout, r.stderr)
+    assert len(error_lines(r.stderr)) == 1 and message in r.stderr, r.stderr
+
+
+def test_dry_run_json_shape(daemon, transfer_send, tmp_path, sample_volume, other_volume):
+    data, servers = make_data(tmp_path, sample_volume, other_volume, count=3)
+    r = evacuate(transfer_send, daemon, data, "--dry-run", "--json")
+    assert r.returncode == 0, r.stderr
+    result = json.loads(r.stdout)  # stdout is the JSON object and nothing else
+    assert result["dry_run"] is True
+    assert result["destination"] == {"ok": True, "node": "transferd", "version": "0.1.0",
+                                     "url": daemon.url + "/api/transfers"}
+    listed = [s["server"] for s in result["servers"]]
+    assert sorted(listed) == sorted(servers)
+    for entry in result["servers"]:
+        files = [f for f in (data / entry["server"]).rglob("*") if f.is_file() and not f.is_symlink()]
+        assert entry["files"] >= len(files) > 0 and entry["volume_bytes"] == sum(f.stat().st_size for f in files)
+    assert [s["volume_bytes"] for s in result["servers"]] == sorted((s["volume_bytes"] for s in result["servers"]),
+                                                                    reverse=True)
+    assert result["total_bytes"] == sum(s["volume_bytes"] for s in result["servers"])
+    assert result["skipped"] == [{"name": ".staging", "reason": "not named by a server UUID"},
+                                 {"name": "lost+found", "reason": "not named by a server UUID"},
+                                 {"name": "notes.txt", "reason": "not a directory"}]
+    assert result["warnings"] == []
+
+    r = run_cli(transfer_send, "evacuate", "--data", data, "--url", daemon.url, "--secret", "wrong", "--dry-run", "--json")
+    assert r.returncode == 77
+    result = json.loads(r.stdout)
+    assert result["destination"]["ok"] is False and result["destination"]["exit_status"] == 77
+    assert "refused the node token" in result["destination"]["error"]
+    assert sorted(s["server"] for s in result["servers"]) == sorted(servers)
+    assert nothing_committed(daemon)
+
+
+def test_entries_that_are_not_volumes_are_listed_as_skipped(daemon, transfer_send, tmp_path, sample_volume,
+                                                           other_volume):
+    data, servers = make_data(tmp_path, sample_volume, other_volume, count=2)
+    (data / new_server_id()).write_text("a file named like a server\n")
+    os.symlink(data / "nowhere", data / "dangling")
+    r = evacuate(transfer_send, daemon, data, "--quiet")
+    assert r.returncode == 0, r.stderr
+    skipped = [line for line in r.stdout.splitlines() if line.startswith("skipped ")]
+    assert len(skipped) == 5, r.stdout
+    assert "skipped lost+found  not named by a server UUID" in skipped
+    assert "skipped notes.txt  not a directory" in skipped
+    assert any(line.startswith("skipped dangling  cannot be read") for line in skipped), skipped
+    assert sum(1 for line in skipped if line.endswith("  not a directory")) == 2, skipped
+    assert sorted(line.split()[1] for line in r.stdout.splitlines() if line.startswith("ok ")) == sorted(servers)
+    for server in servers:
+        daemon.volume(server)  # moved
+
+    r = evacuate(transfer_send, daemon, data, "--json")
+    assert r.returncode == 0, r.stderr
+    result = json.loads(r.stdout)
+    assert {s["name"] for s in result["skipped"]} == {".staging", "lost+found", "notes.txt", "dangling",
+                                                      next(n for n in os.listdir(data) if (data / n).is_file()
+                                                           and n != "notes.txt")}
+    assert result["succeeded"] == 2 and result["failed"] == 0
+
+
+def test_empty_data_directory_is_nothing_to_do_with_a_warning(daemon, transfer_send, tmp_path):
+    """Run again from cron after the node was emptied: exit 0. A directory with nothing at all in
+    it may be an unmounted disk's mount point: still 0, with a warning on stderr."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for extra in ([], ["--dry-run"]):
+        r = evacuate(transfer_send, daemon, empty, "--quiet", *extra)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.splitlines()[-1].startswith(f"nothing to evacuate: no server volumes (UUID-named directories) in {empty}")
+        assert error_lines(r.stderr) == [f"transfer-send: warning: {empty} is empty: if a disk should be mounted there, "
+                                         "it is not"], r.stderr
+    r = evacuate(transfer_send, daemon, empty, "--json")
+    assert r.returncode == 0, r.stderr
+    result = json.loads(r.stdout)
+    assert result["servers"] == [] and result["succeeded"] == 0 and result["failed"] == 0
+    assert result["warnings"] == [f"{empty} is empty: if a disk should be mounted there, it is not"]
+
+    # Only things that are not volumes: nothing to do, and no warning (the disk is there).
+    (empty / "lost+found").mkdir()
+    r = evacuate(transfer_send, daemon, empty)
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    assert r.stdout.splitlines() == ["skipped lost+found  not named by a server UUID",
+                                     f"nothing to evacuate: no server volumes (UUID-named directories) in {empty}"]
+    assert nothing_committed(daemon)

@@ -19,6 +19,9 @@ extension SendCommand {
         Prints one line per server as it ends, then a summary. Meant to run unattended (cron,
         systemd timers): no prompt, a progress bar only on a terminal, SIGINT/SIGTERM abort the
         running pushes (nothing half-sent is committed) and start no more.
+        Entries of --data that are not server volumes (lost+found, .staging, files) are left
+        alone, one "skipped NAME  WHY" line each. No server volumes is nothing to do (exit 0);
+        an --data with nothing at all in it also warns, as an unmounted disk's mount point does.
 
           --data DIR          the node's volumes directory
           --url URL           destination node (http(s)://host:port)
@@ -26,12 +29,18 @@ extension SendCommand {
           --servers LIST      only these server UUIDs (comma-separated); default: every volume
           --parallel N        pushes at once, 1-16 (default 2)
           --compression MODE  auto (default) | gzip | zstd | none, as for push
-          --dry-run           list what would be moved (sizes, files) and send nothing
-          --json              print the outcome as one JSON object on stdout
+          --dry-run           send nothing: list what would be moved (sizes, files, total) and
+                              check the destination (GET /api/system with the node token): that it
+                              is reachable, is a node (ours or Wings) and accepts the token
+          --json              print the outcome (or the dry run's report) as one JSON object on stdout
           --quiet             no progress bar
 
-        Exit status: 0 when every server was moved; otherwise the status push would give for the
-        first server that failed (130 when cancelled).
+        Exit status: 0 when every server was moved (or there was none to move); 74 when --data
+        is missing or not a directory; otherwise the status push would give for the first
+        server that failed (130 when cancelled). A dry run exits 0 when the destination
+        accepted the node token, 77 when it refused it, 69 when it cannot be reached or is not
+        a node (a 404 or a 200 that is not a node's answer), and otherwise as push would for
+        the status it answered.
         """
 
     static func evacuate(_ argv: [String]) throws -> Int32 {
@@ -63,16 +72,37 @@ extension SendCommand {
         options.insecureTLS = args.has("insecure")
         options.caCertificate = args["cacert"]
 
+        let json = args.has("json")
         let plan = try Evacuation.plan(dataDirectory: data, only: options.servers)
-        let totalBytes = plan.reduce(0) { $0 + $1.bytes }
+        let volumes = plan.volumes
+        let totalBytes = plan.bytes
+        // An empty data directory is not an error: a cron job that runs again after the node was
+        // emptied must not fail. But a directory with nothing at all in it (no `lost+found`, no
+        // `.staging`) is what the mount point of a disk that is not mounted looks like, so it
+        // gets a warning (on stderr, so cron mails it) without failing either; only a --data
+        // that is missing or not a directory fails (74 above), as nothing could be judged.
+        var warnings: [String] = []
+        if plan.directoryIsEmpty {
+            warnings.append("\(data) is empty: if a disk should be mounted there, it is not")
+        }
+        for warning in warnings {
+            StandardError.write("transfer-send: warning: \(warning.escapingControlCharacters)\n")
+        }
+        if !json {
+            for entry in plan.skipped { print(Self.line(for: entry)) }
+        }
         if args.has("dry-run") {
-            for volume in plan {
-                print("would move \(volume.server)  \(ByteCount.format(volume.bytes)) in \(volume.files) files")
+            return dryRun(plan, options: options, json: json, warnings: warnings)
+        }
+        guard !volumes.isEmpty else {
+            if json {
+                let report = Self.json([], plan: plan, warnings: warnings, seconds: 0)
+                print(String(decoding: report.serialized(), as: UTF8.self))
+            } else {
+                print(Self.nothingToEvacuate(in: data))
             }
-            print("\(plan.count) server(s), \(ByteCount.format(totalBytes)), to \(OutgoingTransfer.transfersURL(url)) (dry run: nothing sent)")
             return 0
         }
-        guard !plan.isEmpty else { throw TransferError(.notFound, .cli, "no server volumes (UUID-named directories) in \(data)") }
 
         let evacuation = Evacuation(options: options)
         let started = MonotonicClock.now()
@@ -80,9 +110,8 @@ extension SendCommand {
         if bar.enabled {
             evacuation.onProgress = { done in bar.update(done: done, total: totalBytes, seconds: MonotonicClock.now() - started) }
         }
-        let json = args.has("json")
         if !json {
-            StandardError.write("transfer-send: evacuating \(plan.count) server(s), \(ByteCount.format(totalBytes)), "
+            StandardError.write("transfer-send: evacuating \(volumes.count) server(s), \(ByteCount.format(totalBytes)), "
                 + "\(options.parallel) at a time, to \(OutgoingTransfer.transfersURL(url))\n")
             evacuation.onFinished = { outcome in
                 bar.finish()
@@ -94,14 +123,15 @@ extension SendCommand {
             interrupted.name = name
             evacuation.cancel()
         }
-        let outcomes = evacuation.run(plan)
+        let outcomes = evacuation.run(volumes)
         bar.finish()
         let seconds = MonotonicClock.now() - started
         let moved = outcomes.filter { $0.error == nil }
         let movedBytes = moved.reduce(Int64(0)) { $0 + ($1.result?.volumeBytes ?? 0) }
         let failed = outcomes.filter { $0.error != nil }
         if json {
-            print(String(decoding: Self.json(outcomes, seconds: seconds).serialized(), as: UTF8.self))
+            let report = Self.json(outcomes, plan: plan, warnings: warnings, seconds: seconds)
+            print(String(decoding: report.serialized(), as: UTF8.self))
         } else {
             var summary = "evacuated \(moved.count) of \(outcomes.count) server(s), \(ByteCount.format(movedBytes)) in "
                 + "\(ByteCount.fixed(seconds, 1)) s (\(ByteCount.rate(bytes: movedBytes, seconds: seconds)))"
@@ -126,7 +156,81 @@ extension SendCommand {
                 ? "" : "; accepted after the node checked it, not answered back (Wings)")
     }
 
-    static func json(_ outcomes: [Evacuation.Outcome], seconds: Double) -> JSONValue {
+    static func nothingToEvacuate(in data: String) -> String {
+        "nothing to evacuate: no server volumes (UUID-named directories) in \(data.escapingControlCharacters)"
+    }
+
+    /// `skipped <name>  <why>`: an entry of --data that is not a server volume.
+    static func line(for skipped: Evacuation.Skipped) -> String {
+        "skipped \(skipped.name.escapingControlCharacters)  \(skipped.reason)"
+    }
+
+    /// `--dry-run`: lists what would be sent, then checks the destination with the node token
+    /// (`NodeCheck`); exits with the status that check gives (0 when the node accepted the token).
+    static func dryRun(_ plan: Evacuation.Plan, options: Evacuation.Options, json: Bool, warnings: [String]) -> Int32 {
+        let target = OutgoingTransfer.transfersURL(options.url)
+        if !json {
+            for volume in plan.volumes {
+                print("would move \(volume.server)  \(ByteCount.format(volume.bytes)) in \(volume.files) files")
+            }
+        }
+        let checked: Result<NodeCheck.Node, TransferError>
+        do {
+            checked = .success(
+                try NodeCheck.check(
+                    url: options.url, secret: options.secret, insecureTLS: options.insecureTLS,
+                    caCertificate: options.caCertificate))
+        } catch let error as TransferError {
+            checked = .failure(error)
+        } catch {
+            checked = .failure(TransferError(.internal, .transfer, "\(error)"))
+        }
+        if json {
+            var destination: [String: JSONValue] = ["url": .string(target)]
+            switch checked {
+            case .success(let node):
+                destination["ok"] = .bool(true)
+                destination["node"] = .string(node.kind)
+                destination["version"] = .string(node.version)
+            case .failure(let error):
+                destination["ok"] = .bool(false)
+                destination["error"] = .string(error.message)
+                destination["exit_status"] = .number(Double(ErrorMapping.exitStatus(for: error.code)))
+            }
+            let servers: [JSONValue] = plan.volumes.map {
+                .object([
+                    "server": .string($0.server), "volume_bytes": .number(Double($0.bytes)),
+                    "files": .number(Double($0.files)),
+                ])
+            }
+            let report: JSONValue = .object([
+                "dry_run": .bool(true), "destination": .object(destination), "servers": .array(servers),
+                "total_bytes": .number(Double(plan.bytes)), "skipped": skippedJSON(plan.skipped),
+                "warnings": .array(warnings.map { .string($0) }),
+            ])
+            print(String(decoding: report.serialized(), as: UTF8.self))
+        } else {
+            if case .success(let node) = checked {
+                print("destination \(target): reachable, a \(node.kind) \(node.version) node, node token accepted")
+            }
+            let sent = "dry run: nothing sent" + (checked.isFailure ? "; the destination check failed" : "")
+            if plan.volumes.isEmpty {
+                print("\(Self.nothingToEvacuate(in: options.dataDirectory)) (\(sent))")
+            } else {
+                print("\(plan.volumes.count) server(s), \(ByteCount.format(plan.bytes)), to \(target) (\(sent))")
+            }
+        }
+        if case .failure(let error) = checked { return report(error) }
+        return 0
+    }
+
+    static func skippedJSON(_ skipped: [Evacuation.Skipped]) -> JSONValue {
+        .array(skipped.map { .object(["name": .string($0.name), "reason": .string($0.reason)]) })
+    }
+
+    static func json(
+        _ outcomes: [Evacuation.Outcome], plan: Evacuation.Plan, warnings: [String], seconds: Double
+    ) -> JSONValue {
         let servers: [JSONValue] = outcomes.map { outcome in
             var entry: [String: JSONValue] = [
                 "server": .string(outcome.volume.server), "success": .bool(outcome.error == nil),
@@ -149,6 +253,14 @@ extension SendCommand {
         return .object([
             "servers": .array(servers), "succeeded": .number(Double(succeeded)),
             "failed": .number(Double(outcomes.count - succeeded)), "seconds": .number(seconds),
+            "skipped": skippedJSON(plan.skipped), "warnings": .array(warnings.map { .string($0) }),
         ])
+    }
+}
+
+extension Result {
+    fileprivate var isFailure: Bool {
+        if case .failure = self { return true }
+        return false
     }
 }

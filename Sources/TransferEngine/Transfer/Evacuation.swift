@@ -6,7 +6,7 @@ import Glibc
 /// unattended: what an operator runs to empty a node for maintenance or retirement.
 ///
 /// ```
-///  <data>/<uuid>/ … ─▶ plan (UUID-named directories, sizes; largest first)
+///  <data>/<uuid>/ … ─▶ plan (UUID-named directories, sizes; largest first; the rest skipped, with why)
 ///     ─▶ N workers, each: mint a transfer token ─▶ CompressionNegotiator ─▶ OutgoingTransfer ─▶ Outcome
 /// ```
 /// Each server is its own verified push: one failing does not stop the others, and the
@@ -67,15 +67,50 @@ public final class Evacuation: @unchecked Sendable {
         self.options = options
     }
 
+    /// An entry of the data directory that is not a server volume, and why.
+    public struct Skipped: Sendable, Equatable {
+        public var name: String
+        public var reason: String
+    }
+
+    /// What is in the data directory: the volumes to move and what is left alone.
+    public struct Plan: Sendable {
+        /// Largest first.
+        public var volumes: [Volume]
+        /// Entries that are not server volumes, by name.
+        public var skipped: [Skipped]
+        /// The directory holds nothing at all (not even `.staging` or `lost+found`): what the
+        /// mount point of a disk that is not mounted looks like.
+        public var directoryIsEmpty: Bool
+
+        public var bytes: Int64 { volumes.reduce(0) { $0 + $1.bytes } }
+    }
+
     /// The volumes to move, largest first (so the longest pushes start early and the last ones
-    /// to finish are short). Names that are not server UUIDs (`.staging`, `lost+found`) are
-    /// left alone; a server asked for by name must have a volume here.
-    public static func plan(dataDirectory: String, only servers: [String]?) throws -> [Volume] {
+    /// to finish are short), and the entries left alone with why: names that are not server
+    /// UUIDs (`.staging`, `lost+found`) and anything that is not a directory. A server asked for
+    /// by name must have a volume here. Only a data directory that cannot be read throws.
+    public static func plan(dataDirectory: String, only servers: [String]?) throws -> Plan {
         let fd = open(dataDirectory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard fd >= 0 else { throw TransferError.system("open", path: dataDirectory) }
-        let names = try FileTree.entries(ofDirectory: fd, display: dataDirectory).map { String(decoding: $0.name, as: UTF8.self) }
-        close(fd)
-        var present = Set(names.filter { VolumeStore.isValidServerID($0) && FileTree.isDirectory("\(dataDirectory)/\($0)") })
+        defer { close(fd) }
+        let names = try FileTree.entries(ofDirectory: fd, display: dataDirectory)
+            .map { String(decoding: $0.name, as: UTF8.self) }.sorted()
+        var present = Set<String>()
+        var skipped: [Skipped] = []
+        for name in names {
+            var st = stat()
+            // stat, not lstat: a symlink to a volume directory is a volume, as the push reads it.
+            if stat("\(dataDirectory)/\(name)", &st) != 0 {
+                skipped.append(Skipped(name: name, reason: "cannot be read: \(String(cString: strerror(errno)))"))
+            } else if st.st_mode & S_IFMT != S_IFDIR {
+                skipped.append(Skipped(name: name, reason: "not a directory"))
+            } else if !VolumeStore.isValidServerID(name) {
+                skipped.append(Skipped(name: name, reason: "not named by a server UUID"))
+            } else {
+                present.insert(name)
+            }
+        }
         if let servers {
             let missing = servers.filter { !present.contains($0) }
             guard missing.isEmpty else {
@@ -89,7 +124,9 @@ public final class Evacuation: @unchecked Sendable {
             let totals = try VolumeWalker(root: path).totals()
             volumes.append(Volume(server: server, path: path, files: totals.files, bytes: totals.bytes))
         }
-        return volumes.sorted { ($0.bytes, $1.server) > ($1.bytes, $0.server) }
+        return Plan(
+            volumes: volumes.sorted { ($0.bytes, $1.server) > ($1.bytes, $0.server) }, skipped: skipped,
+            directoryIsEmpty: names.isEmpty)
     }
 
     /// Pushes every volume of `plan`; returns the outcomes in the plan's order. After `cancel()`,
