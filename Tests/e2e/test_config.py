@@ -133,6 +133,7 @@ CLOSED_PANEL = "http://127.0.0.1:9"
 
 def write_config(path, root, token=NODE_TOKEN, host="0.0.0.0", port=8080, extra="", remote=CLOSED_PANEL):
     path.write_text(WINGS_CONFIG.format(token=token, host=host, port=port, root=root, extra=extra, remote=remote))
+    path.chmod(0o600)  # as Wings writes it: the file holds the node token
     return path
 
 
@@ -227,6 +228,7 @@ def test_tls_enabled_without_readable_certificate(transferd, tmp_path):
     root = tmp_path / "node"
     config = write_config(tmp_path / "config.yml", root).read_text().replace("    enabled: false", "    enabled: true", 1)
     (tmp_path / "config.yml").write_text(config)
+    (tmp_path / "config.yml").chmod(0o600)
     r = run_cli(transferd, "--config", tmp_path / "config.yml", "--listen", "127.0.0.1:0", timeout=10)
     assert r.returncode != 0
     lines = error_lines(r.stderr)
@@ -415,6 +417,7 @@ def test_tls_certificate_and_key_that_do_not_match(transferd, tmp_path):
     config = re.sub(r"cert: .*", f"cert: {tmp_path / 'a.crt'}", config)
     config = re.sub(r"key: .*", f"key: {tmp_path / 'b.key'}", config)
     (tmp_path / "config.yml").write_text(config)
+    (tmp_path / "config.yml").chmod(0o600)
     r = run_cli(transferd, "--config", tmp_path / "config.yml", "--listen", "127.0.0.1:0", timeout=10)
     assert r.returncode != 0 and "listening" not in r.stdout
     assert "TLS certificate and key do not match" in error_lines(r.stderr)[-1], r.stderr
@@ -487,3 +490,40 @@ def test_a_volume_owner_the_daemon_can_apply_starts(transferd, as_nobody):
         os.kill(proc.pid, signal.SIGTERM)
         out, err = proc.communicate(timeout=10)
     assert proc.returncode == 0, err
+
+
+@pytest.mark.parametrize("mode,warned", [(0o644, True), (0o640, True), (0o600, False)])
+def test_a_config_file_others_can_read_is_warned_about(daemon_factory, tmp_path, mode, warned):
+    """config.yml holds the node token: whoever reads it can mint tokens for every server here."""
+    root = tmp_path / "node"
+    config = write_config(tmp_path / "config.yml", root, host="127.0.0.1", port=0)
+    os.chmod(config, mode)
+    daemon = daemon_factory(config=config, volumes=root / "volumes", token=NODE_TOKEN)
+    warnings = [l for l in daemon.log().splitlines() if "WARN" in l and "config.yml" in l]
+    if warned:
+        assert len(warnings) == 1 and f"mode {mode:o}" in warnings[0] and "chmod 600" in warnings[0], warnings
+    else:
+        assert warnings == [], warnings
+    assert NODE_TOKEN not in daemon.log()
+
+
+def test_the_hint_on_a_wildcard_address_is_a_url_another_node_can_use(transferd, tmp_path):
+    """Listening on 0.0.0.0 (Wings' default api.host) must not suggest --url http://0.0.0.0:PORT.
+    Run in a network namespace of its own, so the wildcard address reaches nothing but its loopback."""
+    if shutil.which("unshare") is None or shutil.which("ip") is None:
+        pytest.skip("needs unshare and ip")
+    root = tmp_path / "node"
+    config = write_config(tmp_path / "config.yml", root, host="0.0.0.0", port=0)
+    os.chmod(config, 0o600)
+    script = f'ip link set lo up && exec "{transferd}" --config "{config}"'
+    proc = subprocess.Popen(["unshare", "--net", "sh", "-c", script], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        lines = [proc.stdout.readline() for _ in range(3)]
+    finally:
+        os.kill(proc.pid, signal.SIGTERM)
+        _, err = proc.communicate(timeout=15)
+    assert proc.returncode == 0, err
+    assert "listening on http://0.0.0.0:" in lines[0], lines
+    hint = next(l for l in lines if "push a volume here" in l)
+    assert "--url http://<this node's address>:" in hint and "0.0.0.0" not in hint, hint

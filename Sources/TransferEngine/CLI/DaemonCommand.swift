@@ -107,12 +107,14 @@ public enum DaemonCommand {
             guard let config = try configuration(argv) else { return 0 }
             let daemon = try TransferDaemon(configuration: config)
             try daemon.start()
+            // 0.0.0.0 or :: is where the daemon listens, not an address another node can use.
+            let reachableURL = daemon.listensOnEveryAddress ? daemon.baseURL(host: "<this node's address>") : daemon.baseURL
             let tokenHint = config.tokenFile.map { "--secret-file \(ShellWord.quoted($0).escapingControlCharacters)" } ?? "--secret-file <file with the node token>"
             print(
                 """
                 transferd \(TransferEngineVersion.current) listening on \(daemon.baseURL) (config: \(config.source.escapingControlCharacters))
                   volumes: \(config.dataDirectory.escapingControlCharacters)   backups: \(config.backupDirectory.escapingControlCharacters)
-                  push a volume here:  transfer-send push --volume DIR --url \(daemon.baseURL) \(tokenHint) --server <uuid>
+                  push a volume here:  transfer-send push --volume DIR --url \(reachableURL) \(tokenHint) --server <uuid>
                   mint a token:        transfer-send token \(tokenHint) --scope transfer --server <uuid>
                 """)
             fflush(nil)

@@ -98,6 +98,7 @@ public struct DaemonConfiguration: Sendable {
             }
             config.volumeOwner = owner
         }
+        NodeTokenFile.warnIfReadableByOthers(path, holding: "the node token")
         return config
     }
 
@@ -121,10 +122,7 @@ public enum NodeTokenFile {
         if let existing = FileManager.default.contents(atPath: path) {
             let token = String(decoding: existing, as: UTF8.self).trimmingWhitespace()
             guard !token.isEmpty else { throw TransferError(.invalidInput, .config, "token file \(path) is empty") }
-            var st = stat()
-            if stat(path, &st) == 0, st.st_mode & 0o077 != 0 {
-                Log.warning("config: \(path) is readable by other users; chmod 600 it")
-            }
+            warnIfReadableByOthers(path, holding: "the node token")
             return token
         }
         let token = SecureRandom.alphanumeric(64)
@@ -135,5 +133,14 @@ public enum NodeTokenFile {
         guard write(fd, bytes, bytes.count) == bytes.count else { throw TransferError.system("write", path: path, stage: .config) }
         Log.info("config: generated a node token in \(path) (mode 0600)")
         return token
+    }
+
+    /// Anyone who can read the node token can mint transfer tokens for every server here.
+    static func warnIfReadableByOthers(_ path: String, holding what: String) {
+        var st = stat()
+        if stat(path, &st) == 0, st.st_mode & 0o077 != 0 {
+            let mode = String(st.st_mode & 0o777, radix: 8)
+            Log.warning("config: \(path.escapingControlCharacters) holds \(what) and has mode \(mode) (readable by other users); chmod 600 it")
+        }
     }
 }

@@ -86,10 +86,18 @@ public final class TransferDaemon: Sendable {
         server.value?.stop()
     }
 
-    public var baseURL: String {
+    public var baseURL: String { baseURL(host: configuration.host) }
+
+    /// The daemon's URL with another host (an IPv6 literal gets its brackets).
+    public func baseURL(host: String) -> String {
         let scheme = configuration.tlsEnabled ? "https" : "http"
-        let host = configuration.host.contains(":") ? "[\(configuration.host)]" : configuration.host
-        return "\(scheme)://\(host):\(port)"
+        let bracketed = host.contains(":") ? "[\(host)]" : host
+        return "\(scheme)://\(bracketed):\(port)"
+    }
+
+    /// True when listening on the wildcard address (0.0.0.0 or ::).
+    public var listensOnEveryAddress: Bool {
+        ["0.0.0.0", "::", "0:0:0:0:0:0:0:0"].contains(configuration.host)
     }
 
     // MARK: - Routing
