@@ -27,7 +27,7 @@ extension TransferDaemon {
                 UploadReceiver(
                     volume: volume, directory: resolved, directoryDisplay: display,
                     limitBytes: Int64(configuration.uploadLimitMiB) << 20, boundary: boundary, owner: store.owner,
-                    server: claims.serverUUID, write: write))
+                    server: claims.serverUUID, write: write, temporaryDirectory: store.stagingDirectory))
         } catch {
             return .respond(.error(error))
         }

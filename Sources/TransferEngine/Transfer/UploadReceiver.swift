@@ -6,11 +6,15 @@ import Glibc
 /// of a volume.
 ///
 /// ```
-///  body ─▶ MultipartDecoder ─▶ "files" part ─▶ .upload-<random>.part (O_EXCL, in the target dir)
+///  body ─▶ MultipartDecoder ─▶ "files" part ─▶ upload.<random>.part (O_EXCL, in the node's staging directory)
 ///  finish: every part complete ─▶ no transfer held the server meanwhile ─▶ rename each temp file over its final name
 /// ```
 /// All or nothing: until the whole body has arrived nothing visible changes, so a failed or cut
-/// upload leaves no partial file and never touches an existing file of the same name. An upload
+/// upload leaves no partial file and never touches an existing file of the same name. The
+/// unfinished files wait outside the volume, so a push that starts meanwhile never archives
+/// them and a daemon killed mid-upload leaves nothing in the volume (its next start empties
+/// staging). Only when staging is on another file system (a volume mounted on its own) do they
+/// wait in the target directory as `.upload-<random>.part`. An upload
 /// during which a transfer held the server gets 409 and lands nothing (`VolumeWrite`).
 public final class UploadReceiver: RequestBodyHandler, @unchecked Sendable {
     private struct Pending {
@@ -27,6 +31,10 @@ public final class UploadReceiver: RequestBodyHandler, @unchecked Sendable {
     private let limitBytes: Int64
     private var decoder: MultipartDecoder
     private var directoryDescriptor: Int32 = -1
+    /// Where unfinished files wait: `temporaryDirectory` when it is on the volume's file system
+    /// (a rename must not cross file systems), else the target directory itself.
+    private var waitingDescriptor: Int32 = -1
+    private let temporaryDirectory: String?
     private var current: (fd: Int32, file: Pending)?
     private var completed: [Pending] = []
     private var sawSingularField = false
@@ -38,10 +46,13 @@ public final class UploadReceiver: RequestBodyHandler, @unchecked Sendable {
     ///   - owner: who gets each file (nil: the daemon's user).
     ///   - write: from `VolumeStore.beginWrite`: the files land only if no transfer held the server
     ///     since (nil: no such check).
+    ///   - temporaryDirectory: where unfinished files wait (the node's staging directory; nil: the
+    ///     target directory).
     public init(
         volume: VolumeRoot, directory: [[UInt8]], directoryDisplay: String, limitBytes: Int64, boundary: String,
-        owner: FileOwner? = nil, server: String? = nil, write: VolumeWrite? = nil
+        owner: FileOwner? = nil, server: String? = nil, write: VolumeWrite? = nil, temporaryDirectory: String? = nil
     ) {
+        self.temporaryDirectory = temporaryDirectory
         self.owner = owner
         self.write = write
         self.server = server
@@ -53,6 +64,7 @@ public final class UploadReceiver: RequestBodyHandler, @unchecked Sendable {
     }
 
     deinit {
+        if waitingDescriptor >= 0, waitingDescriptor != directoryDescriptor { close(waitingDescriptor) }
         if directoryDescriptor >= 0 { close(directoryDescriptor) }
     }
 
@@ -97,11 +109,28 @@ public final class UploadReceiver: RequestBodyHandler, @unchecked Sendable {
         }
         if directoryDescriptor < 0 {
             directoryDescriptor = try volume.openDirectory(directory, create: true, display: directoryDisplay)
+            waitingDescriptor = openWaitingDirectory()
         }
-        let temporary = CString.terminated(Array(".upload-\(SecureRandom.alphanumeric(12)).part".utf8))
-        let fd = openat(directoryDescriptor, temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
+        let prefix = waitingDescriptor == directoryDescriptor ? ".upload-" : "upload."
+        let temporary = CString.terminated(Array("\(prefix)\(SecureRandom.alphanumeric(12)).part".utf8))
+        let fd = openat(waitingDescriptor, temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw TransferError.system("openat", path: "\(directoryDisplay)/\(name)") }
         current = (fd, Pending(temporary: temporary, name: name, bytes: 0))
+    }
+
+    /// The staging directory when a rename from it into the target directory cannot cross file
+    /// systems; otherwise the target directory.
+    private func openWaitingDirectory() -> Int32 {
+        guard let temporaryDirectory else { return directoryDescriptor }
+        let fd = open(temporaryDirectory, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        guard fd >= 0 else { return directoryDescriptor }
+        var staging = stat()
+        var target = stat()
+        guard fstat(fd, &staging) == 0, fstat(directoryDescriptor, &target) == 0, staging.st_dev == target.st_dev else {
+            close(fd)
+            return directoryDescriptor
+        }
+        return fd
     }
 
     public func finish(error: (any Error)?) -> HTTPResponse {
@@ -121,7 +150,7 @@ public final class UploadReceiver: RequestBodyHandler, @unchecked Sendable {
             }
             let renameAll = { [self] in
                 for file in completed {
-                    guard renameat(directoryDescriptor, file.temporary, directoryDescriptor, CString.terminated(Array(file.name.utf8))) == 0 else {
+                    guard renameat(waitingDescriptor, file.temporary, directoryDescriptor, CString.terminated(Array(file.name.utf8))) == 0 else {
                         throw TransferError.system("renameat", path: file.name)
                     }
                 }
@@ -146,10 +175,10 @@ public final class UploadReceiver: RequestBodyHandler, @unchecked Sendable {
     private func cleanUp() {
         if let open = current {
             close(open.fd)
-            unlinkat(directoryDescriptor, open.file.temporary, 0)
+            unlinkat(waitingDescriptor, open.file.temporary, 0)
             current = nil
         }
-        for file in completed { unlinkat(directoryDescriptor, file.temporary, 0) }
+        for file in completed { unlinkat(waitingDescriptor, file.temporary, 0) }
         completed.removeAll()
     }
 }

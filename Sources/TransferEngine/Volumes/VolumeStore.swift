@@ -62,7 +62,7 @@ public final class VolumeStore: Sendable {
         if FileTree.exists(stagingDirectory) {
             let leftovers = FileTree.entryCount(stagingDirectory)
             try FileTree.remove(stagingDirectory)
-            if leftovers > 0 { Log.info("volumes: removed \(leftovers) unfinished transfer(s) left in \(stagingDirectory)") }
+            if leftovers > 0 { Log.info("volumes: removed \(leftovers) unfinished transfer(s) or upload file(s) left in \(stagingDirectory)") }
         }
         guard mkdir(stagingDirectory, 0o700) == 0 else { throw TransferError.system("mkdir", path: stagingDirectory) }
         // Every volume is its own tree: let the file system spread them (a hint; ignored where unknown).
