@@ -6,7 +6,7 @@ public enum BenchReport {
 
     public static func table(_ report: BenchRunner.Report) -> String {
         var lines: [String] = []
-        let header = ["corpus", "mode", "sent as", "MB/s", "files/s", "ratio", "commit s", "send CPU s", "send RSS", "recv CPU s", "recv RSS"]
+        let header = ["corpus", "mode", "sent as", "MB/s", "files/s", "sent/vol", "commit s", "send CPU s", "send RSS", "recv CPU s", "recv RSS"]
         var rows: [[String]] = [header]
         for series in report.series {
             let last = series.runs.last
@@ -24,7 +24,7 @@ public enum BenchReport {
             lines.append(row.indices.map { i in i < 3 ? row[i].padding(widths[i]) : row[i].leftAligned(widths[i]) }.joined(separator: "  "))
         }
         let runs = report.series.first?.runs.count ?? 0
-        lines.append("(medians of \(runs) run\(runs == 1 ? "" : "s"); MB/s of volume bytes, time to verified commit)")
+        lines.append("(medians of \(runs) run\(runs == 1 ? "" : "s"); MB/s of volume bytes; sent/vol: bytes on the wire per volume byte; commit s: time to verified commit)")
         let corpora = report.series.map(\.corpus).reduce(into: [String]()) { if !$0.contains($1) { $0.append($1) } }
         for corpus in corpora {
             let baselines = report.baselines.filter { $0.corpus == corpus }
