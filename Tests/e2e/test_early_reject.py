@@ -9,10 +9,12 @@ curl CLI, Python requests and a raw socket, and lists every round that did not g
 Bodies are a sparse file (curl) or generated 1 MiB blocks (requests, raw): never held in memory.
 """
 import concurrent.futures
+import http.client
 import json
 import socket
 import subprocess
 import threading
+import time
 import uuid
 
 import pytest
@@ -143,8 +145,14 @@ def raw_round(port, path, headers, expected, size):
             reply += data
     finally:
         stop.set()
-        sock.close()
+        # Wake a sender blocked in sendall before closing: a descriptor closed under it could be
+        # reused by another round's socket.
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         sender.join(30)
+        sock.close()
 
 
 def run_rounds(cases, one_round, rounds=ROUNDS):
@@ -230,3 +238,80 @@ def test_busy_server_409_reaches_clients_while_they_send(daemon, sample_tgz, big
 
     with HeldTransfer(daemon, server, sample_tgz):
         assert_all_answered(curl=run_rounds(cases, curl), requests=run_rounds(cases, post, rounds=ROUNDS // 4))
+
+
+# ---------------------------------------------------------------- the drain is bounded
+
+LINGER_LIMIT = 64 * MiB  # HTTPServer.Options.lingerLimit
+LINGER_SECONDS = 2  # HTTPServer.Options.lingerSeconds
+
+
+def refused_socket(daemon, length):
+    """A socket whose POST to an unknown route announced `length` bytes and got its 404 already."""
+    sock = socket.create_connection(("127.0.0.1", daemon.port), timeout=10)
+    sock.sendall(f"POST /no/such/route HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {length}\r\n\r\n".encode())
+    reply = b""
+    while b"\r\n\r\n" not in reply:
+        data = sock.recv(4096)
+        assert data, f"closed before the answer: {reply!r}"
+        reply += data
+    assert reply.startswith(b"HTTP/1.1 404 "), reply
+    return sock
+
+
+def send_until_refused(sock, block, pause, timeout):
+    """Sends `block` every `pause` seconds until a send fails; (bytes sent, seconds). Fails after `timeout`."""
+    sent, started = 0, time.monotonic()
+    while time.monotonic() - started < timeout:
+        try:
+            sock.sendall(block)
+        except OSError:
+            return sent, time.monotonic() - started
+        sent += len(block)
+        if pause:
+            time.sleep(pause)
+    raise AssertionError(f"the daemon still reads after {timeout} s and {sent} bytes")
+
+
+def test_a_client_that_never_stops_sending_is_cut_after_the_linger_limit(daemon):
+    """After an early answer the daemon reads at most LINGER_LIMIT more (plus what socket buffers
+    hold, up to 32+4 MiB here), then closes: not the announced 16 GiB."""
+    sock = refused_socket(daemon, 16 << 30)
+    try:
+        sent, seconds = send_until_refused(sock, bytes(MiB), 0, timeout=20)
+    finally:
+        sock.close()
+    assert sent < LINGER_LIMIT + 48 * MiB, sent
+    assert seconds < LINGER_SECONDS + 3, seconds
+
+
+@pytest.mark.parametrize("pause", [0.05, None], ids=["trickling", "stalled"])
+def test_a_slow_or_stalled_client_is_cut_after_the_linger_time(daemon, pause):
+    """A client that trickles its body (1 KiB every 50 ms), or stops sending without closing, does
+    not hold its connection (and thread) past the linger time."""
+    sock = refused_socket(daemon, 1 << 30)
+    try:
+        if pause is None:
+            time.sleep(LINGER_SECONDS + 1)  # stalled: then the daemon must have closed (RST on our next bytes)
+        _, seconds = send_until_refused(sock, bytes(1024), pause or 0.05, timeout=LINGER_SECONDS + 5)
+    finally:
+        sock.close()
+    if pause is not None:
+        assert seconds < LINGER_SECONDS + 3, seconds
+
+
+def test_keep_alive_is_kept_for_requests_read_to_the_end(daemon):
+    """Requests whose body a route read to its end still share one connection (libmicrohttpd
+    closes after any answer given on the headers alone, even to a GET: that is not changed here)."""
+    headers = {"Authorization": f"Bearer {mint(daemon.token, sub=new_server_id())}"}
+    conn = http.client.HTTPConnection("127.0.0.1", daemon.port, timeout=10)
+    sockets = []
+    try:
+        for size in (300_000, 0, 3 * MiB):
+            conn.request("POST", "/api/transfers/probe", body=bytes(size), headers=headers)
+            reply = conn.getresponse()
+            assert reply.status == 200 and json.loads(reply.read())["bytes"] == size, (size, reply.status)
+            sockets.append(conn.sock)
+    finally:
+        conn.close()
+    assert sockets[0] is not None and all(s is sockets[0] for s in sockets), "the connection was not kept"
