@@ -25,9 +25,14 @@ public final class HTTPServer: @unchecked Sendable {
         public var idleTimeout: UInt32 = 120
         /// PEM key and certificate to serve HTTPS; nil for plain HTTP.
         public var tls: (key: String, certificate: String)?
-        /// After a handler failed, how much more body to read (so the client sees the JSON error)
-        /// before closing the connection.
+        /// After a handler failed with no early answer (under TLS, or a cancel the canceller has
+        /// not answered yet), how much more body to read so that the JSON error can be sent at its
+        /// end, before closing the connection instead.
         public var discardLimit: Int64 = 64 << 20
+        /// After answering a request before its body ended, how much more of it to read, and for how
+        /// many seconds, before closing (`LingeringClose`): enough for the client to read the answer.
+        public var lingerLimit: Int64 = 64 << 20
+        public var lingerSeconds: Double = 2
         public init() {}
     }
 
@@ -140,6 +145,7 @@ public final class HTTPServer: @unchecked Sendable {
     /// One request's state, owned by libmicrohttpd's `con_cls` pointer from the first call to completion.
     final class Exchange {
         let request: HTTPRequest
+        let descriptor: Int32
         let started = MonotonicClock.now()
         var handler: (any RequestBodyHandler)?
         var handlerError: (any Error)?
@@ -147,9 +153,30 @@ public final class HTTPServer: @unchecked Sendable {
         var bodyBytes: Int64 = 0
         var responded = false
         var status = 0
+        /// The request announced a body (a non-zero Content-Length, or Transfer-Encoding).
+        let bodyAnnounced: Bool
+        /// libmicrohttpd's last call came: the body was read to its end.
+        var bodyEnded = false
+        /// What may still be read once an answer went out before the body ended (`LingeringClose`).
+        var linger: LingeringClose.Budget?
         /// Answered on the socket before the body ended (by this thread or a canceller).
         var answeredEarly: Bool { request.earlyAnswer?.isSettled ?? false }
-        init(request: HTTPRequest) { self.request = request }
+
+        init(request: HTTPRequest, descriptor: Int32) {
+            self.request = request
+            self.descriptor = descriptor
+            let length = request.header("content-length").map { Int64($0.trimmingSpaces()) ?? 1 } ?? 0
+            bodyAnnounced = length != 0 || request.header("transfer-encoding") != nil
+        }
+
+        /// The linger budget, started now if it was not yet.
+        func lingerBudget(_ options: Options) -> LingeringClose.Budget {
+            if let linger { return linger }
+            let budget = LingeringClose.Budget(
+                startedAt: MonotonicClock.now(), byteLimit: options.lingerLimit, seconds: options.lingerSeconds)
+            linger = budget
+            return budget
+        }
     }
 
     private static let accessHandler: MHD_AccessHandlerCallback = {
@@ -183,6 +210,7 @@ public final class HTTPServer: @unchecked Sendable {
 
     private static let completedHandler: MHD_RequestCompletedCallback = { context, _, exchangePointer, code in
         guard let raw = exchangePointer?.pointee else { return }
+        let server = Unmanaged<HTTPServer>.fromOpaque(context!).takeUnretainedValue()
         let exchange = Unmanaged<Exchange>.fromOpaque(raw).takeRetainedValue()
         exchangePointer!.pointee = nil
         if let handler = exchange.handler, !exchange.responded, !exchange.answeredEarly {
@@ -196,7 +224,25 @@ public final class HTTPServer: @unchecked Sendable {
         Log.info(
             "http \(exchange.request.clientAddress) \(exchange.request.loggable) -> \(outcome)\(body) "
                 + "\(ByteCount.fixed(seconds * 1000, 1)) ms")
-        _ = code
+        server.closeLingering(exchange, shuttingDown: code == .REQUEST_TERMINATED_DAEMON_SHUTDOWN)
+    }
+
+    /// Called on the connection's thread before libmicrohttpd closes the socket: when the request
+    /// was answered before its body ended, reads on (bounded) until the client closes, so that the
+    /// close does not reset the answer away (`LingeringClose`).
+    private func closeLingering(_ exchange: Exchange, shuttingDown: Bool) {
+        guard !shuttingDown, exchange.descriptor >= 0, exchange.bodyAnnounced, !exchange.bodyEnded,
+            exchange.responded || exchange.answeredEarly, exchange.status != 101
+        else { return }
+        var budget = exchange.lingerBudget(options)
+        guard !budget.isSpent else { return }
+        let before = budget.bytesLeft
+        let outcome = LingeringClose.drain(
+            descriptor: exchange.descriptor, shutWrite: options.tls == nil, budget: &budget)
+        let ending = outcome == .clientClosed ? "the client closed" : "closing with the budget spent"
+        Log.debug(
+            "http \(exchange.request.clientAddress) \(exchange.request.loggable): read "
+                + "\(ByteCount.format(before - budget.bytesLeft)) more after the answer; \(ending)")
     }
 
     private func handle(
@@ -207,7 +253,7 @@ public final class HTTPServer: @unchecked Sendable {
         guard let raw = exchangePointer.pointee else {
             // First call: headers are complete, no body yet.
             let request = Self.makeRequest(connection, url: url, method: method, tls: options.tls != nil)
-            let exchange = Exchange(request: request)
+            let exchange = Exchange(request: request, descriptor: tx_mhd_connection_fd(connection))
             exchangePointer.pointee = Unmanaged.passRetained(exchange).toOpaque()
             if let refusal = Self.framingRefusal(request) {
                 return queue(refusal, on: connection, exchange: exchange)
@@ -226,9 +272,12 @@ public final class HTTPServer: @unchecked Sendable {
             uploadSize.pointee = 0
             exchange.bodyBytes += Int64(size)
             if exchange.answeredEarly {
-                // The client has our answer; read on briefly so closing does not reset it away.
-                exchange.discarded += Int64(size)
-                return exchange.discarded > options.discardLimit ? .NO : .YES
+                // The client has our answer; read on (bounded, `LingeringClose`) so that closing
+                // does not reset it away.
+                var budget = exchange.lingerBudget(options)
+                let more = budget.read(size, at: MonotonicClock.now())
+                exchange.linger = budget
+                return more ? .YES : .NO
             }
             guard let handler = exchange.handler, !exchange.responded else { return .YES }
             if exchange.handlerError == nil {
@@ -249,6 +298,7 @@ public final class HTTPServer: @unchecked Sendable {
             }
             return .YES
         }
+        exchange.bodyEnded = true
         if exchange.answeredEarly { return .NO }  // already answered on the socket: just close
         if let handler = exchange.handler, !exchange.responded {
             // A canceller may answer at the same moment: one of us wins.
