@@ -402,7 +402,9 @@ class HeldTransfer:
     def __enter__(self):
         self.thread.start()
         assert self.holding.wait(10)
-        assert wait_until(lambda: len(self.daemon.staging_entries()) == 1, timeout=10), self.daemon.staging_entries()
+        # This transfer's staging tree (an upload in flight may have its own file there too).
+        mine = lambda: [e for e in self.daemon.staging_entries() if e.startswith(self.server + ".")]
+        assert wait_until(lambda: len(mine()) == 1, timeout=10), self.daemon.staging_entries()
         return self
 
     def release(self):
