@@ -85,10 +85,13 @@ public enum SendCommand {
           --audience URL      aud claim
 
         Exit status: 0 ok, 64 usage (a token for another server included), 65 rejected data (or a
-        node confirming a checksum other than the one sent), 69 destination unreachable, HTTP
-        501-505, or an answer that is not a node's (a 200 that is no transfer confirmation), 74 I/O
-        error (here, or the node's: a 500 such as a full disk), 75 busy (the server is already
-        transferring), 77 token refused, 130 cancelled, 1 other.
+        node confirming a checksum other than the one sent), 66 not found (the node answered 404:
+        no such file, backup or server, or a spent one-time link; or a volume, FILE or secret file
+        that is not there), 69 destination unreachable, HTTP 501-505, or an answer that is not a
+        node's (a 200 that is no transfer confirmation), 73 the destination already exists and is
+        not replaced (an upload onto a directory's name: a 409 saying so), 74 I/O error (here, or
+        the node's: a 500 such as a full disk), 75 busy, try again later (another 409: the server
+        is transferring), 77 token refused, 130 cancelled, 1 other.
         """
 
     /// Runs the command line and returns the exit status.

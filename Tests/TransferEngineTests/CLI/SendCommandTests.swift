@@ -75,14 +75,15 @@ struct SendCommandTests {
 
     /// Every status a node can answer: failures it had while doing the work (500 "No space left
     /// on device", 507) are I/O errors (74); only "cannot serve this here" (501–505) and answers
-    /// that are no node's are unavailable (69); the 4xx codes keep their meaning.
+    /// that are no node's are unavailable (69); the 4xx codes keep their meaning (404: not found,
+    /// 66; a 409 that does not say something already exists: busy, 75).
     @Test func everyStatusMapsToTheDocumentedExitCode() {
         for status in 100..<600 where status != 200 {
             let code = ErrorMapping.exitStatus(for: OutgoingTransfer.remoteError(status: status, body: Array("{\"error\":\"x\"}".utf8)).code)
             let expected: Int32 =
                 switch status {
                 case 401, 403: 77
-                case 404: 74
+                case 404: 66
                 case 409: 75
                 case 400..<500: 65
                 case 501...505: 69
@@ -93,7 +94,25 @@ struct SendCommandTests {
         }
         let full = OutgoingTransfer.remoteError(status: 500, body: Array("{\"error\":\"No space left on device\"}".utf8))
         #expect(ErrorMapping.exitStatus(for: full.code) == 74 && full.message.contains("No space left on device"))
+        #expect((full.cause as? NodeAnswer)?.status == 500)
     }
+
+    /// A 409 saying the destination is already there is not worth retrying (73); one saying the
+    /// server is busy is (75).
+    @Test(arguments: [
+        (#"{"error":"'plugins' already exists as a directory","code":"exists"}"#, 73),
+        (#"{"error":"taken","code":"exists"}"#, 73),
+        (#"{"error":"backup x.tar.gz already exists on this node with other content"}"#, 73),
+        (#"{"error":"server 1 is transferring: its files cannot be changed","code":"conflict"}"#, 75),
+        (#"{"error":"the transfer was cancelled","code":"cancelled"}"#, 75),
+        ("", 75),
+    ])
+    func aConflictIsRetryableOnlyWhenNothingAlreadyExists(body: String, exit: Int32) {
+        let error = OutgoingTransfer.remoteError(status: 409, body: Array(body.utf8))
+        #expect(ErrorMapping.exitStatus(for: error.code) == exit, "\(body)")
+    }
+
+
 }
 
 /// The destination replaces the volume of the server the token names, whatever the command line

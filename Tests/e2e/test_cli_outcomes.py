@@ -1,0 +1,91 @@
+"""What transfer-send tells a script and an operator, item by item:
+- exit statuses: "not found" is 66 and "already exists" 73, apart from "busy, retry" (75);
+"""
+import json
+import os
+import shutil
+import subprocess
+
+import jwt
+import pytest
+
+from e2elib import REPO, HeldTransfer, free_port, new_server_id, run_cli
+from http_helpers import place_volume
+from test_push import EarlyAnswer
+
+SECRET = "cli-outcomes-node-token-0123456789abcdefghijklmnopqrstuvwxyz"
+SERVER = "11111111-2222-3333-4444-555555555555"
+
+
+def error_line(result):
+    lines = [line for line in result.stderr.splitlines() if line.startswith("transfer-send: error: ")]
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+def json_outcome(result):
+    """stdout holds exactly one JSON object (one line)."""
+    lines = [line for line in result.stdout.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stdout
+    return json.loads(lines[0])
+
+
+# ---------------------------------------------------------------- 7. not found 66, already exists 73, busy 75
+
+
+def files_command(daemon, secret, server, tmp_path, what):
+    if what == "download-missing-file":
+        return ["download", "--url", daemon.url, "--secret-file", secret, "--server", server, "--file", "nope.txt",
+                "--output", tmp_path / "nope.txt", "--quiet"]
+    if what == "download-missing-backup":
+        return ["download", "--url", daemon.url, "--secret-file", secret, "--server", server, "--backup",
+                new_server_id(), "--output", tmp_path / "b.tar.gz", "--quiet"]
+    if what == "download-missing-server":
+        return ["download", "--url", daemon.url, "--secret-file", secret, "--server", new_server_id(), "--file",
+                "eula.txt", "--output", tmp_path / "e.txt", "--quiet"]
+    if what == "upload-missing-local-file":
+        return ["upload", "--url", daemon.url, "--secret-file", secret, "--server", server, "--quiet",
+                tmp_path / "not-here.txt"]
+    raise AssertionError(what)
+
+
+@pytest.mark.parametrize("what", ["download-missing-file", "download-missing-backup", "download-missing-server",
+                                  "upload-missing-local-file"])
+def test_not_found_exits_66(daemon, transfer_send, sample_volume, tmp_path, what):
+    server, _ = place_volume(daemon, sample_volume)
+    r = run_cli(transfer_send, *files_command(daemon, daemon.state / "node-token", server, tmp_path, what))
+    assert r.returncode == 66, (r.returncode, r.stderr)
+    error_line(r)
+    assert not (tmp_path / "nope.txt").exists() and not (tmp_path / "nope.txt.part").exists()
+
+
+def test_upload_onto_an_existing_directory_exits_73(daemon, transfer_send, sample_volume, tmp_path):
+    server, vol = place_volume(daemon, sample_volume)
+    (vol / "taken").mkdir()
+    f = tmp_path / "taken"
+    f.write_text("a file")
+    r = run_cli(transfer_send, "upload", "--url", daemon.url, "--secret-file", daemon.state / "node-token",
+                "--server", server, "--quiet", f)
+    assert r.returncode == 73, (r.returncode, r.stderr)
+    assert "already exists" in error_line(r)
+    assert (vol / "taken").is_dir()
+
+
+def test_upload_while_the_server_is_transferring_stays_75(daemon, transfer_send, sample_volume, sample_tgz, tmp_path):
+    server, vol = place_volume(daemon, sample_volume)
+    f = tmp_path / "late.txt"
+    f.write_text("late")
+    with HeldTransfer(daemon, server, sample_tgz):
+        r = run_cli(transfer_send, "upload", "--url", daemon.url, "--secret-file", daemon.state / "node-token",
+                    "--server", server, "--quiet", f)
+    assert r.returncode == 75, (r.returncode, r.stderr)
+    assert "transferring" in error_line(r)
+
+
+def test_help_and_readme_list_66_and_73(transfer_send):
+    r = run_cli(transfer_send, "--help")
+    readme = (REPO / "README.md").read_text()
+    for text in (r.stdout, readme):
+        assert "66" in text and "not found" in text and "73" in text and "already exists" in text
+
+
