@@ -1,5 +1,6 @@
 """What transfer-send tells a script and an operator, item by item:
 - exit statuses: "not found" is 66 and "already exists" 73, apart from "busy, retry" (75);
+- --ttl needs a unit;
 """
 import json
 import os
@@ -28,6 +29,30 @@ def json_outcome(result):
     lines = [line for line in result.stdout.splitlines() if line.strip()]
     assert len(lines) == 1, result.stdout
     return json.loads(lines[0])
+
+
+# ---------------------------------------------------------------- 3. --ttl needs a unit
+
+
+@pytest.mark.parametrize("ttl", ["15", "900", "0"])
+def test_a_ttl_without_a_unit_is_refused(transfer_send, ttl):
+    r = run_cli(transfer_send, "token", "--secret", SECRET, "--scope", "transfer", "--server", SERVER, "--ttl", ttl)
+    assert r.returncode == 64, (r.returncode, r.stdout)
+    assert error_line(r).startswith("transfer-send: error: --ttl needs a unit: 90s, 15m, 2h, 1d"), r.stderr
+    assert r.stdout == ""
+
+
+@pytest.mark.parametrize("ttl, seconds", [("90s", 90), ("15m", 900), ("2h", 7200), ("1d", 86400)])
+def test_a_ttl_with_a_unit_still_works(transfer_send, ttl, seconds):
+    r = run_cli(transfer_send, "token", "--secret", SECRET, "--scope", "transfer", "--server", SERVER, "--ttl", ttl)
+    assert r.returncode == 0, r.stderr
+    claims = jwt.decode(r.stdout.strip(), SECRET, algorithms=["HS256"], options={"verify_aud": False})
+    assert claims["exp"] - claims["iat"] == seconds
+
+
+def test_help_documents_the_ttl_units(transfer_send):
+    r = run_cli(transfer_send, "--help")
+    assert "90s, 15m (default), 2h, 1d" in r.stdout and "bare number is refused" in r.stdout
 
 
 # ---------------------------------------------------------------- 7. not found 66, already exists 73, busy 75

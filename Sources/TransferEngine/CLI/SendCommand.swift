@@ -79,7 +79,8 @@ public enum SendCommand {
           --file PATH         file_path (file-download)
           --backup UUID       backup_uuid (backup-download)
           --permissions LIST  comma-separated websocket permissions (default websocket.connect)
-          --ttl DURATION      lifetime: 90s, 15m (default), 2h
+          --ttl DURATION      lifetime, with its unit: 90s, 15m (default), 2h, 1d (at most 365d);
+                              a bare number is refused, not taken as seconds
           --no-scope          leave out the scope claim, as panels before 2026 do
           --issuer URL        iss claim (default transfer-send)
           --audience URL      aud claim
@@ -347,7 +348,7 @@ public enum SendCommand {
         guard let scope = TokenScope(rawValue: scopeName) else {
             throw Arguments.usage("unknown scope '\(scopeName)' (transfer, file-download, backup-download, file-upload, websocket)")
         }
-        let ttl = try args["ttl"].map(Arguments.duration) ?? 900
+        let ttl = try args["ttl"].map { try Arguments.duration($0, option: "--ttl") } ?? 900
         var claims: [String: JSONValue] = [:]
         let server = try args.required("server")
         guard VolumeStore.isValidServerID(server) else { throw Arguments.usage("--server must be a UUID") }
