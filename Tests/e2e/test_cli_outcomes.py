@@ -1,6 +1,7 @@
 """What transfer-send tells a script and an operator, item by item:
 - exit statuses: "not found" is 66 and "already exists" 73, apart from "busy, retry" (75);
 - --ttl needs a unit;
+- options that would silently override each other are usage errors;
 """
 import json
 import os
@@ -53,6 +54,69 @@ def test_a_ttl_with_a_unit_still_works(transfer_send, ttl, seconds):
 def test_help_documents_the_ttl_units(transfer_send):
     r = run_cli(transfer_send, "--help")
     assert "90s, 15m (default), 2h, 1d" in r.stdout and "bare number is refused" in r.stdout
+
+
+# ---------------------------------------------------------------- 4. options that would silently override each other
+
+
+def conflicting_lines(daemon, volume, server, tmp_path, other_token):
+    secret = daemon.state / "node-token"
+    url = daemon.url
+    up = tmp_path / "up.txt"
+    up.write_text("up")
+    cacert = tmp_path / "ca.pem"
+    cacert.write_text("x")
+    return {
+        "push-token-and-secret-file": ["push", "--volume", volume, "--url", url, "--token", other_token,
+                                       "--secret-file", secret],
+        "push-token-and-secret": ["push", "--volume", volume, "--url", url, "--token", other_token,
+                                  "--secret", "s"],
+        "push-secret-and-secret-file": ["push", "--volume", volume, "--url", url, "--secret", "s",
+                                        "--secret-file", secret, "--server", server],
+        "push-insecure-and-cacert": ["push", "--volume", volume, "--url", url, "--secret-file", secret,
+                                     "--server", server, "--insecure", "--cacert", cacert],
+        "push-url-twice": ["push", "--volume", volume, "--url", f"http://127.0.0.1:{free_port()}",
+                           "--url", url, "--secret-file", secret, "--server", server],
+        "download-token-and-secret-file": ["download", "--url", url, "--token", other_token, "--secret-file", secret,
+                                           "--server", server, "--file", "eula.txt", "--output", tmp_path / "out"],
+        "upload-token-and-secret-file": ["upload", "--url", url, "--token", other_token, "--secret-file", secret,
+                                         "--server", server, up],
+        "upload-token-for-another-server": ["upload", "--url", url, "--token", other_token, "--server", server, up],
+        "token-file-for-transfer-scope": ["token", "--secret-file", secret, "--scope", "transfer", "--server", server,
+                                          "--file", "/eula.txt"],
+        "evacuate-secret-and-secret-file": ["evacuate", "--data", tmp_path, "--url", url, "--secret", "s",
+                                            "--secret-file", secret],
+    }
+
+
+@pytest.mark.parametrize("case", ["push-token-and-secret-file", "push-token-and-secret", "push-secret-and-secret-file",
+                                  "push-insecure-and-cacert", "push-url-twice", "download-token-and-secret-file",
+                                  "upload-token-and-secret-file", "upload-token-for-another-server",
+                                  "token-file-for-transfer-scope", "evacuate-secret-and-secret-file"])
+def test_conflicting_options_are_usage_errors(daemon, transfer_send, sample_volume, tmp_path, case):
+    server, vol = place_volume(daemon, sample_volume)
+    # A valid token for another server: were it silently preferred, the command would work on that one.
+    other = new_server_id()
+    scope = "file-upload" if case.startswith("upload") else "transfer"
+    minted = run_cli(transfer_send, "token", "--secret-file", daemon.state / "node-token", "--scope", scope,
+                     "--server", other, "--user", new_server_id())
+    assert minted.returncode == 0, minted.stderr
+    argv = conflicting_lines(daemon, sample_volume, server, tmp_path, minted.stdout.strip())[case]
+    before = sorted(os.listdir(daemon.volumes))
+    r = run_cli(transfer_send, *argv)
+    assert r.returncode == 64, (r.returncode, r.stdout, r.stderr)
+    line = error_line(r)
+    assert line.endswith("(see 'transfer-send --help')"), line
+    assert r.stdout == ""
+    assert sorted(os.listdir(daemon.volumes)) == before
+    assert not (vol / "up.txt").exists() and not (tmp_path / "out").exists()
+
+
+def test_secret_and_token_alone_still_work(daemon, transfer_send, sample_volume):
+    r = run_cli(transfer_send, "push", "--volume", sample_volume, "--url", daemon.url, "--secret-file",
+                daemon.state / "node-token", "--server", new_server_id(), "--quiet",
+                "--url", daemon.url)  # the same value twice is no conflict
+    assert r.returncode == 0, r.stderr
 
 
 # ---------------------------------------------------------------- 7. not found 66, already exists 73, busy 75

@@ -42,6 +42,11 @@ public struct Arguments {
                 // An empty value is never meant: as a directory it would become "/" once a
                 // file name is appended ("" + "/.staging").
                 guard !value.isEmpty else { throw Self.usage("--\(name) needs a value (got an empty one)") }
+                // Two different values: one would be silently dropped. (Values are not echoed: it
+                // may be a secret.)
+                if let earlier = values[name], earlier != value {
+                    throw Self.usage("--\(name) is given twice, with different values: give it once")
+                }
                 values[name] = value
             } else {
                 throw Self.usage("unknown option \(arg)")

@@ -21,6 +21,7 @@ extension SendCommand {
         if let given = args["token"] {
             token = try validatedToken(given)
             try checkDownloadToken(token, file: args["file"], backup: args["backup"])
+            try checkTokenClaims(token, args, [("server", "server_uuid")])
         } else if let secret = try secret(args) {
             let server = try serverArgument(args)
             var claims: [String: JSONValue] = ["server_uuid": .string(server)]
@@ -80,6 +81,23 @@ extension SendCommand {
         }
     }
 
+    /// With `--token`, the node acts on the server (and user) the token names: a `--server` or
+    /// `--user` that names another one would be silently ignored, so it is a usage error. Case
+    /// does not matter; a token whose claim cannot be read is left to the node.
+    static func checkTokenClaims(
+        _ token: String, _ args: Arguments, _ pairs: [(option: String, claim: String)]
+    ) throws {
+        guard let claims = JWT.unverifiedClaims(token) else { return }
+        for (option, claim) in pairs {
+            guard let given = args[option], let named = claims[claim]?.stringValue else { continue }
+            guard given.lowercased() == named.lowercased() else {
+                throw Arguments.usage(
+                    "--\(option) \(given.escapingControlCharacters) does not match the token, which is for "
+                        + "\(option) \(named.escapingControlCharacters)")
+            }
+        }
+    }
+
     static func upload(_ argv: [String]) throws -> Int32 {
         guard let args = try commandArguments(
             argv, valued: ["url", "token", "secret", "secret-file", "server", "user", "directory"],
@@ -90,6 +108,7 @@ extension SendCommand {
         let token: String
         if let given = args["token"] {
             token = try validatedToken(given)
+            try checkTokenClaims(token, args, [("server", "server_uuid"), ("user", "user_uuid")])
         } else if let secret = try secret(args) {
             let claims: [String: JSONValue] = [
                 "server_uuid": .string(try serverArgument(args)), "user_uuid": .string(args["user"] ?? SecureRandom.uuid()),

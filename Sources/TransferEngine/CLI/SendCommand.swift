@@ -46,13 +46,14 @@ public enum SendCommand {
                               is the server whose volume the destination replaces
           --secret S          or mint one here with the destination's node token
           --secret-file F     ... read from a file (keeps it out of `ps`)
+                              --token, --secret and --secret-file exclude each other (64)
           --server UUID       the server's UUID (needed when minting; defaults to the volume
                               directory's name when that is a UUID). With --token, a --server (or,
                               without it, a UUID-named volume directory) that is not the token's
                               server is refused (exit 64): pass --server <the token's sub> to move
                               the volume to that server on purpose
           --insecure          skip TLS certificate checks (self-signed test nodes only)
-          --cacert FILE       trust this CA certificate for TLS
+          --cacert FILE       trust this CA certificate for TLS (not with --insecure)
           --compression MODE  auto (default) | gzip | zstd | none. gzip is what Wings speaks; auto
                               asks the destination and, when it is one of ours, measures the link
                               and picks zstd or none; a node that does not answer gets gzip
@@ -62,6 +63,7 @@ public enum SendCommand {
         download / upload options
           --url URL           the node (http(s)://host:port; its /api/transfers URL works too)
           --token JWT         a signed-URL token from the panel, or --secret/--secret-file + --server to mint one
+                              (with --token, a --server or --user other than the token's is refused)
           --file PATH         (download) the file inside the volume, e.g. /logs/latest.log
           --backup UUID       (download) a backup instead of a file
           --output PATH       (download) where to write it (into it, if a directory); the name appears only when complete
@@ -76,23 +78,24 @@ public enum SendCommand {
           --scope SCOPE       transfer | file-download | backup-download | file-upload | websocket
           --server UUID       the server (sub for transfer, server_uuid for the others)
           --user UUID         user_uuid (file-upload, websocket)
-          --file PATH         file_path (file-download)
-          --backup UUID       backup_uuid (backup-download)
-          --permissions LIST  comma-separated websocket permissions (default websocket.connect)
+          --file PATH         file_path (file-download only)
+          --backup UUID       backup_uuid (backup-download only)
+          --permissions LIST  comma-separated websocket permissions (default websocket.connect; websocket only)
           --ttl DURATION      lifetime, with its unit: 90s, 15m (default), 2h, 1d (at most 365d);
                               a bare number is refused, not taken as seconds
           --no-scope          leave out the scope claim, as panels before 2026 do
           --issuer URL        iss claim (default transfer-send)
           --audience URL      aud claim
 
-        Exit status: 0 ok, 64 usage (a token for another server included), 65 rejected data (or a
-        node confirming a checksum other than the one sent), 66 not found (the node answered 404:
-        no such file, backup or server, or a spent one-time link; or a volume, FILE or secret file
-        that is not there), 69 destination unreachable, HTTP 501-505, or an answer that is not a
-        node's (a 200 that is no transfer confirmation), 73 the destination already exists and is
-        not replaced (an upload onto a directory's name: a 409 saying so), 74 I/O error (here, or
-        the node's: a 500 such as a full disk), 75 busy, try again later (another 409: the server
-        is transferring), 77 token refused, 130 cancelled, 1 other.
+        Exit status: 0 ok, 64 usage (a token for another server, options that exclude each other
+        included), 65 rejected data (or a node confirming a checksum other than the one sent), 66
+        not found (the node answered 404: no such file, backup or server, or a spent one-time link;
+        or a volume, FILE or secret file that is not there), 69 destination unreachable, HTTP
+        501-505, or an answer that is not a node's (a 200 that is no transfer confirmation), 73
+        the destination already exists and is not replaced (an upload onto a directory's name: a
+        409 saying so), 74 I/O error (here, or the node's: a 500 such as a full disk), 75 busy, try
+        again later (another 409: the server is transferring), 77 token refused, 130 cancelled, 1
+        other.
         """
 
     /// Runs the command line and returns the exit status.
@@ -127,7 +130,8 @@ public enum SendCommand {
     }
 
     /// Parses a subcommand's options; nil when `--help` was asked for (and printed). Positionals
-    /// are a usage error unless the command takes them (`positionals: true`).
+    /// are a usage error unless the command takes them (`positionals: true`). Options that
+    /// contradict each other (`conflictingOptions`) are a usage error too.
     static func commandArguments(
         _ argv: [String], valued: Set<String>, booleans: Set<String>, positionals: Bool = false, help text: String
     ) throws -> Arguments? {
@@ -137,8 +141,22 @@ public enum SendCommand {
             return nil
         }
         if !positionals { try args.checkNoPositionals() }
+        for (first, second, why) in conflictingOptions {
+            let given = { (name: String) in args[name] != nil || args.has(name) }
+            if given(first) && given(second) {
+                throw Arguments.usage("--\(first) and --\(second) cannot go together: \(why)")
+            }
+        }
         return args
     }
+
+    /// Pairs of options of which one would be silently ignored if both were given.
+    static let conflictingOptions: [(String, String, String)] = [
+        ("token", "secret", "the token would be used and the node token ignored; give one of them"),
+        ("token", "secret-file", "the token would be used and the node token ignored; give one of them"),
+        ("secret", "secret-file", "give the node token once"),
+        ("insecure", "cacert", "--insecure skips the certificate check that --cacert is for"),
+    ]
 
     /// Prints one clear line, whatever went wrong (a usage error points at --help in the same
     /// line), and picks the exit status.
@@ -347,6 +365,11 @@ public enum SendCommand {
         let scopeName = try args.required("scope")
         guard let scope = TokenScope(rawValue: scopeName) else {
             throw Arguments.usage("unknown scope '\(scopeName)' (transfer, file-download, backup-download, file-upload, websocket)")
+        }
+        // An option the scope has no claim for would be silently left out of the token.
+        let scopeOnly: [(String, TokenScope)] = [("file", .fileDownload), ("backup", .backupDownload), ("permissions", .websocket)]
+        for (option, only) in scopeOnly where args[option] != nil && scope != only {
+            throw Arguments.usage("--\(option) is only for --scope \(only.rawValue) tokens, not \(scope.rawValue)")
         }
         let ttl = try args["ttl"].map { try Arguments.duration($0, option: "--ttl") } ?? 900
         var claims: [String: JSONValue] = [:]

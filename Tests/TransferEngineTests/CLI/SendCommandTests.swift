@@ -112,6 +112,23 @@ struct SendCommandTests {
         #expect(ErrorMapping.exitStatus(for: error.code) == exit, "\(body)")
     }
 
+    /// Options of which one would be silently ignored are refused together, in any order.
+    @Test(arguments: [
+        ["--token", "a.b.c", "--secret", "s"], ["--secret-file", "f", "--token", "a.b.c"],
+        ["--secret", "s", "--secret-file", "f"], ["--insecure", "--cacert", "ca.pem"], ["--url", "http://a", "--url", "http://b"],
+    ])
+    func conflictingOptionsAreUsageErrors(argv: [String]) {
+        #expect {
+            _ = try SendCommand.commandArguments(
+                argv, valued: ["token", "secret", "secret-file", "cacert", "url"], booleans: ["insecure"], help: "")
+        } throws: { ($0 as? TransferError)?.isUsageError == true }
+    }
+
+    @Test func theSameValueTwiceIsNoConflict() throws {
+        let args = try Arguments(["--url", "http://a", "--url", "http://a"], valued: ["url"], booleans: [])
+        #expect(args["url"] == "http://a")
+    }
+
 
 }
 
