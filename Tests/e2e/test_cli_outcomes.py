@@ -2,6 +2,7 @@
 - exit statuses: "not found" is 66 and "already exists" 73, apart from "busy, retry" (75);
 - --ttl needs a unit;
 - options that would silently override each other are usage errors;
+- a file named twice is uploaded once;
 """
 import json
 import os
@@ -178,3 +179,43 @@ def test_help_and_readme_list_66_and_73(transfer_send):
         assert "66" in text and "not found" in text and "73" in text and "already exists" in text
 
 
+# ---------------------------------------------------------------- 8. one file named twice
+
+
+def upload(daemon, transfer_send, server, *files, cwd=None):
+    return subprocess.run([str(transfer_send), "upload", "--url", daemon.url, "--secret-file",
+                           str(daemon.state / "node-token"), "--server", server, "--quiet", *map(str, files)],
+                          capture_output=True, text=True, timeout=60, cwd=cwd, stdin=subprocess.DEVNULL)
+
+
+def test_a_file_named_twice_is_uploaded_once(daemon, transfer_send, sample_volume, tmp_path):
+    server, vol = place_volume(daemon, sample_volume)
+    (tmp_path / "a.txt").write_text("aaa")
+    (tmp_path / "b.txt").write_text("bb")
+    r = upload(daemon, transfer_send, server, "a.txt", "b.txt", "a.txt", "./a.txt", tmp_path / "a.txt", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("uploaded 2 files, 5 B "), r.stdout
+    notes = [line for line in r.stderr.splitlines() if line.startswith("transfer-send: note: ")]
+    assert len(notes) == 3 and all("named more than once; it is uploaded once" in n for n in notes), r.stderr
+    assert (vol / "a.txt").read_text() == "aaa" and (vol / "b.txt").read_text() == "bb"
+
+
+def test_two_files_with_one_name_are_refused(daemon, transfer_send, sample_volume, tmp_path):
+    server, vol = place_volume(daemon, sample_volume)
+    for d in ("x", "y"):
+        (tmp_path / d).mkdir()
+        (tmp_path / d / "a.txt").write_text(d)
+    r = upload(daemon, transfer_send, server, tmp_path / "x" / "a.txt", tmp_path / "y" / "a.txt")
+    assert r.returncode == 64, (r.returncode, r.stderr)
+    assert "would both be uploaded as 'a.txt'" in error_line(r)
+    assert not (vol / "a.txt").exists()
+
+
+def test_a_symlink_under_its_own_name_is_not_a_repeat(daemon, transfer_send, sample_volume, tmp_path):
+    server, vol = place_volume(daemon, sample_volume)
+    (tmp_path / "a.txt").write_text("aaa")
+    os.symlink("a.txt", tmp_path / "alias.txt")
+    r = upload(daemon, transfer_send, server, tmp_path / "a.txt", tmp_path / "alias.txt")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("uploaded 2 files"), r.stdout
+    assert (vol / "alias.txt").read_text() == "aaa"

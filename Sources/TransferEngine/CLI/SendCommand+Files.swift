@@ -105,6 +105,11 @@ extension SendCommand {
         else { return 0 }
         let node = try nodeURL(args)
         guard !args.positionals.isEmpty else { throw Arguments.usage("name at least one FILE to upload") }
+        let (files, repeated) = try UploadClient.distinctFiles(args.positionals)
+        for path in repeated {
+            StandardError.write(
+                "transfer-send: note: \(path.escapingControlCharacters) is named more than once; it is uploaded once\n")
+        }
         let token: String
         if let given = args["token"] {
             token = try validatedToken(given)
@@ -119,7 +124,7 @@ extension SendCommand {
         }
         var url = "\(node)/upload/file?token=\(percentEncodeQuery(token))"
         if let directory = args["directory"] { url += "&directory=\(percentEncodeQuery(directory))" }
-        let client = UploadClient(url: url, files: args.positionals)
+        let client = UploadClient(url: url, files: files)
         client.insecureTLS = args.has("insecure")
         let bar = ProgressBar(enabled: !args.has("quiet") && isatty(2) == 1)
         client.onProgress = { done, total, seconds in bar.update(done: done, total: total, seconds: seconds) }
@@ -129,7 +134,8 @@ extension SendCommand {
         let (bytes, _) = try client.run()
         bar.finish()
         let seconds = MonotonicClock.now() - started
-        print("uploaded \(args.positionals.count) file\(args.positionals.count == 1 ? "" : "s"), \(ByteCount.format(bytes)) in \(ByteCount.fixed(seconds, 2)) s "
+        print("uploaded \(files.count) file\(files.count == 1 ? "" : "s"), \(ByteCount.format(bytes)) in "
+            + "\(ByteCount.fixed(seconds, 2)) s "
             + "(\(ByteCount.rate(bytes: bytes, seconds: seconds)))")
         return 0
     }

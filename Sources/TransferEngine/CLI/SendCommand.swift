@@ -32,6 +32,8 @@ public enum SendCommand {
           download fetch a file of a server's volume (/download/file) or a backup (/download/backup)
                    into --output (default: its own name); --resume continues a partial download.
           upload   send files into a server's volume (/upload/file), into --directory (default /).
+                   A file named twice (a.txt a.txt, or the same file by another path) is sent
+                   once, with a note; two different files with the same name are refused (64).
           evacuate push every server volume of this node to another node, several at once, each
                    verified on its own; one line per server and a summary
                    (`transfer-send evacuate --help` for its options).
