@@ -3,6 +3,7 @@
 - --ttl needs a unit;
 - options that would silently override each other are usage errors;
 - a file named twice is uploaded once;
+- a node token can come from any readable file (stdin, a pipe, a FIFO);
 """
 import json
 import os
@@ -31,6 +32,86 @@ def json_outcome(result):
     lines = [line for line in result.stdout.splitlines() if line.strip()]
     assert len(lines) == 1, result.stdout
     return json.loads(lines[0])
+
+
+# ---------------------------------------------------------------- 2. --secret-file: any readable file
+
+
+def token_with(transfer_send, how, tmp_path, secret=SECRET):
+    """`transfer-send token` with the secret handed over `how`."""
+    args = ["--scope", "transfer", "--server", SERVER]
+    if how == "regular":
+        f = tmp_path / "secret"
+        f.write_text(secret + "\n")
+        return run_cli(transfer_send, "token", "--secret-file", f, *args)
+    if how == "stdin":
+        return run_cli(transfer_send, "token", "--secret-file", "/dev/stdin", *args, input=secret + "\n")
+    if how == "process-substitution":
+        script = f'exec "$0" token --secret-file <(printf "%s\\n" "$1") {" ".join(args)}'
+        return subprocess.run(["bash", "-c", script, str(transfer_send), secret], capture_output=True, text=True,
+                              timeout=30)
+    if how == "fifo":
+        fifo = tmp_path / "secret.fifo"
+        os.mkfifo(fifo)
+        proc = subprocess.Popen([str(transfer_send), "token", "--secret-file", str(fifo), *args],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            with open(fifo, "w") as w:  # blocks until the CLI opened it
+                w.write(secret + "\n")
+            out, err = proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+    raise AssertionError(how)
+
+
+@pytest.mark.parametrize("how", ["regular", "stdin", "process-substitution", "fifo"])
+def test_secret_file_may_be_any_readable_file(transfer_send, tmp_path, how):
+    r = token_with(transfer_send, how, tmp_path)
+    assert r.returncode == 0, (r.returncode, r.stderr)
+    claims = jwt.decode(r.stdout.strip(), SECRET, algorithms=["HS256"], options={"verify_aud": False})
+    assert claims["sub"] == SERVER
+
+
+def test_a_secret_file_over_64_kib_is_refused(transfer_send, tmp_path):
+    r = token_with(transfer_send, "stdin", tmp_path, secret="x" * (64 * 1024 + 1))
+    assert r.returncode == 65, r.stderr
+    assert "more than 64 KiB" in error_line(r) and r.stdout == ""
+    assert token_with(transfer_send, "stdin", tmp_path, secret="x" * (64 * 1024 - 1)).returncode == 0
+
+
+@pytest.mark.parametrize("command", ["push", "download", "upload", "evacuate-dry-run"])
+def test_every_command_takes_a_piped_secret(daemon, transfer_send, sample_volume, tmp_path, command):
+    server, vol = place_volume(daemon, sample_volume)
+    up = tmp_path / "up.txt"
+    up.write_text("up")
+    data = tmp_path / "volumes"
+    data.mkdir()
+    argv = {
+        "push": ["push", "--volume", sample_volume, "--server", new_server_id(), "--quiet"],
+        "download": ["download", "--server", server, "--file", "eula.txt", "--output", tmp_path / "eula.txt", "--quiet"],
+        "upload": ["upload", "--server", server, "--quiet", up],
+        "evacuate-dry-run": ["evacuate", "--data", data, "--dry-run"],
+    }[command]
+    r = run_cli(transfer_send, *argv, "--url", daemon.url, "--secret-file", "/dev/stdin",
+                input=(daemon.state / "node-token").read_text())
+    assert r.returncode == 0, (r.returncode, r.stderr)
+
+
+def test_bench_reads_a_piped_secret_once_for_every_push(daemon, transfer_send, tmp_path):
+    """Each of bench's pushes is a child process: a pipe read by the first would be empty for the next."""
+    volume = tmp_path / "small"
+    volume.mkdir()
+    (volume / "a.txt").write_text("a" * 1000)
+    work = tmp_path / "work"
+    r = run_cli(transfer_send, "bench", "--volume", volume, "--url", daemon.url, "--secret-file", "/dev/stdin",
+                "--modes", "gzip", "--runs", "2", "--no-baselines", "--work", work,
+                input=(daemon.state / "node-token").read_text(), timeout=120)
+    assert r.returncode == 0, (r.returncode, r.stderr)
+    assert r.stderr.count("bench: volume gzip ") == 3, r.stderr  # warm-up and two runs
+    assert not (work / "destination-node-token").exists()  # the private copy is gone
 
 
 # ---------------------------------------------------------------- 3. --ttl needs a unit

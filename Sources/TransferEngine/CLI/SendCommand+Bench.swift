@@ -19,7 +19,8 @@ extension SendCommand {
         floor) and prints our figures as multiples of them.
         Modes: gzip (what a Wings peer gets), auto (negotiated), zstd, none.
         Corpora and the local daemon's state live in --work (default ./transfer-bench). With --url,
-        each run commits a volume under a random server UUID on that node, left there.
+        each run commits a volume under a random server UUID on that node, left there; --secret-file
+        (the node's token) may be any readable file, a pipe or /dev/stdin too, read once.
         """
 
     static func bench(_ argv: [String]) throws -> Int32 {
@@ -68,8 +69,20 @@ extension SendCommand {
                 if !existed { unlink(path) }
             }
         }
-        options.secretFile = args["secret-file"]
-        if options.url != nil && options.secretFile == nil { throw Arguments.usage("--url needs --secret-file") }
+        if let file = args["secret-file"] {
+            guard options.url != nil else {
+                throw Arguments.usage("--secret-file is for --url (the local daemon has its own)")
+            }
+            // Read now, before minutes of benchmarking, and once: a pipe cannot be read by every push.
+            let secret = try SecretFile.read(file)
+            var st = stat()
+            if stat(file, &st) == 0, st.st_mode & S_IFMT == S_IFREG {
+                options.secretFile = file
+            } else {
+                options.secret = secret
+            }
+        }
+        if options.url != nil && args["secret-file"] == nil { throw Arguments.usage("--url needs --secret-file") }
         options.workDirectory = args["work"] ?? "transfer-bench"
         options.baselines = !args.has("no-baselines")
         options.warmup = !args.has("no-warmup")

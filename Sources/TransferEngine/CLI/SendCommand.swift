@@ -47,7 +47,8 @@ public enum SendCommand {
           --token JWT         transfer token from the panel ("Bearer " prefix optional); its sub claim
                               is the server whose volume the destination replaces
           --secret S          or mint one here with the destination's node token
-          --secret-file F     ... read from a file (keeps it out of `ps`)
+          --secret-file F     ... read from a file (keeps it out of `ps`): any readable file, also
+                              /dev/stdin, a pipe (<(pass show node)) or a FIFO; at most 64 KiB.
                               --token, --secret and --secret-file exclude each other (64)
           --server UUID       the server's UUID (needed when minting; defaults to the volume
                               directory's name when that is a UUID). With --token, a --server (or,
@@ -204,16 +205,11 @@ public enum SendCommand {
         return text
     }
 
+    /// The node token given with `--secret` or `--secret-file` (read with `SecretFile`), or nil
+    /// when neither was given.
     static func secret(_ args: Arguments) throws -> [UInt8]? {
         if let secret = args["secret"] { return Array(secret.utf8) }
-        if let file = args["secret-file"] {
-            guard let data = FileManager.default.contents(atPath: file) else {
-                throw TransferError(.notFound, .cli, "cannot read secret file \(file)")
-            }
-            let text = String(decoding: data, as: UTF8.self).trimmingWhitespace()
-            guard !text.isEmpty else { throw TransferError(.invalidInput, .cli, "secret file \(file) is empty") }
-            return Array(text.utf8)
-        }
+        if let file = args["secret-file"] { return try SecretFile.read(file) }
         return nil
     }
 
