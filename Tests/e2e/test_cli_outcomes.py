@@ -4,6 +4,7 @@
 - options that would silently override each other are usage errors;
 - a file named twice is uploaded once;
 - a node token can come from any readable file (stdin, a pipe, a FIFO);
+- URL credentials are never printed;
 """
 import json
 import os
@@ -199,6 +200,72 @@ def test_secret_and_token_alone_still_work(daemon, transfer_send, sample_volume)
                 daemon.state / "node-token", "--server", new_server_id(), "--quiet",
                 "--url", daemon.url)  # the same value twice is no conflict
     assert r.returncode == 0, r.stderr
+
+
+# ---------------------------------------------------------------- 5. URL credentials are never printed
+
+
+def with_credentials(url, userinfo="operator:hunter2"):
+    return url.replace("http://", f"http://{userinfo}@", 1)
+
+
+def assert_redacted(result, secrets=("hunter2", "operator")):
+    text = result.stdout + result.stderr
+    assert not [s for s in secrets if s in text], text
+    return text
+
+
+def test_push_output_hides_url_credentials(daemon, transfer_send, sample_volume):
+    url = with_credentials(daemon.url)
+    for extra in ([], ["--json"]):
+        r = run_cli(transfer_send, "push", "--volume", sample_volume, "--url", url, "--secret-file",
+                    daemon.state / "node-token", "--server", new_server_id(), *extra)
+        assert r.returncode == 0, r.stderr
+        text = assert_redacted(r)
+        if not extra:  # the summary names the destination
+            assert "http://***@127.0.0.1:" in text, text
+
+
+@pytest.mark.parametrize("case", ["unreachable", "not-found", "query-string", "not-a-node", "at-sign-in-password"])
+def test_errors_hide_url_credentials(daemon, transfer_send, sample_volume, tmp_path, case):
+    server, _ = place_volume(daemon, sample_volume)
+    secret = daemon.state / "node-token"
+    if case == "unreachable":
+        argv = ["push", "--volume", sample_volume, "--url", with_credentials(f"http://127.0.0.1:{free_port()}"),
+                "--secret-file", secret, "--server", server, "--compression", "gzip"]
+    elif case == "not-found":
+        argv = ["download", "--url", with_credentials(daemon.url), "--secret-file", secret, "--server", server,
+                "--file", "missing.txt", "--output", tmp_path / "m"]
+    elif case == "query-string":
+        argv = ["push", "--volume", sample_volume, "--url", with_credentials(daemon.url) + "/?x=1", "--secret-file",
+                secret, "--server", server]
+    elif case == "not-a-node":
+        argv = ["evacuate", "--data", tmp_path, "--url", with_credentials(daemon.url) + "/nowhere",
+                "--secret-file", secret, "--dry-run", "--json"]
+    else:
+        # An unescaped "@" in the password: all of the userinfo is hidden, not just what follows the first "@".
+        argv = ["push", "--volume", sample_volume, "--url", with_credentials(daemon.url, "operator:hun@ter2"),
+                "--secret-file", secret, "--server", server, "--compression", "gzip"]
+    r = run_cli(transfer_send, *argv, "--quiet")
+    text = assert_redacted(r, ("hunter2", "operator", "hun@", "ter2"))
+    if case != "at-sign-in-password":
+        assert r.returncode != 0, text
+    if case in ("query-string", "not-a-node"):  # the messages that name the URL name it redacted
+        assert "http://***@127.0.0.1:" in text, text
+    if case == "not-a-node":
+        assert json.loads(r.stdout)["destination"]["url"].startswith("http://***@127.0.0.1:")
+
+
+def test_evacuate_lines_hide_url_credentials(daemon, transfer_send, sample_volume, tmp_path):
+    data = tmp_path / "volumes"
+    data.mkdir()
+    shutil.copytree(sample_volume, data / new_server_id(), symlinks=True)
+    url = with_credentials(daemon.url)
+    for extra in (["--dry-run"], []):
+        r = run_cli(transfer_send, "evacuate", "--data", data, "--url", url, "--secret-file",
+                    daemon.state / "node-token", *extra)
+        assert r.returncode == 0, r.stderr
+        assert "***@127.0.0.1:" in assert_redacted(r)
 
 
 # ---------------------------------------------------------------- 7. not found 66, already exists 73, busy 75

@@ -26,7 +26,8 @@ extension SendCommand {
             let server = try serverArgument(args)
             var claims: [String: JSONValue] = ["server_uuid": .string(server)]
             if isBackup { claims["backup_uuid"] = .string(args["backup"]!) } else { claims["file_path"] = .string(args["file"]!) }
-            token = TokenMinter(secret: secret, audience: node).mint(scope: isBackup ? .backupDownload : .fileDownload, ttl: 900, claims: claims)
+            token = TokenMinter(secret: secret, audience: Redaction.removingCredentials(node))
+                .mint(scope: isBackup ? .backupDownload : .fileDownload, ttl: 900, claims: claims)
         } else {
             throw Arguments.usage("give --token, or --secret/--secret-file with --server to mint one")
         }
@@ -118,7 +119,8 @@ extension SendCommand {
             let claims: [String: JSONValue] = [
                 "server_uuid": .string(try serverArgument(args)), "user_uuid": .string(args["user"] ?? SecureRandom.uuid()),
             ]
-            token = TokenMinter(secret: secret, audience: node).mint(scope: .fileUpload, ttl: 900, claims: claims)
+            token = TokenMinter(secret: secret, audience: Redaction.removingCredentials(node))
+                .mint(scope: .fileUpload, ttl: 900, claims: claims)
         } else {
             throw Arguments.usage("give --token, or --secret/--secret-file with --server to mint one")
         }

@@ -235,7 +235,8 @@ public enum SendCommand {
             guard VolumeStore.isValidServerID(server) else {
                 throw Arguments.usage("--server UUID is required to mint a token (the volume directory is not named by a UUID)")
             }
-            token = TokenMinter(secret: secret, audience: url).mint(scope: .transfer, claims: ["sub": .string(server)])
+            token = TokenMinter(secret: secret, audience: Redaction.removingCredentials(url))
+                .mint(scope: .transfer, claims: ["sub": .string(server)])
         } else {
             throw Arguments.usage("give --token, or --secret/--secret-file to mint one")
         }
