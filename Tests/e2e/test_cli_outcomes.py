@@ -5,6 +5,7 @@
 - a file named twice is uploaded once;
 - a node token can come from any readable file (stdin, a pipe, a FIFO);
 - URL credentials are never printed;
+- stdout that cannot be written is a failure (74);
 """
 import json
 import os
@@ -266,6 +267,49 @@ def test_evacuate_lines_hide_url_credentials(daemon, transfer_send, sample_volum
                     daemon.state / "node-token", *extra)
         assert r.returncode == 0, r.stderr
         assert "***@127.0.0.1:" in assert_redacted(r)
+
+
+# ---------------------------------------------------------------- 6. a lost stdout is a failure
+
+
+def run_to_dev_full(binary, *args, input=None):
+    with open("/dev/full", "w") as full:
+        return subprocess.run([str(binary), *map(str, args)], stdout=full, stderr=subprocess.PIPE, text=True,
+                              timeout=60, input=input, stdin=None if input is not None else subprocess.DEVNULL)
+
+
+@pytest.mark.parametrize("command", ["token", "help", "version", "push", "push-json", "download", "upload",
+                                     "evacuate-dry-run"])
+def test_stdout_that_cannot_be_written_exits_74(daemon, transfer_send, sample_volume, tmp_path, command):
+    server, vol = place_volume(daemon, sample_volume)
+    secret = daemon.state / "node-token"
+    up = tmp_path / "up.txt"
+    up.write_text("up")
+    data = tmp_path / "volumes"
+    data.mkdir()
+    argv = {
+        "token": ["token", "--secret-file", secret, "--scope", "transfer", "--server", server],
+        "help": ["--help"],
+        "version": ["--version"],
+        "push": ["push", "--volume", sample_volume, "--url", daemon.url, "--secret-file", secret,
+                 "--server", new_server_id(), "--quiet"],
+        "push-json": ["push", "--volume", sample_volume, "--url", daemon.url, "--secret-file", secret,
+                      "--server", new_server_id(), "--json"],
+        "download": ["download", "--url", daemon.url, "--secret-file", secret, "--server", server, "--file",
+                     "eula.txt", "--output", tmp_path / "eula.txt", "--quiet"],
+        "upload": ["upload", "--url", daemon.url, "--secret-file", secret, "--server", server, "--quiet", up],
+        "evacuate-dry-run": ["evacuate", "--data", data, "--url", daemon.url, "--secret-file", secret, "--dry-run"],
+    }[command]
+    r = run_to_dev_full(transfer_send, *argv)
+    assert r.returncode == 74, (r.returncode, r.stderr)
+    assert error_line(r) == "transfer-send: error: cannot write standard output: No space left on device", r.stderr
+
+
+def test_a_failed_command_keeps_its_status_when_stdout_is_lost_too(transfer_send, sample_volume):
+    r = run_to_dev_full(transfer_send, "push", "--volume", sample_volume, "--url", f"http://127.0.0.1:{free_port()}",
+                        "--secret", "s", "--server", new_server_id(), "--compression", "gzip", "--json")
+    assert r.returncode == 69, r.stderr
+    assert "cannot reach the destination" in error_line(r)
 
 
 # ---------------------------------------------------------------- 7. not found 66, already exists 73, busy 75

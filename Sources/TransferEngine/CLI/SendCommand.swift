@@ -96,19 +96,32 @@ public enum SendCommand {
         or a volume, FILE or secret file that is not there), 69 destination unreachable, HTTP
         501-505, or an answer that is not a node's (a 200 that is no transfer confirmation), 73
         the destination already exists and is not replaced (an upload onto a directory's name: a
-        409 saying so), 74 I/O error (here, or the node's: a 500 such as a full disk), 75 busy, try
-        again later (another 409: the server is transferring), 77 token refused, 130 cancelled, 1
-        other.
+        409 saying so), 74 I/O error (here, or the node's: a 500 such as a full disk; or standard
+        output could not be written), 75 busy, try again later (another 409: the server is
+        transferring), 77 token refused, 130 cancelled, 1 other.
         """
 
     /// Runs the command line and returns the exit status.
+    ///
+    /// Whatever the command printed must have reached standard output: if it could not be
+    /// written (`> /dev/full`, a closed descriptor), a command that succeeded exits 74 with one
+    /// line saying so, instead of 0 with its result lost.
     public static func main(_ argv: [String]) -> Int32 {
+        let status = run(argv)
+        guard let failure = StandardOutput.flushError() else { return status }
+        // A command that failed has said why already; its own status tells more than the lost output.
+        guard status == 0 else { return status }
+        StandardError.write("transfer-send: error: cannot write standard output: \(failure)\n")
+        return 74
+    }
+
+    static func run(_ argv: [String]) -> Int32 {
+        guard let command = argv.first else {
+            StandardError.write("\(usage)\nRun 'transfer-send --help' for all options.\n")
+            return 64
+        }
+        let rest = Array(argv.dropFirst())
         do {
-            guard let command = argv.first else {
-                StandardError.write("\(usage)\nRun 'transfer-send --help' for all options.\n")
-                return 64
-            }
-            let rest = Array(argv.dropFirst())
             switch command {
             case "push": return try push(rest)
             case "token": return try token(rest)
