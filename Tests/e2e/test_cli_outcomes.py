@@ -6,6 +6,7 @@
 - a node token can come from any readable file (stdin, a pipe, a FIFO);
 - URL credentials are never printed;
 - stdout that cannot be written is a failure (74);
+- with --json every outcome, a failure too, is one JSON object on stdout.
 """
 import json
 import os
@@ -34,6 +35,99 @@ def json_outcome(result):
     lines = [line for line in result.stdout.splitlines() if line.strip()]
     assert len(lines) == 1, result.stdout
     return json.loads(lines[0])
+
+
+# ---------------------------------------------------------------- 1. --json: every outcome is an object
+
+
+def push_failures(daemon, sample_volume, tmp_path):
+    """Failing push command lines (without --json) and the status each must give."""
+    secret = daemon.state / "node-token"
+    wrong = tmp_path / "wrong-token"
+    wrong.write_text("not-the-node-token\n")
+    server = new_server_id()
+    base = ["push", "--volume", sample_volume, "--server", server, "--quiet"]
+    return {
+        "usage-unknown-option": (base + ["--url", daemon.url, "--secret-file", secret, "--bogus"], 64),
+        "usage-conflict": (base + ["--url", daemon.url, "--secret-file", secret, "--token", "a.b.c"], 64),
+        "volume-missing": (["push", "--volume", tmp_path / "nope", "--url", daemon.url, "--secret-file", secret,
+                            "--server", server], 66),
+        "unreachable": (base + ["--url", f"http://127.0.0.1:{free_port()}", "--secret-file", secret,
+                                "--compression", "gzip"], 69),
+        "token-refused": (base + ["--url", daemon.url, "--secret-file", wrong], 77),
+    }
+
+
+@pytest.mark.parametrize("case", ["usage-unknown-option", "usage-conflict", "volume-missing", "unreachable",
+                                  "token-refused"])
+def test_push_json_failure_is_one_object_on_stdout(daemon, transfer_send, sample_volume, tmp_path, case):
+    argv, status = push_failures(daemon, sample_volume, tmp_path)[case]
+    plain = run_cli(transfer_send, *argv)
+    r = run_cli(transfer_send, *argv, "--json")
+    assert plain.returncode == status and r.returncode == status, (plain.returncode, r.returncode, r.stderr)
+    line = error_line(r)
+    assert line == error_line(plain)
+    outcome = json_outcome(r)
+    assert outcome["ok"] is False and outcome["success"] is False and outcome["command"] == "push", outcome
+    assert outcome["exit_status"] == status
+    assert line.startswith("transfer-send: error: " + outcome["error"]), (line, outcome)
+    if case in ("unreachable", "token-refused"):
+        # What was known by then comes along.
+        assert outcome["url"].endswith("/api/transfers") and outcome["server"] == argv[argv.index("--server") + 1]
+    if case == "token-refused":
+        assert outcome["http_status"] in (401, 403), outcome
+
+
+@pytest.mark.parametrize("status, expected", [(404, 66), (409, 75), (500, 74)])
+def test_push_json_failure_carries_the_nodes_status(transfer_send, sample_volume, status, expected):
+    node = EarlyAnswer(status, close=True, message="nope")
+    try:
+        r = run_cli(transfer_send, "push", "--volume", sample_volume, "--url", node.url, "--secret", "s",
+                    "--server", new_server_id(), "--compression", "gzip", "--json")
+    finally:
+        node.stop()
+    assert r.returncode == expected, (r.returncode, r.stderr)
+    outcome = json_outcome(r)
+    assert outcome["http_status"] == status and outcome["exit_status"] == expected and outcome["compression"] == "gzip"
+    assert "nope" in outcome["error"] and "nope" in error_line(r)
+
+
+def test_push_json_success_says_ok(daemon, transfer_send, sample_volume):
+    url = daemon.url.replace("http://", "http://operator:hunter2@", 1)
+    r = run_cli(transfer_send, "push", "--volume", sample_volume, "--url", url, "--secret-file",
+                daemon.state / "node-token", "--server", new_server_id(), "--json")
+    assert r.returncode == 0, r.stderr
+    outcome = json_outcome(r)
+    assert outcome["ok"] is True and outcome["success"] is True
+    assert outcome["url"].startswith("http://***@127.0.0.1:") and outcome["url"].endswith("/api/transfers"), outcome
+
+
+@pytest.mark.parametrize("missing, args, status", [(True, [], 74), (False, ["--parallel", "0"], 64)])
+def test_evacuate_json_failure_is_one_object_on_stdout(daemon, transfer_send, tmp_path, missing, args, status):
+    data = tmp_path / "volumes"
+    if not missing:
+        data.mkdir()
+    argv = ["evacuate", "--data", data, "--url", daemon.url, "--secret-file", daemon.state / "node-token", *args]
+    r = run_cli(transfer_send, *argv, "--json")
+    assert r.returncode == status, r.stderr
+    outcome = json_outcome(r)
+    assert outcome["ok"] is False and outcome["command"] == "evacuate" and outcome["exit_status"] == status
+    assert outcome["error"] in error_line(r)
+
+
+def test_bench_json_file_gets_the_failure(transfer_send, sample_volume, tmp_path):
+    """bench's --json names a file: a run that fails leaves the failure there, not nothing (or an
+    earlier run's figures)."""
+    out = tmp_path / "bench.json"
+    out.write_text('{"stale": true}')
+    secret = tmp_path / "token"
+    secret.write_text(SECRET)
+    r = run_cli(transfer_send, "bench", "--volume", sample_volume, "--url", f"http://127.0.0.1:{free_port()}",
+                "--secret-file", secret, "--modes", "gzip", "--runs", "1", "--no-warmup", "--no-baselines",
+                "--work", tmp_path / "work", "--json", out, timeout=120)
+    assert r.returncode == 69, (r.returncode, r.stderr)
+    outcome = json.loads(out.read_text())
+    assert outcome["ok"] is False and outcome["exit_status"] == 69 and outcome["error"] in error_line(r), outcome
 
 
 # ---------------------------------------------------------------- 2. --secret-file: any readable file

@@ -60,7 +60,9 @@ public enum SendCommand {
           --compression MODE  auto (default) | gzip | zstd | none. gzip is what Wings speaks; auto
                               asks the destination and, when it is one of ours, measures the link
                               and picks zstd or none; a node that does not answer gets gzip
-          --json              print the result as one JSON object on stdout
+          --json              print the result as one JSON object on stdout; a failure too:
+                              {"ok": false, "success": false, "error", "exit_status", "http_status"
+                              (when a node answered), and what was known: "url", "server", ...}
           --quiet             no progress bar
 
         download / upload options
@@ -121,9 +123,10 @@ public enum SendCommand {
             return 64
         }
         let rest = Array(argv.dropFirst())
+        let failure = FailureReport(command: command, json: jsonCommands.contains(command) && asksForJSON(rest))
         do {
             switch command {
-            case "push": return try push(rest)
+            case "push": return try push(rest, failure)
             case "token": return try token(rest)
             case "download": return try download(rest)
             case "upload": return try upload(rest)
@@ -139,9 +142,9 @@ public enum SendCommand {
                 throw Arguments.usage("unknown command '\(command)'")
             }
         } catch let error as TransferError {
-            return report(error)
+            return report(error, failure)
         } catch {
-            return report(TransferError(.internal, .cli, "\(error)"))
+            return report(TransferError(.internal, .cli, "\(error)"), failure)
         }
     }
 
@@ -179,7 +182,28 @@ public enum SendCommand {
     static func report(_ error: TransferError) -> Int32 {
         let hint = error.isUsageError ? " (see 'transfer-send --help')" : ""
         StandardError.write("transfer-send: error: \(error.message.escapingControlCharacters)\(hint)\n")
-        return error.isUsageError ? 64 : ErrorMapping.exitStatus(for: error.code)
+        return exitStatus(for: error)
+    }
+
+    /// `report`, and with `--json` the failure as one JSON object on standard output too
+    /// (`FailureReport.json(for:)`), so a script reading the output always gets an object.
+    static func report(_ error: TransferError, _ failure: FailureReport) -> Int32 {
+        if failure.json { print(String(decoding: failure.json(for: error).serialized(), as: UTF8.self)) }
+        return report(error)
+    }
+
+    /// The exit status for an error: 64 for usage errors, otherwise by its code (`ErrorMapping`).
+    static func exitStatus(for error: TransferError) -> Int32 {
+        error.isUsageError ? 64 : ErrorMapping.exitStatus(for: error.code)
+    }
+
+    /// Subcommands whose `--json` flag puts the outcome on standard output (bench's names a file).
+    static let jsonCommands: Set<String> = ["push", "evacuate"]
+
+    /// Whether `--json` is among the options (before a `--`): known even when the command line
+    /// fails to parse, so a usage error is reported as JSON too.
+    static func asksForJSON(_ argv: [String]) -> Bool {
+        argv.prefix(while: { $0 != "--" }).contains("--json")
     }
 
     /// A token as given on the command line, bare: panels hand it over with a "Bearer " prefix,
@@ -228,13 +252,18 @@ public enum SendCommand {
 
     // MARK: - push
 
-    static func push(_ argv: [String]) throws -> Int32 {
+    static func push(
+        _ argv: [String], _ failure: FailureReport = FailureReport(command: "push", json: false)
+    ) throws -> Int32 {
         guard let args = try commandArguments(
             argv, valued: ["volume", "url", "token", "secret", "secret-file", "server", "cacert", "compression"],
             booleans: ["insecure", "json", "quiet"], help: help)
         else { return 0 }
+        failure.json = args.has("json")
         let volume = try args.required("volume")
+        failure.known["volume"] = .string(volume)
         let url = try validatedURL(try args.required("url"))
+        failure.known["url"] = .string(OutgoingTransfer.transfersURL(url))
         guard FileTree.exists(volume) else { throw TransferError(.notFound, .cli, "volume \(volume) does not exist") }
         guard FileTree.isDirectory(volume) else { throw TransferError(.invalidInput, .cli, "volume \(volume) is not a directory") }
         if let given = args["server"], !VolumeStore.isValidServerID(given) {
@@ -254,6 +283,7 @@ public enum SendCommand {
             throw Arguments.usage("give --token, or --secret/--secret-file to mint one")
         }
         let tokenServer = try destinationServer(token: token, server: args["server"], volume: volume)
+        if let tokenServer { failure.known["server"] = .string(tokenServer) }
         let modeName = args["compression"] ?? "auto"
         guard let mode = CompressionNegotiator.Mode(rawValue: modeName) else {
             throw Arguments.usage("--compression must be auto, gzip, zstd or none")
@@ -265,6 +295,7 @@ public enum SendCommand {
             mode: mode, url: url, token: token, volume: volume, insecureTLS: options.insecureTLS,
             caCertificate: options.caCertificate)
         options.apply(choice)
+        failure.known["compression"] = .string(choice.compression.rawValue)
         if !args.has("json") && !args.has("quiet") {
             StandardError.write("transfer-send: compression \(choice.compression.rawValue) (\(choice.reason))\n")
         }
@@ -296,7 +327,8 @@ public enum SendCommand {
         let confirmed = result.confirmation == .checksumEchoed
         if args.has("json") {
             let json: JSONValue = [
-                "success": true, "server": server.map(JSONValue.string) ?? .null, "checksum": .string(result.checksum),
+                "ok": true, "success": true, "server": server.map(JSONValue.string) ?? .null,
+                "checksum": .string(result.checksum), "url": .string(OutgoingTransfer.transfersURL(url)),
                 "confirmed_checksum": .bool(confirmed), "volume_bytes": .number(Double(result.volumeBytes)),
                 "apparent_bytes": .number(Double(result.apparentBytes)),
                 "archive_bytes": .number(Double(result.archiveBytes)), "files": .number(Double(result.files)),

@@ -129,7 +129,29 @@ struct SendCommandTests {
         #expect(args["url"] == "http://a")
     }
 
+    /// With --json a failure is one object with what was known, the status and the node's answer.
+    @Test func aFailureReportCarriesTheStatusAndWhatWasKnown() {
+        let failure = FailureReport(command: "push", json: true)
+        failure.known["server"] = .string("s")
+        let error = OutgoingTransfer.remoteError(status: 404, body: Array(#"{"error":"gone"}"#.utf8))
+        let object = failure.json(for: error)
+        #expect(object["ok"] == .bool(false) && object["success"] == .bool(false))
+        #expect(object["command"] == .string("push"))
+        #expect(object["exit_status"] == .number(66) && object["http_status"] == .number(404))
+        #expect(object["server"] == .string("s") && object["error"] == .string("the node answered 404: gone"))
+        let usage = FailureReport(command: "push", json: true).json(for: Arguments.usage("x"))
+        #expect(usage["exit_status"] == .number(64))
+    }
 
+    @Test(arguments: [["--json"], ["--quiet", "--json"], ["--volume", "v", "--json", "--bogus"]])
+    func jsonIsSeenEvenWhenTheLineDoesNotParse(argv: [String]) {
+        #expect(SendCommand.asksForJSON(argv))
+    }
+
+    @Test(arguments: [["--json=yes"], ["--", "--json"], ["--jsonx"], []])
+    func onlyTheJSONFlagAsksForJSON(argv: [String]) {
+        #expect(!SendCommand.asksForJSON(argv))
+    }
 }
 
 /// The destination replaces the volume of the server the token names, whatever the command line
