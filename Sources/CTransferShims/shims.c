@@ -4,6 +4,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <errno.h>
 #include <string.h>
 #include <stdio.h>
 #include <stdarg.h>
@@ -215,4 +216,14 @@ long tx_filesystem_type(const char *path) {
     struct statfs fs;
     if (statfs(path, &fs) != 0) return -1;
     return (long)fs.f_type;
+}
+
+int tx_flush_stdout(void) {
+    errno = 0;
+    int failed = fflush(stdout) != 0;
+    int code = errno;
+    int sticky = ferror(stdout);
+    clearerr(stdout);
+    if (failed) return code != 0 ? code : -1;
+    return sticky ? -1 : 0;
 }

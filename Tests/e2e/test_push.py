@@ -628,7 +628,12 @@ def test_only_a_nodes_confirmation_is_a_successful_push(transfer_send, other_vol
         if status != 0:
             line = assert_one_error_line(r)
             assert message in line and "<" not in line, line
-            assert r.stdout == "", r.stdout
+            if output == "--json":  # the failure as one object, the same status and message
+                result = json.loads(r.stdout)
+                assert result["success"] is False and result["exit_status"] == status, result
+                assert line.startswith("transfer-send: error: " + result["error"]), (line, result)
+            else:
+                assert r.stdout == "", r.stdout
             if status == 69:
                 assert node.url in line and "is the URL pointing at a node?" in line, line
             continue

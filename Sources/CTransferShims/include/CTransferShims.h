@@ -81,4 +81,11 @@ int tx_rename_exchange(int old_dirfd, const char *old_path, int new_dirfd, const
 /// renameat2(2) with RENAME_NOREPLACE: fails with EEXIST instead of replacing.
 int tx_rename_noreplace(int old_dirfd, const char *old_path, int new_dirfd, const char *new_path);
 
+// MARK: stdio
+/// fflush(stdout), then ferror(stdout): 0 when everything printed so far reached standard output,
+/// else the errno of the failed flush, or -1 when only an earlier buffered write had failed (its
+/// errno is gone). Clears the stream's error. A shim because Swift 6 refuses to touch `stdout`, a
+/// C global it cannot prove concurrency-safe; it can go when the Glibc overlay annotates it.
+int tx_flush_stdout(void);
+
 #endif

@@ -23,6 +23,10 @@ public final class BenchRunner {
         public var volume: String?
         public var url: String?
         public var secretFile: String?
+        /// The destination's node token, when `secretFile` cannot be read again by each push (a
+        /// pipe, `/dev/stdin`): written to a private (0600) file in the work directory for the
+        /// pushes, and removed at the end.
+        public var secret: [UInt8]?
         public var baselines = true
         public init() {}
     }
@@ -96,6 +100,14 @@ public final class BenchRunner {
         var daemon: ChildProcess?
         var url = options.url
         var secretFile = options.secretFile
+        var privateSecretFile: String?
+        defer { if let privateSecretFile { unlink(privateSecretFile) } }
+        if url != nil, let secret = options.secret {
+            let path = options.workDirectory + "/destination-node-token"
+            try Self.writePrivateFile(secret, to: path)
+            privateSecretFile = path
+            secretFile = path
+        }
         let state = options.workDirectory + "/daemon-state"
         if url == nil {
             try FileTree.remove(state)
@@ -149,6 +161,16 @@ public final class BenchRunner {
             }
         }
         return report
+    }
+
+    /// Writes `bytes` to a new file only its owner can read (a stale one, or a link planted
+    /// there, is removed first, never followed).
+    static func writePrivateFile(_ bytes: [UInt8], to path: String) throws {
+        if unlink(path) != 0 && errno != ENOENT { throw TransferError.system("unlink", path: path, stage: .cli) }
+        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw TransferError.system("open", path: path, stage: .cli) }
+        defer { close(fd) }
+        try bytes.withUnsafeBytes { try FileIO.writeAll(fd, $0, path: path) }
     }
 
     /// The corpus directory, generated on first use (a marker records what it holds).

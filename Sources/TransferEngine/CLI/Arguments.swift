@@ -42,6 +42,11 @@ public struct Arguments {
                 // An empty value is never meant: as a directory it would become "/" once a
                 // file name is appended ("" + "/.staging").
                 guard !value.isEmpty else { throw Self.usage("--\(name) needs a value (got an empty one)") }
+                // Two different values: one would be silently dropped. (Values are not echoed: it
+                // may be a secret.)
+                if let earlier = values[name], earlier != value {
+                    throw Self.usage("--\(name) is given twice, with different values: give it once")
+                }
                 values[name] = value
             } else {
                 throw Self.usage("unknown option \(arg)")
@@ -71,19 +76,23 @@ public struct Arguments {
 
     static let maximumDuration: Int64 = 365 * 86400
 
-    /// Parses durations like `900`, `90s`, `15m`, `2h`, `1d` into seconds (at most a year).
-    public static func duration(_ text: String) throws -> Int64 {
+    /// Parses a duration with its unit, `90s`, `15m`, `2h` or `1d`, into seconds (at most a
+    /// year). A bare number is refused rather than taken as seconds: `--ttl 15` meant as minutes
+    /// would otherwise mint a token that is dead within seconds.
+    /// - Parameter option: the option it was given to, named in the error (`--ttl`).
+    public static func duration(_ text: String, option: String = "--ttl") throws -> Int64 {
         let units: [Character: Int64] = ["s": 1, "m": 60, "h": 3600, "d": 86400]
-        var number = text
-        var scale: Int64 = 1
-        if let last = text.last, let unit = units[last] {
-            number = String(text.dropLast())
-            scale = unit
+        if !text.isEmpty, text.allSatisfy({ $0.isASCII && $0.isNumber }) {
+            throw usage("\(option) needs a unit: 90s, 15m, 2h, 1d (got '\(text)')")
         }
-        guard let value = Int64(number), value > 0 else { throw usage("'\(text)' is not a duration (e.g. 90s, 15m, 2h)") }
+        guard let last = text.last, let scale = units[last], let value = Int64(text.dropLast()), value > 0 else {
+            throw usage("\(option) '\(text.escapingControlCharacters)' is not a duration (e.g. 90s, 15m, 2h, 1d)")
+        }
         let (seconds, overflow) = value.multipliedReportingOverflow(by: scale)
         // A year is far beyond any token's use, and keeps `now + ttl` from overflowing.
-        guard !overflow, seconds <= maximumDuration else { throw usage("'\(text)' is too long (at most 365d)") }
+        guard !overflow, seconds <= maximumDuration else {
+            throw usage("\(option) '\(text)' is too long (at most 365d)")
+        }
         return seconds
     }
 }

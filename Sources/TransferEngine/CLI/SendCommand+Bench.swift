@@ -19,7 +19,10 @@ extension SendCommand {
         floor) and prints our figures as multiples of them.
         Modes: gzip (what a Wings peer gets), auto (negotiated), zstd, none.
         Corpora and the local daemon's state live in --work (default ./transfer-bench). With --url,
-        each run commits a volume under a random server UUID on that node, left there.
+        each run commits a volume under a random server UUID on that node, left there; --secret-file
+        (the node's token) may be any readable file, a pipe or /dev/stdin too, read once.
+        --json FILE gets the report, or, when the run fails after the options were accepted, the
+        failure: {"ok": false, "success": false, "error": ..., "exit_status": N}.
         """
 
     static func bench(_ argv: [String]) throws -> Int32 {
@@ -68,12 +71,35 @@ extension SendCommand {
                 if !existed { unlink(path) }
             }
         }
-        options.secretFile = args["secret-file"]
-        if options.url != nil && options.secretFile == nil { throw Arguments.usage("--url needs --secret-file") }
+        if let file = args["secret-file"] {
+            guard options.url != nil else {
+                throw Arguments.usage("--secret-file is for --url (the local daemon has its own)")
+            }
+            // Read now, before minutes of benchmarking, and once: a pipe cannot be read by every push.
+            let secret = try SecretFile.read(file)
+            var st = stat()
+            if stat(file, &st) == 0, st.st_mode & S_IFMT == S_IFREG {
+                options.secretFile = file
+            } else {
+                options.secret = secret
+            }
+        }
+        if options.url != nil && args["secret-file"] == nil { throw Arguments.usage("--url needs --secret-file") }
         options.workDirectory = args["work"] ?? "transfer-bench"
         options.baselines = !args.has("no-baselines")
         options.warmup = !args.has("no-warmup")
-        let report = try BenchRunner(options: options).run()
+        let report: BenchRunner.Report
+        do {
+            report = try BenchRunner(options: options).run()
+        } catch let error as TransferError {
+            // The JSON file says it failed, rather than keeping an earlier run's figures.
+            if let path = args["json"] {
+                let failure = FailureReport(command: "bench", json: true).json(for: error).serialized()
+                let text = String(decoding: failure, as: UTF8.self).redactingURLCredentials
+                try? Data(text.utf8).write(to: URL(fileURLWithPath: path))
+            }
+            throw error
+        }
         print(BenchReport.table(report))
         for (name, bytes) in [("json", BenchReport.json(report).serialized()), ("chart", Array(BenchReport.svg(report).utf8))] {
             guard let path = args[name] else { continue }

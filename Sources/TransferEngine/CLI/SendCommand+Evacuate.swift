@@ -49,7 +49,7 @@ extension SendCommand {
             booleans: ["dry-run", "json", "quiet", "insecure"], help: evacuateHelp)
         else { return 0 }
         let data = try args.required("data")
-        guard FileTree.isDirectory(data) else { throw TransferError(.notFound, .cli, "--data \(data) is not a directory") }
+        guard FileTree.isDirectory(data) else { throw TransferError(.io, .cli, "--data \(data) is not a directory") }
         let url = try validatedURL(try args.required("url"))
         guard let secret = try secret(args) else { throw Arguments.usage("give --secret or --secret-file (the destination's node token)") }
         var options = Evacuation.Options(dataDirectory: data, url: url, secret: secret)

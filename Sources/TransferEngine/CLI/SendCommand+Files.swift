@@ -21,11 +21,13 @@ extension SendCommand {
         if let given = args["token"] {
             token = try validatedToken(given)
             try checkDownloadToken(token, file: args["file"], backup: args["backup"])
+            try checkTokenClaims(token, args, [("server", "server_uuid")])
         } else if let secret = try secret(args) {
             let server = try serverArgument(args)
             var claims: [String: JSONValue] = ["server_uuid": .string(server)]
             if isBackup { claims["backup_uuid"] = .string(args["backup"]!) } else { claims["file_path"] = .string(args["file"]!) }
-            token = TokenMinter(secret: secret, audience: node).mint(scope: isBackup ? .backupDownload : .fileDownload, ttl: 900, claims: claims)
+            token = TokenMinter(secret: secret, audience: Redaction.removingCredentials(node))
+                .mint(scope: isBackup ? .backupDownload : .fileDownload, ttl: 900, claims: claims)
         } else {
             throw Arguments.usage("give --token, or --secret/--secret-file with --server to mint one")
         }
@@ -80,6 +82,23 @@ extension SendCommand {
         }
     }
 
+    /// With `--token`, the node acts on the server (and user) the token names: a `--server` or
+    /// `--user` that names another one would be silently ignored, so it is a usage error. Case
+    /// does not matter; a token whose claim cannot be read is left to the node.
+    static func checkTokenClaims(
+        _ token: String, _ args: Arguments, _ pairs: [(option: String, claim: String)]
+    ) throws {
+        guard let claims = JWT.unverifiedClaims(token) else { return }
+        for (option, claim) in pairs {
+            guard let given = args[option], let named = claims[claim]?.stringValue else { continue }
+            guard given.lowercased() == named.lowercased() else {
+                throw Arguments.usage(
+                    "--\(option) \(given.escapingControlCharacters) does not match the token, which is for "
+                        + "\(option) \(named.escapingControlCharacters)")
+            }
+        }
+    }
+
     static func upload(_ argv: [String]) throws -> Int32 {
         guard let args = try commandArguments(
             argv, valued: ["url", "token", "secret", "secret-file", "server", "user", "directory"],
@@ -87,20 +106,27 @@ extension SendCommand {
         else { return 0 }
         let node = try nodeURL(args)
         guard !args.positionals.isEmpty else { throw Arguments.usage("name at least one FILE to upload") }
+        let (files, repeated) = try UploadClient.distinctFiles(args.positionals)
+        for path in repeated {
+            StandardError.write(
+                "transfer-send: note: \(path.escapingControlCharacters) is named more than once; it is uploaded once\n")
+        }
         let token: String
         if let given = args["token"] {
             token = try validatedToken(given)
+            try checkTokenClaims(token, args, [("server", "server_uuid"), ("user", "user_uuid")])
         } else if let secret = try secret(args) {
             let claims: [String: JSONValue] = [
                 "server_uuid": .string(try serverArgument(args)), "user_uuid": .string(args["user"] ?? SecureRandom.uuid()),
             ]
-            token = TokenMinter(secret: secret, audience: node).mint(scope: .fileUpload, ttl: 900, claims: claims)
+            token = TokenMinter(secret: secret, audience: Redaction.removingCredentials(node))
+                .mint(scope: .fileUpload, ttl: 900, claims: claims)
         } else {
             throw Arguments.usage("give --token, or --secret/--secret-file with --server to mint one")
         }
         var url = "\(node)/upload/file?token=\(percentEncodeQuery(token))"
         if let directory = args["directory"] { url += "&directory=\(percentEncodeQuery(directory))" }
-        let client = UploadClient(url: url, files: args.positionals)
+        let client = UploadClient(url: url, files: files)
         client.insecureTLS = args.has("insecure")
         let bar = ProgressBar(enabled: !args.has("quiet") && isatty(2) == 1)
         client.onProgress = { done, total, seconds in bar.update(done: done, total: total, seconds: seconds) }
@@ -110,7 +136,8 @@ extension SendCommand {
         let (bytes, _) = try client.run()
         bar.finish()
         let seconds = MonotonicClock.now() - started
-        print("uploaded \(args.positionals.count) file\(args.positionals.count == 1 ? "" : "s"), \(ByteCount.format(bytes)) in \(ByteCount.fixed(seconds, 2)) s "
+        print("uploaded \(files.count) file\(files.count == 1 ? "" : "s"), \(ByteCount.format(bytes)) in "
+            + "\(ByteCount.fixed(seconds, 2)) s "
             + "(\(ByteCount.rate(bytes: bytes, seconds: seconds)))")
         return 0
     }

@@ -32,6 +32,8 @@ public enum SendCommand {
           download fetch a file of a server's volume (/download/file) or a backup (/download/backup)
                    into --output (default: its own name); --resume continues a partial download.
           upload   send files into a server's volume (/upload/file), into --directory (default /).
+                   A file named twice (a.txt a.txt, or the same file by another path) is sent
+                   once, with a note; two different files with the same name are refused (64).
           evacuate push every server volume of this node to another node, several at once, each
                    verified on its own; one line per server and a summary
                    (`transfer-send evacuate --help` for its options).
@@ -45,23 +47,28 @@ public enum SendCommand {
           --token JWT         transfer token from the panel ("Bearer " prefix optional); its sub claim
                               is the server whose volume the destination replaces
           --secret S          or mint one here with the destination's node token
-          --secret-file F     ... read from a file (keeps it out of `ps`)
+          --secret-file F     ... read from a file (keeps it out of `ps`): any readable file, also
+                              /dev/stdin, a pipe (<(pass show node)) or a FIFO; at most 64 KiB.
+                              --token, --secret and --secret-file exclude each other (64)
           --server UUID       the server's UUID (needed when minting; defaults to the volume
                               directory's name when that is a UUID). With --token, a --server (or,
                               without it, a UUID-named volume directory) that is not the token's
                               server is refused (exit 64): pass --server <the token's sub> to move
                               the volume to that server on purpose
           --insecure          skip TLS certificate checks (self-signed test nodes only)
-          --cacert FILE       trust this CA certificate for TLS
+          --cacert FILE       trust this CA certificate for TLS (not with --insecure)
           --compression MODE  auto (default) | gzip | zstd | none. gzip is what Wings speaks; auto
                               asks the destination and, when it is one of ours, measures the link
                               and picks zstd or none; a node that does not answer gets gzip
-          --json              print the result as one JSON object on stdout
+          --json              print the result as one JSON object on stdout; a failure too:
+                              {"ok": false, "success": false, "error", "exit_status", "http_status"
+                              (when a node answered), and what was known: "url", "server", ...}
           --quiet             no progress bar
 
         download / upload options
           --url URL           the node (http(s)://host:port; its /api/transfers URL works too)
           --token JWT         a signed-URL token from the panel, or --secret/--secret-file + --server to mint one
+                              (with --token, a --server or --user other than the token's is refused)
           --file PATH         (download) the file inside the volume, e.g. /logs/latest.log
           --backup UUID       (download) a backup instead of a file
           --output PATH       (download) where to write it (into it, if a directory); the name appears only when complete
@@ -76,31 +83,50 @@ public enum SendCommand {
           --scope SCOPE       transfer | file-download | backup-download | file-upload | websocket
           --server UUID       the server (sub for transfer, server_uuid for the others)
           --user UUID         user_uuid (file-upload, websocket)
-          --file PATH         file_path (file-download)
-          --backup UUID       backup_uuid (backup-download)
-          --permissions LIST  comma-separated websocket permissions (default websocket.connect)
-          --ttl DURATION      lifetime: 90s, 15m (default), 2h
+          --file PATH         file_path (file-download only)
+          --backup UUID       backup_uuid (backup-download only)
+          --permissions LIST  comma-separated websocket permissions (default websocket.connect; websocket only)
+          --ttl DURATION      lifetime, with its unit: 90s, 15m (default), 2h, 1d (at most 365d);
+                              a bare number is refused, not taken as seconds
           --no-scope          leave out the scope claim, as panels before 2026 do
           --issuer URL        iss claim (default transfer-send)
           --audience URL      aud claim
 
-        Exit status: 0 ok, 64 usage (a token for another server included), 65 rejected data (or a
-        node confirming a checksum other than the one sent), 69 destination unreachable, HTTP
-        501-505, or an answer that is not a node's (a 200 that is no transfer confirmation), 74 I/O
-        error (here, or the node's: a 500 such as a full disk), 75 busy (the server is already
+        Exit status: 0 ok, 64 usage (a token for another server, options that exclude each other
+        included), 65 rejected data (or a node confirming a checksum other than the one sent), 66
+        not found (the node answered 404: no such file, backup or server, or a spent one-time link;
+        or a volume, FILE or secret file that is not there), 69 destination unreachable, HTTP
+        501-505, or an answer that is not a node's (a 200 that is no transfer confirmation), 73
+        the destination already exists and is not replaced (an upload onto a directory's name: a
+        409 saying so), 74 I/O error (here, or the node's: a 500 such as a full disk; or standard
+        output could not be written), 75 busy, try again later (another 409: the server is
         transferring), 77 token refused, 130 cancelled, 1 other.
         """
 
     /// Runs the command line and returns the exit status.
+    ///
+    /// Whatever the command printed must have reached standard output: if it could not be
+    /// written (`> /dev/full`, a closed descriptor), a command that succeeded exits 74 with one
+    /// line saying so, instead of 0 with its result lost.
     public static func main(_ argv: [String]) -> Int32 {
+        let status = run(argv)
+        guard let failure = StandardOutput.flushError() else { return status }
+        // A command that failed has said why already; its own status tells more than the lost output.
+        guard status == 0 else { return status }
+        StandardError.write("transfer-send: error: cannot write standard output: \(failure)\n")
+        return 74
+    }
+
+    static func run(_ argv: [String]) -> Int32 {
+        guard let command = argv.first else {
+            StandardError.write("\(usage)\nRun 'transfer-send --help' for all options.\n")
+            return 64
+        }
+        let rest = Array(argv.dropFirst())
+        let failure = FailureReport(command: command, json: jsonCommands.contains(command) && asksForJSON(rest))
         do {
-            guard let command = argv.first else {
-                StandardError.write("\(usage)\nRun 'transfer-send --help' for all options.\n")
-                return 64
-            }
-            let rest = Array(argv.dropFirst())
             switch command {
-            case "push": return try push(rest)
+            case "push": return try push(rest, failure)
             case "token": return try token(rest)
             case "download": return try download(rest)
             case "upload": return try upload(rest)
@@ -116,14 +142,15 @@ public enum SendCommand {
                 throw Arguments.usage("unknown command '\(command)'")
             }
         } catch let error as TransferError {
-            return report(error)
+            return report(error, failure)
         } catch {
-            return report(TransferError(.internal, .cli, "\(error)"))
+            return report(TransferError(.internal, .cli, "\(error)"), failure)
         }
     }
 
     /// Parses a subcommand's options; nil when `--help` was asked for (and printed). Positionals
-    /// are a usage error unless the command takes them (`positionals: true`).
+    /// are a usage error unless the command takes them (`positionals: true`). Options that
+    /// contradict each other (`conflictingOptions`) are a usage error too.
     static func commandArguments(
         _ argv: [String], valued: Set<String>, booleans: Set<String>, positionals: Bool = false, help text: String
     ) throws -> Arguments? {
@@ -133,15 +160,50 @@ public enum SendCommand {
             return nil
         }
         if !positionals { try args.checkNoPositionals() }
+        for (first, second, why) in conflictingOptions {
+            let given = { (name: String) in args[name] != nil || args.has(name) }
+            if given(first) && given(second) {
+                throw Arguments.usage("--\(first) and --\(second) cannot go together: \(why)")
+            }
+        }
         return args
     }
+
+    /// Pairs of options of which one would be silently ignored if both were given.
+    static let conflictingOptions: [(String, String, String)] = [
+        ("token", "secret", "the token would be used and the node token ignored; give one of them"),
+        ("token", "secret-file", "the token would be used and the node token ignored; give one of them"),
+        ("secret", "secret-file", "give the node token once"),
+        ("insecure", "cacert", "--insecure skips the certificate check that --cacert is for"),
+    ]
 
     /// Prints one clear line, whatever went wrong (a usage error points at --help in the same
     /// line), and picks the exit status.
     static func report(_ error: TransferError) -> Int32 {
         let hint = error.isUsageError ? " (see 'transfer-send --help')" : ""
         StandardError.write("transfer-send: error: \(error.message.escapingControlCharacters)\(hint)\n")
-        return error.isUsageError ? 64 : ErrorMapping.exitStatus(for: error.code)
+        return exitStatus(for: error)
+    }
+
+    /// `report`, and with `--json` the failure as one JSON object on standard output too
+    /// (`FailureReport.json(for:)`), so a script reading the output always gets an object.
+    static func report(_ error: TransferError, _ failure: FailureReport) -> Int32 {
+        if failure.json { print(String(decoding: failure.json(for: error).serialized(), as: UTF8.self)) }
+        return report(error)
+    }
+
+    /// The exit status for an error: 64 for usage errors, otherwise by its code (`ErrorMapping`).
+    static func exitStatus(for error: TransferError) -> Int32 {
+        error.isUsageError ? 64 : ErrorMapping.exitStatus(for: error.code)
+    }
+
+    /// Subcommands whose `--json` flag puts the outcome on standard output (bench's names a file).
+    static let jsonCommands: Set<String> = ["push", "evacuate"]
+
+    /// Whether `--json` is among the options (before a `--`): known even when the command line
+    /// fails to parse, so a usage error is reported as JSON too.
+    static func asksForJSON(_ argv: [String]) -> Bool {
+        argv.prefix(while: { $0 != "--" }).contains("--json")
     }
 
     /// A token as given on the command line, bare: panels hand it over with a "Bearer " prefix,
@@ -180,28 +242,28 @@ public enum SendCommand {
         return text
     }
 
+    /// The node token given with `--secret` or `--secret-file` (read with `SecretFile`), or nil
+    /// when neither was given.
     static func secret(_ args: Arguments) throws -> [UInt8]? {
         if let secret = args["secret"] { return Array(secret.utf8) }
-        if let file = args["secret-file"] {
-            guard let data = FileManager.default.contents(atPath: file) else {
-                throw TransferError(.notFound, .cli, "cannot read secret file \(file)")
-            }
-            let text = String(decoding: data, as: UTF8.self).trimmingWhitespace()
-            guard !text.isEmpty else { throw TransferError(.invalidInput, .cli, "secret file \(file) is empty") }
-            return Array(text.utf8)
-        }
+        if let file = args["secret-file"] { return try SecretFile.read(file) }
         return nil
     }
 
     // MARK: - push
 
-    static func push(_ argv: [String]) throws -> Int32 {
+    static func push(
+        _ argv: [String], _ failure: FailureReport = FailureReport(command: "push", json: false)
+    ) throws -> Int32 {
         guard let args = try commandArguments(
             argv, valued: ["volume", "url", "token", "secret", "secret-file", "server", "cacert", "compression"],
             booleans: ["insecure", "json", "quiet"], help: help)
         else { return 0 }
+        failure.json = args.has("json")
         let volume = try args.required("volume")
+        failure.known["volume"] = .string(volume)
         let url = try validatedURL(try args.required("url"))
+        failure.known["url"] = .string(OutgoingTransfer.transfersURL(url))
         guard FileTree.exists(volume) else { throw TransferError(.notFound, .cli, "volume \(volume) does not exist") }
         guard FileTree.isDirectory(volume) else { throw TransferError(.invalidInput, .cli, "volume \(volume) is not a directory") }
         if let given = args["server"], !VolumeStore.isValidServerID(given) {
@@ -215,11 +277,13 @@ public enum SendCommand {
             guard VolumeStore.isValidServerID(server) else {
                 throw Arguments.usage("--server UUID is required to mint a token (the volume directory is not named by a UUID)")
             }
-            token = TokenMinter(secret: secret, audience: url).mint(scope: .transfer, claims: ["sub": .string(server)])
+            token = TokenMinter(secret: secret, audience: Redaction.removingCredentials(url))
+                .mint(scope: .transfer, claims: ["sub": .string(server)])
         } else {
             throw Arguments.usage("give --token, or --secret/--secret-file to mint one")
         }
         let tokenServer = try destinationServer(token: token, server: args["server"], volume: volume)
+        if let tokenServer { failure.known["server"] = .string(tokenServer) }
         let modeName = args["compression"] ?? "auto"
         guard let mode = CompressionNegotiator.Mode(rawValue: modeName) else {
             throw Arguments.usage("--compression must be auto, gzip, zstd or none")
@@ -231,6 +295,7 @@ public enum SendCommand {
             mode: mode, url: url, token: token, volume: volume, insecureTLS: options.insecureTLS,
             caCertificate: options.caCertificate)
         options.apply(choice)
+        failure.known["compression"] = .string(choice.compression.rawValue)
         if !args.has("json") && !args.has("quiet") {
             StandardError.write("transfer-send: compression \(choice.compression.rawValue) (\(choice.reason))\n")
         }
@@ -262,7 +327,8 @@ public enum SendCommand {
         let confirmed = result.confirmation == .checksumEchoed
         if args.has("json") {
             let json: JSONValue = [
-                "success": true, "server": server.map(JSONValue.string) ?? .null, "checksum": .string(result.checksum),
+                "ok": true, "success": true, "server": server.map(JSONValue.string) ?? .null,
+                "checksum": .string(result.checksum), "url": .string(OutgoingTransfer.transfersURL(url)),
                 "confirmed_checksum": .bool(confirmed), "volume_bytes": .number(Double(result.volumeBytes)),
                 "apparent_bytes": .number(Double(result.apparentBytes)),
                 "archive_bytes": .number(Double(result.archiveBytes)), "files": .number(Double(result.files)),
@@ -344,7 +410,12 @@ public enum SendCommand {
         guard let scope = TokenScope(rawValue: scopeName) else {
             throw Arguments.usage("unknown scope '\(scopeName)' (transfer, file-download, backup-download, file-upload, websocket)")
         }
-        let ttl = try args["ttl"].map(Arguments.duration) ?? 900
+        // An option the scope has no claim for would be silently left out of the token.
+        let scopeOnly: [(String, TokenScope)] = [("file", .fileDownload), ("backup", .backupDownload), ("permissions", .websocket)]
+        for (option, only) in scopeOnly where args[option] != nil && scope != only {
+            throw Arguments.usage("--\(option) is only for --scope \(only.rawValue) tokens, not \(scope.rawValue)")
+        }
+        let ttl = try args["ttl"].map { try Arguments.duration($0, option: "--ttl") } ?? 900
         var claims: [String: JSONValue] = [:]
         let server = try args.required("server")
         guard VolumeStore.isValidServerID(server) else { throw Arguments.usage("--server must be a UUID") }

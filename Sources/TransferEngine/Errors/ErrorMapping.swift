@@ -12,7 +12,7 @@ public enum ErrorMapping {
         case .unauthorized: 401
         case .forbidden: 403
         case .notFound: 404
-        case .conflict: 409
+        case .conflict, .exists: 409
         case .tooLarge: 413
         case .integrity: 422
         case .unsupported: 415
@@ -28,7 +28,9 @@ public enum ErrorMapping {
         case .invalidInput, .integrity, .tooLarge, .unsupported: 65  // EX_DATAERR
         case .unauthorized, .forbidden: 77  // EX_NOPERM
         case .network, .timeout: 69  // EX_UNAVAILABLE
-        case .io, .notFound: 74  // EX_IOERR
+        case .notFound: 66  // EX_NOINPUT: the file, backup, server or volume asked for is not there
+        case .exists: 73  // EX_CANTCREAT: the destination is already there; trying again cannot help
+        case .io: 74  // EX_IOERR
         case .cancelled: 130
         case .conflict: 75  // EX_TEMPFAIL: busy now, try again later
         default: 1

@@ -7,7 +7,7 @@ public struct TransferError: Error, Sendable, CustomStringConvertible {
     /// What kind of failure this is. A struct over a private enum so codes can be added later.
     public struct Code: Hashable, Sendable, CustomStringConvertible {
         private enum Kind: String, Sendable {
-            case invalidInput, integrity, unauthorized, forbidden, notFound, conflict, tooLarge
+            case invalidInput, integrity, unauthorized, forbidden, notFound, conflict, exists, tooLarge
             case io, network, timeout, cancelled, unsupported, `internal`
         }
         private let kind: Kind
@@ -20,7 +20,11 @@ public struct TransferError: Error, Sendable, CustomStringConvertible {
         /// Credentials present but refused: bad signature, expired, wrong scope (HTTP 403).
         public static let forbidden = Code(.forbidden)
         public static let notFound = Code(.notFound)
+        /// Busy now (a transfer holds the server): may work later (HTTP 409, exit 75).
         public static let conflict = Code(.conflict)
+        /// What was to be created is already there (and is not to be replaced): trying again
+        /// cannot help (HTTP 409, exit 73).
+        public static let exists = Code(.exists)
         public static let tooLarge = Code(.tooLarge)
         public static let io = Code(.io)
         public static let network = Code(.network)
@@ -60,6 +64,11 @@ struct SystemCallError: Error, Sendable, CustomStringConvertible {
     let call: String
     let errno: Int32
     var description: String { "\(call): \(String(cString: strerror(errno)))" }
+}
+
+/// The cause of an error made from a node's answer: the HTTP status it answered with.
+public struct NodeAnswer: Error, Sendable {
+    public var status: Int
 }
 
 #if canImport(Glibc)

@@ -5,7 +5,8 @@ import Glibc
 /// Minimal leveled logger writing one line per event to standard error.
 ///
 /// Lines are written with one `write(2)` so lines from different threads never interleave.
-/// Messages never contain secrets: callers log token *claims*, never tokens.
+/// Messages never contain secrets: callers log token *claims*, never tokens, and URL credentials
+/// are redacted here.
 public enum Log {
     public enum Level: Int, Sendable, Comparable {
         case debug, info, warning, error
@@ -29,8 +30,9 @@ public enum Log {
 
     private static func emit(_ level: Level, _ message: () -> String) {
         guard level >= minimumLevel else { return }
-        // One event, one line, whatever the message carries (see escapingControlCharacters).
-        let line = "\(timestamp()) \(level.label) \(message().escapingControlCharacters)\n"
+        // One event, one line, whatever the message carries (see escapingControlCharacters), and
+        // no password written into a URL (see Redaction).
+        let line = "\(timestamp()) \(level.label) \(message().escapingControlCharacters.redactingURLCredentials)\n"
         var bytes = Array(line.utf8)
         bytes.withUnsafeMutableBytes { _ = write(2, $0.baseAddress, $0.count) }
     }

@@ -62,10 +62,10 @@ public func spawnThread(name: String, _ body: @escaping @Sendable () -> Void) {
     precondition(result == 0, "pthread_create failed: \(result)")
 }
 
-/// Standard error as lines (one `write(2)` each).
+/// Standard error as lines (one `write(2)` each), with URL credentials redacted (`Redaction`).
 public enum StandardError {
     public static func write(_ text: String) {
-        var bytes = Array(text.utf8)
+        var bytes = Array(text.redactingURLCredentials.utf8)
         bytes.withUnsafeMutableBytes { _ = Glibc.write(2, $0.baseAddress, $0.count) }
     }
 }

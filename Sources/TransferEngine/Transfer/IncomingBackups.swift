@@ -91,7 +91,8 @@ final class IncomingBackups: @unchecked Sendable {
             }
             let existing = "\(directory)/\(name)"
             if FileTree.exists(existing) && SHA256Hasher.hex(ofFile: existing) != backup.digest {
-                throw TransferError(.conflict, .transfer, "backup \(name) already exists on this node with other content; refusing to replace it")
+                throw TransferError(
+                    .exists, .transfer, "backup \(name) already exists on this node with other content; refusing to replace it")
             }
         }
     }

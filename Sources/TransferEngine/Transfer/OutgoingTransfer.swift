@@ -247,15 +247,23 @@ public final class OutgoingTransfer: @unchecked Sendable {
         return out.trimmingWhitespace()
     }
 
-    /// Turns a non-200 answer into an error carrying the destination's own message.
+    /// Turns a non-200 answer into an error carrying the destination's own message (and the
+    /// status, as its cause).
+    ///
+    /// A 409 is `.exists` when the node says what was to be created is already there (our
+    /// nodes' `"code": "exists"`, or a message saying "already exists"): trying again cannot
+    /// help. Any other 409 is `.conflict`: busy now (the server is transferring).
     static func remoteError(status: Int, body: [UInt8]) -> TransferError {
-        let message = (try? JSONValue.parse(body))?["error"]?.stringValue
+        let json = try? JSONValue.parse(body)
+        let message = json?["error"]?.stringValue
             ?? Self.oneLine(String(decoding: body.prefix(4096), as: UTF8.self))
+        let exists = json?["code"]?.stringValue == TransferError.Code.exists.description
+            || message.lowercased().contains("already exists")
         let code: TransferError.Code =
             switch status {
             case 401, 403: .forbidden
             case 404: .notFound
-            case 409: .conflict
+            case 409: exists ? .exists : .conflict
             case 413: .tooLarge
             case 422: .integrity
             case 400..<500: .invalidInput
@@ -268,7 +276,9 @@ public final class OutgoingTransfer: @unchecked Sendable {
             // Anything else (a redirect, an informational status): not a node we can talk to.
             default: .network
             }
-        return TransferError(code, .transfer, "the node answered \(status): \(message.isEmpty ? "(no message)" : message)")
+        return TransferError(
+            code, .transfer, "the node answered \(status): \(message.isEmpty ? "(no message)" : message)",
+            cause: NodeAnswer(status: status))
     }
 }
 

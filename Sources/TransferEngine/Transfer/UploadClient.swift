@@ -20,6 +20,44 @@ public final class UploadClient: @unchecked Sendable {
 
     public func cancel() { cancelLock.withLock { cancelled = true } }
 
+    /// The files of an upload command line, each once: a file named twice (`a.txt a.txt`,
+    /// `a.txt ./a.txt`, or overlapping globs), which would land twice under the same name, is
+    /// kept at its first place and returned in `repeated` (for a note). Two different files that
+    /// would land under the same name (`x/a.txt y/a.txt`) are a usage error: one would silently
+    /// replace the other.
+    ///
+    /// "The same file" is the same real path (`realpath`) under the same name; a symlink named
+    /// otherwise than its target lands under its own name, so it is not a repeat. A path that
+    /// cannot be resolved is compared as written (it fails later, with its own error).
+    public static func distinctFiles(_ paths: [String]) throws -> (files: [String], repeated: [String]) {
+        var files: [String] = []
+        var repeated: [String] = []
+        var byName: [String: (path: String, real: String)] = [:]
+        for path in paths {
+            let name = URL(fileURLWithPath: path).lastPathComponent
+            let real = resolvedPath(path)
+            if let earlier = byName[name] {
+                guard earlier.real == real else {
+                    throw Arguments.usage(
+                        "\(earlier.path.escapingControlCharacters) and \(path.escapingControlCharacters) would both be "
+                            + "uploaded as '\(name.escapingControlCharacters)', one replacing the other: upload them "
+                            + "into different --directory values, one command each")
+                }
+                repeated.append(path)
+                continue
+            }
+            byName[name] = (path, real)
+            files.append(path)
+        }
+        return (files, repeated)
+    }
+
+    private static func resolvedPath(_ path: String) -> String {
+        guard let resolved = realpath(path, nil) else { return path }
+        defer { free(resolved) }
+        return String(cString: resolved)
+    }
+
     /// Uploads every file; returns the bytes sent and the server's JSON reply.
     public func run() throws -> (bytes: Int64, reply: JSONValue) {
         var total: Int64 = 0

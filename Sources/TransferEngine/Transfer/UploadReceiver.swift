@@ -145,7 +145,7 @@ public final class UploadReceiver: RequestBodyHandler, @unchecked Sendable {
                 let final = CString.terminated(Array(file.name.utf8))
                 var st = stat()
                 if fstatat(directoryDescriptor, final, &st, AT_SYMLINK_NOFOLLOW) == 0, st.st_mode & S_IFMT == S_IFDIR {
-                    throw TransferError(.conflict, .http, "'\(file.name)' is a directory")
+                    throw TransferError(.exists, .http, "'\(file.name)' already exists as a directory")
                 }
             }
             let renameAll = { [self] in

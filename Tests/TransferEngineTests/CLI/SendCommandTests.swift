@@ -75,14 +75,15 @@ struct SendCommandTests {
 
     /// Every status a node can answer: failures it had while doing the work (500 "No space left
     /// on device", 507) are I/O errors (74); only "cannot serve this here" (501–505) and answers
-    /// that are no node's are unavailable (69); the 4xx codes keep their meaning.
+    /// that are no node's are unavailable (69); the 4xx codes keep their meaning (404: not found,
+    /// 66; a 409 that does not say something already exists: busy, 75).
     @Test func everyStatusMapsToTheDocumentedExitCode() {
         for status in 100..<600 where status != 200 {
             let code = ErrorMapping.exitStatus(for: OutgoingTransfer.remoteError(status: status, body: Array("{\"error\":\"x\"}".utf8)).code)
             let expected: Int32 =
                 switch status {
                 case 401, 403: 77
-                case 404: 74
+                case 404: 66
                 case 409: 75
                 case 400..<500: 65
                 case 501...505: 69
@@ -93,6 +94,63 @@ struct SendCommandTests {
         }
         let full = OutgoingTransfer.remoteError(status: 500, body: Array("{\"error\":\"No space left on device\"}".utf8))
         #expect(ErrorMapping.exitStatus(for: full.code) == 74 && full.message.contains("No space left on device"))
+        #expect((full.cause as? NodeAnswer)?.status == 500)
+    }
+
+    /// A 409 saying the destination is already there is not worth retrying (73); one saying the
+    /// server is busy is (75).
+    @Test(arguments: [
+        (#"{"error":"'plugins' already exists as a directory","code":"exists"}"#, 73),
+        (#"{"error":"taken","code":"exists"}"#, 73),
+        (#"{"error":"backup x.tar.gz already exists on this node with other content"}"#, 73),
+        (#"{"error":"server 1 is transferring: its files cannot be changed","code":"conflict"}"#, 75),
+        (#"{"error":"the transfer was cancelled","code":"cancelled"}"#, 75),
+        ("", 75),
+    ])
+    func aConflictIsRetryableOnlyWhenNothingAlreadyExists(body: String, exit: Int32) {
+        let error = OutgoingTransfer.remoteError(status: 409, body: Array(body.utf8))
+        #expect(ErrorMapping.exitStatus(for: error.code) == exit, "\(body)")
+    }
+
+    /// Options of which one would be silently ignored are refused together, in any order.
+    @Test(arguments: [
+        ["--token", "a.b.c", "--secret", "s"], ["--secret-file", "f", "--token", "a.b.c"],
+        ["--secret", "s", "--secret-file", "f"], ["--insecure", "--cacert", "ca.pem"], ["--url", "http://a", "--url", "http://b"],
+    ])
+    func conflictingOptionsAreUsageErrors(argv: [String]) {
+        #expect {
+            _ = try SendCommand.commandArguments(
+                argv, valued: ["token", "secret", "secret-file", "cacert", "url"], booleans: ["insecure"], help: "")
+        } throws: { ($0 as? TransferError)?.isUsageError == true }
+    }
+
+    @Test func theSameValueTwiceIsNoConflict() throws {
+        let args = try Arguments(["--url", "http://a", "--url", "http://a"], valued: ["url"], booleans: [])
+        #expect(args["url"] == "http://a")
+    }
+
+    /// With --json a failure is one object with what was known, the status and the node's answer.
+    @Test func aFailureReportCarriesTheStatusAndWhatWasKnown() {
+        let failure = FailureReport(command: "push", json: true)
+        failure.known["server"] = .string("s")
+        let error = OutgoingTransfer.remoteError(status: 404, body: Array(#"{"error":"gone"}"#.utf8))
+        let object = failure.json(for: error)
+        #expect(object["ok"] == .bool(false) && object["success"] == .bool(false))
+        #expect(object["command"] == .string("push"))
+        #expect(object["exit_status"] == .number(66) && object["http_status"] == .number(404))
+        #expect(object["server"] == .string("s") && object["error"] == .string("the node answered 404: gone"))
+        let usage = FailureReport(command: "push", json: true).json(for: Arguments.usage("x"))
+        #expect(usage["exit_status"] == .number(64))
+    }
+
+    @Test(arguments: [["--json"], ["--quiet", "--json"], ["--volume", "v", "--json", "--bogus"]])
+    func jsonIsSeenEvenWhenTheLineDoesNotParse(argv: [String]) {
+        #expect(SendCommand.asksForJSON(argv))
+    }
+
+    @Test(arguments: [["--json=yes"], ["--", "--json"], ["--jsonx"], []])
+    func onlyTheJSONFlagAsksForJSON(argv: [String]) {
+        #expect(!SendCommand.asksForJSON(argv))
     }
 }
 

@@ -40,6 +40,27 @@ struct BoundedInputTests {
         #expect { _ = try Arguments.duration(text) } throws: { ($0 as? TransferError)?.isUsageError == true }
     }
 
+    /// `--ttl 15` is not 15 seconds: a duration without its unit is refused, saying which units.
+    @Test(arguments: ["15", "900", "0", "007"])
+    func bareNumbersAreRefused(text: String) {
+        #expect {
+            _ = try Arguments.duration(text, option: "--ttl")
+        } throws: { error in
+            let error = error as? TransferError
+            return error?.isUsageError == true && error!.message.hasPrefix("--ttl needs a unit: 90s, 15m, 2h, 1d")
+        }
+    }
+
+    @Test(arguments: [("90s", 90), ("15m", 900), ("2h", 7200), ("1d", 86400)] as [(String, Int64)])
+    func unitsAreSecondsMinutesHoursDays(text: String, seconds: Int64) throws {
+        #expect(try Arguments.duration(text) == seconds)
+    }
+
+    @Test(arguments: ["", "m", "15x", "1.5h", "-5m", "0m", "15 m", "15mm"])
+    func otherTextIsNoDuration(text: String) {
+        #expect { _ = try Arguments.duration(text) } throws: { ($0 as? TransferError)?.isUsageError == true }
+    }
+
     @Test func aYearIsTheLongestDuration() throws {
         #expect(try Arguments.duration("365d") == 365 * 86400)
         #expect(try Arguments.duration("15m") == 900)

@@ -31,11 +31,14 @@ final class CurlEasyHandle {
     private var sinkError: (any Error)?
     /// Bytes (downloaded so far, expected total or 0, uploaded so far), from libcurl's progress callback.
     var onProgress: ((Int64, Int64, Int64) -> Void)?
+    /// The URL's `user:password`, kept out of libcurl's messages (see `error(for:)`).
+    private let userinfo: String?
 
     init(url: String) throws {
         _ = Self.globalInit
         guard let handle = curl_easy_init() else { throw TransferError(.internal, .http, "libcurl: cannot create a handle") }
         self.handle = handle
+        self.userinfo = Redaction.userinfo(of: url).flatMap { $0.isEmpty ? nil : $0 }
         tx_curl_easy_setopt_string(handle, CURLOPT_URL, url)
         tx_curl_easy_setopt_long(handle, CURLOPT_NOSIGNAL, 1)
         tx_curl_easy_setopt_long(handle, CURLOPT_CONNECTTIMEOUT, 30)
@@ -163,7 +166,10 @@ final class CurlEasyHandle {
 
     /// Maps a libcurl failure to a TransferError (the one place libcurl codes are interpreted).
     private func error(for code: CURLcode) -> TransferError {
-        let detail = errorBuffer.pointee != 0 ? String(cString: errorBuffer) : String(cString: curl_easy_strerror(code))
+        var detail = errorBuffer.pointee != 0 ? String(cString: errorBuffer) : String(cString: curl_easy_strerror(code))
+        // libcurl may quote the URL, or the part it could not parse, with the credentials in it.
+        detail = detail.redactingURLCredentials
+        if let userinfo { detail = detail.replacing(userinfo, with: Redaction.placeholder) }
         switch code {
         case CURLE_ABORTED_BY_CALLBACK:
             return TransferError(.cancelled, .http, "cancelled")
