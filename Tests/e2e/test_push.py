@@ -295,14 +295,20 @@ def test_push_ends_when_the_node_answers_before_the_archive_is_sent(transfer_sen
     (volume / "random.bin").write_bytes(os.urandom(24 << 20))
     node = EarlyAnswer(status, close)
     try:
-        started = time.monotonic()
-        r = run_cli(transfer_send, "push", "--volume", volume, "--url", node.url, "--token", "x.y.z",
-                    "--server", new_server_id(), "--compression", "gzip", "--quiet", timeout=60)
-        assert time.monotonic() - started < 30
+        # Closing with the body unread resets the connection, sometimes before the client has
+        # read the answer: a few rounds, and each must report the node's answer.
+        for _ in range(4 if status >= 400 else 1):
+            started = time.monotonic()
+            r = run_cli(transfer_send, "push", "--volume", volume, "--url", node.url, "--token", "x.y.z",
+                        "--server", new_server_id(), "--compression", "gzip", "--quiet", timeout=60)
+            assert time.monotonic() - started < 30
+            assert r.returncode != 0, r.stdout
+            assert_one_error_line(r)
+            if status >= 400:
+                # The node's answer, not "the connection broke".
+                assert str(status) in r.stderr and "refused before the body" in r.stderr, r.stderr
     finally:
         node.stop()
-    assert r.returncode != 0, r.stdout
-    assert_one_error_line(r)
 
 
 @pytest.mark.parametrize("signals", [1, 2])

@@ -158,7 +158,12 @@ final class CurlEasyHandle {
         let code = curl_easy_perform(handle)
         if let bodyError { throw bodyError }
         if let sinkError { throw sinkError }
-        guard code == CURLE_OK else { throw error(for: code) }
+        guard code == CURLE_OK else {
+            // A node that refuses mid-upload answers and closes; the rest of the body may then
+            // hit a reset connection. Its answer says more than the broken pipe does.
+            if code == CURLE_SEND_ERROR || code == CURLE_RECV_ERROR, statusSoFar >= 400 { return statusSoFar }
+            throw error(for: code)
+        }
         var status = 0
         tx_curl_easy_getinfo_long(handle, CURLINFO_RESPONSE_CODE, &status)
         return status
