@@ -369,3 +369,50 @@ def test_empty_data_directory_is_nothing_to_do_with_a_warning(daemon, transfer_s
     assert r.stdout.splitlines() == ["skipped lost+found  not named by a server UUID",
                                      f"nothing to evacuate: no server volumes (UUID-named directories) in {empty}"]
     assert nothing_committed(daemon)
+
+
+# ---------------------------------------------------------------- server UUIDs in any case
+
+
+def test_servers_match_volume_directories_in_any_case(daemon, transfer_send, tmp_path, other_volume):
+    """A server UUID differing only in case is the same server: --servers in lower case finds an
+    upper-case volume directory and the reverse. Each server is named as its directory is spelt
+    (output and token); the node commits it under the canonical lower-case name."""
+    data = tmp_path / "volumes"
+    data.mkdir()
+    upper, lower, other = new_server_id().upper(), new_server_id(), new_server_id()
+    for server in (upper, lower, other):
+        shutil.copytree(other_volume, data / server, symlinks=True)
+    r = evacuate(transfer_send, daemon, data, "--servers", f"{upper.lower()},{lower.upper()}", "--json")
+    assert r.returncode == 0, r.stderr
+    result = json.loads(r.stdout)
+    assert sorted(s["server"] for s in result["servers"]) == sorted([upper, lower]), result
+    assert result["succeeded"] == 2, result
+    for server in (upper, lower):
+        assert compare_trees(other_volume, daemon.volume(server.lower())) == []
+    assert not daemon.volume(other).exists()
+    assert sorted(os.listdir(daemon.state / "volumes")) == sorted([upper.lower(), lower, ".staging"])
+
+    r = evacuate(transfer_send, daemon, data, "--servers", upper.lower(), "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert [line.split()[1] for line in r.stdout.splitlines() if line.startswith("ok ")] == [upper], r.stdout
+
+
+def test_two_directories_for_one_server_are_refused(daemon, transfer_send, tmp_path, other_volume):
+    """`abc…` and `ABC…` beside each other are two copies of one server's volume: which one to move
+    is not guessed (the second push would replace the first). Nothing is sent, exit 65; a run
+    that does not ask for that server is not held up by it."""
+    data = tmp_path / "volumes"
+    data.mkdir()
+    server, fine = new_server_id(), new_server_id()
+    for name in (server, server.upper(), fine):
+        shutil.copytree(other_volume, data / name, symlinks=True)
+    for extra in ([], ["--servers", server], ["--dry-run"]):
+        r = evacuate(transfer_send, daemon, data, "--quiet", *extra)
+        assert r.returncode == 65, (extra, r.stdout, r.stderr)
+        lines = error_lines(r.stderr)
+        assert len(lines) == 1 and server in lines[0] and server.upper() in lines[0], lines
+        assert nothing_committed(daemon)
+    r = evacuate(transfer_send, daemon, data, "--quiet", "--servers", fine.upper())
+    assert r.returncode == 0, r.stderr
+    assert sorted(n for n in os.listdir(daemon.state / "volumes") if n != ".staging") == [fine]

@@ -12,7 +12,8 @@ extension SendCommand {
         Pushes every server volume in --data (directories named by a server UUID, e.g.
         /var/lib/pterodactyl/volumes) to the node at --url, --parallel at a time, largest first.
         Each is its own verified push with a transfer token minted from the destination's node
-        token; one that fails does not stop the others. A server counts as moved only when the
+        token (naming the server as its directory is spelt; UUIDs match in any case); one that
+        fails does not stop the others. A server counts as moved only when the
         destination confirmed it as push requires (see `transfer-send push --help`): any other
         200 answer is a failure. The volumes here are left as they are: remove them once the
         panel has moved the servers.
@@ -26,7 +27,8 @@ extension SendCommand {
           --data DIR          the node's volumes directory
           --url URL           destination node (http(s)://host:port)
           --secret S          the destination's node token (--secret-file F reads it from a file)
-          --servers LIST      only these server UUIDs (comma-separated); default: every volume
+          --servers LIST      only these server UUIDs (comma-separated, any case); default:
+                              every volume
           --parallel N        pushes at once, 1-16 (default 2)
           --compression MODE  auto (default) | gzip | zstd | none, as for push
           --dry-run           send nothing: list what would be moved (sizes, files, total) and
@@ -36,8 +38,9 @@ extension SendCommand {
           --quiet             no progress bar
 
         Exit status: 0 when every server was moved (or there was none to move); 74 when --data
-        is missing or not a directory; otherwise the status push would give for the first
-        server that failed (130 when cancelled). A dry run exits 0 when the destination
+        is missing or not a directory; 65 when two of its directories name one server (in
+        different cases); otherwise the status push would give for the first server that failed
+        (130 when cancelled). A dry run exits 0 when the destination
         accepted the node token, 77 when it refused it, 69 when it cannot be reached or is not
         a node (a 404 or a 200 that is not a node's answer), and otherwise as push would for
         the status it answered.

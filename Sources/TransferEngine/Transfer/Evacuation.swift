@@ -18,7 +18,7 @@ public final class Evacuation: @unchecked Sendable {
         public var url: String
         /// The destination's node token: a transfer token is minted for each server.
         public var secret: [UInt8]
-        /// Only these servers (nil: every volume in the data directory).
+        /// Only these servers, in any case (nil: every volume in the data directory).
         public var servers: [String]?
         /// Pushes at once.
         public var parallel = 2
@@ -35,6 +35,8 @@ public final class Evacuation: @unchecked Sendable {
 
     /// One volume to move.
     public struct Volume: Sendable {
+        /// The volume directory's name as it is spelt here: what the transfer token names and
+        /// what the output shows.
         public var server: String
         public var path: String
         public var files: Int
@@ -89,14 +91,22 @@ public final class Evacuation: @unchecked Sendable {
     /// The volumes to move, largest first (so the longest pushes start early and the last ones
     /// to finish are short), and the entries left alone with why: names that are not server
     /// UUIDs (`.staging`, `lost+found`) and anything that is not a directory. A server asked for
-    /// by name must have a volume here. Only a data directory that cannot be read throws.
+    /// by name must have a volume here.
+    ///
+    /// Server UUIDs are compared without regard to case (`ABC…` and `abc…` are one server, as for
+    /// every node): `servers` may spell them either way. Each volume keeps its directory's own
+    /// name (`Volume.server`), which is also what its transfer token names: nodes compare UUIDs
+    /// case-insensitively too (ours lowercases, Wings parses it as a UUID). Two directories naming
+    /// the same server in different cases cannot both be its volume: that throws
+    /// (`.invalidInput`) before anything is sent, as does a data directory that cannot be read.
     public static func plan(dataDirectory: String, only servers: [String]?) throws -> Plan {
         let fd = open(dataDirectory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard fd >= 0 else { throw TransferError.system("open", path: dataDirectory) }
         defer { close(fd) }
         let names = try FileTree.entries(ofDirectory: fd, display: dataDirectory)
             .map { String(decoding: $0.name, as: UTF8.self) }.sorted()
-        var present = Set<String>()
+        // Canonical (lowercase) UUID -> the directories' own names (two only if spelt differently).
+        var present: [String: [String]] = [:]
         var skipped: [Skipped] = []
         for name in names {
             var st = stat()
@@ -108,18 +118,26 @@ public final class Evacuation: @unchecked Sendable {
             } else if !VolumeStore.isValidServerID(name) {
                 skipped.append(Skipped(name: name, reason: "not named by a server UUID"))
             } else {
-                present.insert(name)
+                present[name.lowercased(), default: []].append(name)
             }
         }
         if let servers {
-            let missing = servers.filter { !present.contains($0) }
+            let wanted = Set(servers.map { $0.lowercased() })
+            let missing = wanted.filter { present[$0] == nil }.sorted()
             guard missing.isEmpty else {
                 throw TransferError(.notFound, .cli, "no volume for server \(missing.joined(separator: ", ")) in \(dataDirectory)")
             }
-            present = Set(servers)
+            present = present.filter { wanted.contains($0.key) }
+        }
+        if let (server, names) = present.sorted(by: { $0.key < $1.key }).first(where: { $0.value.count > 1 }) {
+            throw TransferError(
+                .invalidInput, .cli,
+                "\(dataDirectory) holds two volume directories for server \(server): "
+                    + "\(names.joined(separator: " and ")) (a server UUID is the same in any case); "
+                    + "keep the one that is its volume and move the other away")
         }
         var volumes: [Volume] = []
-        for server in present {
+        for server in present.values.map({ $0[0] }) {
             let path = "\(dataDirectory)/\(server)"
             let totals = try VolumeWalker(root: path).totals()
             volumes.append(Volume(server: server, path: path, files: totals.files, bytes: totals.bytes))
