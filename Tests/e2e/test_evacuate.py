@@ -8,10 +8,15 @@ import signal
 import subprocess
 import time
 
+import jwt
 import pytest
 
 from e2elib import HeldTransfer, compare_trees, error_lines, free_port, new_server_id, run_cli
 from test_push import FAKE_200, Answer200, FakeNode, RawAnswer
+
+# What Wings answers `GET /api/system` (no `?v=2`) with the node token.
+WINGS_SYSTEM = {"architecture": "amd64", "cpu_count": 2, "kernel_version": "6.1.0", "os": "linux",
+                "version": "1.11.13"}
 
 
 def make_data(tmp_path, sample_volume, other_volume, count=4):
@@ -120,13 +125,14 @@ def test_missing_things_are_one_clear_line(daemon, transfer_send, tmp_path, samp
 
 
 def test_sigint_aborts_the_running_pushes_with_130(transfer_send, tmp_path):
-    """Against a node that hangs: Ctrl-C ends the evacuation at once, every server reported failed."""
+    """Against a node that passes the check and then hangs on every push: Ctrl-C ends the
+    evacuation at once, every server reported failed."""
     data = tmp_path / "volumes"
     servers = [new_server_id() for _ in range(3)]
     for server in servers:
         (data / server).mkdir(parents=True)
         (data / server / "world.bin").write_bytes(os.urandom(4 << 20))
-    node = FakeNode()
+    node = WingsSystem("s", transfers="hang")
     try:
         child = subprocess.Popen([str(transfer_send), "evacuate", "--data", str(data), "--url", node.url, "--secret", "s",
                                   "--compression", "gzip", "--quiet"],
@@ -142,6 +148,31 @@ def test_sigint_aborts_the_running_pushes_with_130(transfer_send, tmp_path):
     assert child.returncode == 130, stderr
     assert "evacuated 0 of 3 server(s)" in stdout, stdout
     assert sum(1 for line in stdout.splitlines() if line.startswith("failed ")) == 3, stdout
+    assert node.requests[0] == "GET /api/system HTTP/1.1", node.requests
+
+
+def test_sigint_during_the_destination_check_sends_nothing(transfer_send, tmp_path):
+    """A destination that accepts the connection and never answers the check: Ctrl-C ends the
+    evacuation at once with 130, before any push began."""
+    data = tmp_path / "volumes"
+    for _ in range(2):
+        (data / new_server_id()).mkdir(parents=True)
+    node = FakeNode()
+    try:
+        child = subprocess.Popen([str(transfer_send), "evacuate", "--data", str(data), "--url", node.url, "--secret", "s",
+                                  "--quiet"],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+        assert wait_for(lambda: node.held, 10), "the check never connected"
+        time.sleep(0.5)
+        started = time.monotonic()
+        child.send_signal(signal.SIGINT)
+        stdout, stderr = child.communicate(timeout=20)
+        assert time.monotonic() - started < 5
+        assert len(node.held) == 1, "a push was started"
+    finally:
+        node.stop()
+    assert child.returncode == 130, stderr
+    assert stdout.splitlines()[-1] == "evacuated 0 of 2 server(s): cancelled before the first push, nothing was sent", stdout
 
 
 @pytest.mark.parametrize("case", sorted(FAKE_200))
@@ -151,7 +182,7 @@ def test_only_a_nodes_confirmation_counts_as_evacuated(transfer_send, tmp_path, 
     accepted without a checksum answered back."""
     body, status, message = FAKE_200[case]
     data, servers = make_data(tmp_path, sample_volume, other_volume, count=2)
-    node = Answer200(body)
+    node = Answer200(body, system=WINGS_SYSTEM)  # passes the check as a Wings node would
     try:
         text = run_cli(transfer_send, "evacuate", "--data", data, "--url", node.url, "--secret", "s3cret", "--quiet",
                        timeout=120)
@@ -181,32 +212,62 @@ def test_only_a_nodes_confirmation_counts_as_evacuated(transfer_send, tmp_path, 
 # ---------------------------------------------------------------- dry run, skipped entries, empty --data
 
 
+def wait_for(predicate, timeout):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
 class WingsSystem(FakeNode):
     """A Wings-like node: `GET /api/system` with the right bearer answers Wings' system JSON,
-    a wrong one 403 (Wings compares the bearer with its node token); nothing else is served."""
+    a wrong one 403 (Wings compares the bearer with its node token). `transfers`: None, nothing
+    else is served (404); "hang", every other request is held open unanswered; "accept",
+    `POST /api/transfers` with a transfer JWT signed by the node token is read whole and answered
+    as Wings answers a transfer it committed (200, empty body)."""
 
-    def __init__(self, token):
-        self.token, self.requests = token, []
+    def __init__(self, token, transfers=None):
+        self.token, self.transfers, self.requests, self.accepted = token, transfers, [], []
         super().__init__()
 
     def handle(self, conn):
         conn.settimeout(5)
-        head = b""
-        while b"\r\n\r\n" not in head:
-            data = conn.recv(4096)
-            if not data:
-                break
-            head += data
-        lines = head.decode("latin-1").split("\r\n")
+        reader = conn.makefile("rb")
+        lines = []
+        while (line := reader.readline()) not in (b"\r\n", b"\n", b""):
+            lines.append(line.decode("latin-1").rstrip("\r\n"))
+        if not lines:
+            return
         self.requests.append(lines[0])
         headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:] if line)}
-        if lines[0].split()[:2] != ["GET", "/api/system"]:
-            status, body = 404, {"error": "The requested resource does not exist on this instance."}
-        elif headers.get("authorization") != "Bearer " + self.token:
-            status, body = 403, {"error": "You are not authorized to access this endpoint."}
+        method, path = lines[0].split()[:2]
+        if method == "GET" and path == "/api/system":
+            if headers.get("authorization") != "Bearer " + self.token:
+                status, body = 403, {"error": "You are not authorized to access this endpoint."}
+            else:
+                status, body = 200, WINGS_SYSTEM
+        elif self.transfers == "hang":
+            return  # held open by FakeNode until stop()
+        elif self.transfers == "accept" and method == "POST" and path == "/api/transfers":
+            try:
+                claims = jwt.decode(headers.get("authorization", " ").split(" ", 1)[1], self.token,
+                                    algorithms=["HS256"], options={"verify_aud": False})
+            except jwt.PyJWTError:
+                conn.sendall(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                conn.close()
+                return
+            size = 0
+            while (chunk := int(reader.readline().split(b";")[0].strip(), 16)) > 0:
+                size += len(reader.read(chunk + 2)) - 2
+            reader.readline()
+            self.accepted.append((claims["sub"], size))
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            conn.close()
+            return
         else:
-            status, body = 200, {"architecture": "amd64", "cpu_count": 2, "kernel_version": "6.1.0", "os": "linux",
-                                 "version": "1.11.13"}
+            status, body = 404, {"error": "The requested resource does not exist on this instance."}
         payload = json.dumps(body).encode()
         conn.sendall(b"HTTP/1.1 %d X\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n"
                      % (status, len(payload)) + payload)
@@ -416,3 +477,72 @@ def test_two_directories_for_one_server_are_refused(daemon, transfer_send, tmp_p
     r = evacuate(transfer_send, daemon, data, "--quiet", "--servers", fine.upper())
     assert r.returncode == 0, r.stderr
     assert sorted(n for n in os.listdir(daemon.state / "volumes") if n != ".staging") == [fine]
+
+
+# ---------------------------------------------------------------- the destination is checked before the first push
+
+
+def test_a_real_run_checks_the_destination_before_the_first_push(daemon, transfer_send, tmp_path, sample_volume,
+                                                                 other_volume):
+    """Another node's token, or a --url where no node listens: the evacuation stops with the dry
+    run's error and status before it pushes anything (it used to fail every server one by one)."""
+    data, _ = make_data(tmp_path, sample_volume, other_volume, count=2)
+    cases = [(["--url", daemon.url, "--secret", "not-the-token"], 77, "refused the node token"),
+             (["--url", f"http://127.0.0.1:{free_port()}", "--secret", "s"], 69, "cannot reach the destination")]
+    for args, code, message in cases:
+        r = run_cli(transfer_send, "evacuate", "--data", data, *args, "--quiet")
+        assert r.returncode == code, (args, r.stdout, r.stderr)
+        lines = error_lines(r.stderr)
+        assert len(lines) == 1 and message in lines[0], lines
+        assert not any(line.startswith(("ok ", "failed ")) for line in r.stdout.splitlines()), r.stdout
+        assert r.stdout.splitlines()[-1] == ("evacuated 0 of 2 server(s): the destination check failed, "
+                                             "nothing was sent"), r.stdout
+        r = run_cli(transfer_send, "evacuate", "--data", data, *args, "--json")
+        assert r.returncode == code, (args, r.stdout, r.stderr)
+        result = json.loads(r.stdout)
+        assert result["servers"] == [] and result["succeeded"] == 0, result
+        assert result["destination"]["ok"] is False and result["destination"]["exit_status"] == code, result
+        assert message in result["destination"]["error"], result
+        # The fields of every --json failure.
+        assert result["ok"] is False and result["command"] == "evacuate" and result["exit_status"] == code, result
+        assert message in result["error"], result
+    assert nothing_committed(daemon)
+    # When the check passes, --json says which node it found.
+    r = evacuate(transfer_send, daemon, data, "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["destination"] == {"ok": True, "node": "transferd", "version": "0.1.0",
+                                                   "url": daemon.url + "/api/transfers"}
+
+
+def test_a_web_server_at_the_url_gets_no_push(transfer_send, tmp_path, sample_volume, other_volume):
+    """Something answering 200 to everything (a web page) is not a node: exit 69 at the check, and
+    not one archive is posted to it."""
+    data, _ = make_data(tmp_path, sample_volume, other_volume, count=2)
+    node = Answer200(b"<html><body>It works!</body></html>")
+    try:
+        r = run_cli(transfer_send, "evacuate", "--data", data, "--url", node.url, "--secret", "s", "--quiet")
+    finally:
+        node.stop()
+    assert r.returncode == 69, (r.stdout, r.stderr)
+    assert "answered 200 but not as a Wings or Pelican node" in error_lines(r.stderr)[0], r.stderr
+    assert node.posts == []
+
+
+def test_a_real_run_to_a_wings_node(transfer_send, tmp_path, sample_volume, other_volume):
+    """A Wings node passes the check (its /api/system answer has no capabilities) and takes every
+    server; with another token it is refused at the check, before any push."""
+    data, servers = make_data(tmp_path, sample_volume, other_volume, count=2)
+    node = WingsSystem("wings-node-token-of-at-least-32-bytes", transfers="accept")
+    try:
+        r = run_cli(transfer_send, "evacuate", "--data", data, "--url", node.url, "--secret", "other", "--quiet")
+        assert r.returncode == 77 and "refused the node token" in r.stderr, (r.stdout, r.stderr)
+        assert node.requests == ["GET /api/system HTTP/1.1"]
+        r = run_cli(transfer_send, "evacuate", "--data", data, "--url", node.url, "--secret", node.token,
+                    "--quiet", timeout=120)
+    finally:
+        node.stop()
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    assert "(a wings 1.11.13 node)" in r.stderr, r.stderr
+    assert sorted(server for server, _ in node.accepted) == sorted(servers)
+    assert all(size > 0 for _, size in node.accepted)
+    assert node.requests[:2] == ["GET /api/system HTTP/1.1"] * 2, node.requests

@@ -561,9 +561,10 @@ def test_a_token_without_a_server_is_left_to_the_node(daemon, transfer_send, tmp
 
 class Answer200:
     """An HTTP server on 127.0.0.1 that reads each request whole and answers every one 200 with
-    `body` (a web server, a maintenance page, a stub, or a Wings node when `body` is empty)."""
+    `body` (a web server, a maintenance page, a stub, or a Wings node when `body` is empty).
+    With `system`, `GET /api/system` is answered with that JSON instead, as a node answers it."""
 
-    def __init__(self, body, content_type="text/html"):
+    def __init__(self, body, content_type="text/html", system=None):
         self.posts = []
         stub = self
 
@@ -582,11 +583,14 @@ class Answer200:
                     self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 if self.command == "POST":
                     stub.posts.append(self.path)
+                reply, kind = body, content_type
+                if system is not None and self.command == "GET" and self.path == "/api/system":
+                    reply, kind = json.dumps(system).encode(), "application/json"
                 self.send_response(200)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Content-Type", kind)
+                self.send_header("Content-Length", str(len(reply)))
                 self.end_headers()
-                self.wfile.write(body)
+                self.wfile.write(reply)
 
             do_GET = do_POST = answer
 

@@ -11,9 +11,11 @@ extension SendCommand {
 
         Pushes every server volume in --data (directories named by a server UUID, e.g.
         /var/lib/pterodactyl/volumes) to the node at --url, --parallel at a time, largest first.
-        Each is its own verified push with a transfer token minted from the destination's node
-        token (naming the server as its directory is spelt; UUIDs match in any case); one that
-        fails does not stop the others. A server counts as moved only when the
+        First it checks the destination as --dry-run does (GET /api/system with the node token)
+        and, when that fails, stops before the first push with that check's error: nothing is
+        sent. Then each server is its own verified push with a transfer token minted from the
+        destination's node token (naming the server as its directory is spelt; UUIDs match in
+        any case); one that fails does not stop the others. A server counts as moved only when the
         destination confirmed it as push requires (see `transfer-send push --help`): any other
         200 answer is a failure. The volumes here are left as they are: remove them once the
         panel has moved the servers.
@@ -40,10 +42,10 @@ extension SendCommand {
         Exit status: 0 when every server was moved (or there was none to move); 74 when --data
         is missing or not a directory; 65 when two of its directories name one server (in
         different cases); otherwise the status push would give for the first server that failed
-        (130 when cancelled). A dry run exits 0 when the destination
-        accepted the node token, 77 when it refused it, 69 when it cannot be reached or is not
-        a node (a 404 or a 200 that is not a node's answer), and otherwise as push would for
-        the status it answered.
+        (130 when cancelled). The destination check (in a dry run and before a real one) fails
+        with 77 when the node refused the node token, 69 when it cannot be reached or is not a
+        node (a 404 or a 200 that is not a node's answer), and otherwise as push would for the
+        status it answered; a dry run whose check passed exits 0.
         """
 
     static func evacuate(_ argv: [String]) throws -> Int32 {
@@ -94,8 +96,15 @@ extension SendCommand {
         if !json {
             for entry in plan.skipped { print(Self.line(for: entry)) }
         }
+        // SIGINT/SIGTERM from here on: the destination check, then the pushes, end at once.
+        let evacuation = Evacuation(options: options)
+        let interrupted = SignalBox()
+        SignalWaiter.onSignal(program: "transfer-send") { name in
+            interrupted.name = name
+            evacuation.cancel()
+        }
         if args.has("dry-run") {
-            return dryRun(plan, options: options, json: json, warnings: warnings)
+            return dryRun(plan, options: options, json: json, warnings: warnings, interrupted: interrupted)
         }
         guard !volumes.isEmpty else {
             if json {
@@ -107,7 +116,25 @@ extension SendCommand {
             return 0
         }
 
-        let evacuation = Evacuation(options: options)
+        // The check --dry-run makes, before the first push: a wrong --url, an unreachable node or
+        // another node's token would otherwise fail every server one by one, each after its
+        // negotiation. Nothing is sent and no server touched when it fails.
+        let checked = checkDestination(options, interrupted: interrupted)
+        if interrupted.name != nil { return cancelledBeforeTheFirstPush(plan, json: json, warnings: warnings) }
+        let node: NodeCheck.Node
+        switch checked {
+        case .success(let answered):
+            node = answered
+        case .failure(let error):
+            if json {
+                let report = Self.json([], plan: plan, warnings: warnings, seconds: 0, destination: checked, url: url)
+                print(String(decoding: Self.failed(report, error).serialized(), as: UTF8.self))
+            } else {
+                print("evacuated 0 of \(volumes.count) server(s): the destination check failed, nothing was sent")
+            }
+            return report(error)
+        }
+
         let started = MonotonicClock.now()
         let bar = ProgressBar(enabled: !args.has("quiet") && !args.has("json") && isatty(2) == 1)
         if bar.enabled {
@@ -115,16 +142,12 @@ extension SendCommand {
         }
         if !json {
             StandardError.write("transfer-send: evacuating \(volumes.count) server(s), \(ByteCount.format(totalBytes)), "
-                + "\(options.parallel) at a time, to \(OutgoingTransfer.transfersURL(url))\n")
+                + "\(options.parallel) at a time, to \(OutgoingTransfer.transfersURL(url)) "
+                + "(a \(node.kind) \(node.version.escapingControlCharacters) node)\n")
             evacuation.onFinished = { outcome in
                 bar.finish()
                 print(Self.line(for: outcome))
             }
-        }
-        let interrupted = SignalBox()
-        SignalWaiter.onSignal(program: "transfer-send") { name in
-            interrupted.name = name
-            evacuation.cancel()
         }
         let outcomes = evacuation.run(volumes)
         bar.finish()
@@ -133,7 +156,8 @@ extension SendCommand {
         let movedBytes = moved.reduce(Int64(0)) { $0 + ($1.result?.volumeBytes ?? 0) }
         let failed = outcomes.filter { $0.error != nil }
         if json {
-            let report = Self.json(outcomes, plan: plan, warnings: warnings, seconds: seconds)
+            let report = Self.json(
+                outcomes, plan: plan, warnings: warnings, seconds: seconds, destination: checked, url: url)
             print(String(decoding: report.serialized(), as: UTF8.self))
         } else {
             var summary = "evacuated \(moved.count) of \(outcomes.count) server(s), \(ByteCount.format(movedBytes)) in "
@@ -170,36 +194,19 @@ extension SendCommand {
 
     /// `--dry-run`: lists what would be sent, then checks the destination with the node token
     /// (`NodeCheck`); exits with the status that check gives (0 when the node accepted the token).
-    static func dryRun(_ plan: Evacuation.Plan, options: Evacuation.Options, json: Bool, warnings: [String]) -> Int32 {
+    static func dryRun(
+        _ plan: Evacuation.Plan, options: Evacuation.Options, json: Bool, warnings: [String], interrupted: SignalBox
+    ) -> Int32 {
         let target = OutgoingTransfer.transfersURL(options.url)
         if !json {
             for volume in plan.volumes {
                 print("would move \(volume.server)  \(ByteCount.format(volume.bytes)) in \(volume.files) files")
             }
         }
-        let checked: Result<NodeCheck.Node, TransferError>
-        do {
-            checked = .success(
-                try NodeCheck.check(
-                    url: options.url, secret: options.secret, insecureTLS: options.insecureTLS,
-                    caCertificate: options.caCertificate))
-        } catch let error as TransferError {
-            checked = .failure(error)
-        } catch {
-            checked = .failure(TransferError(.internal, .transfer, "\(error)"))
-        }
+        let checked = checkDestination(options, interrupted: interrupted)
+        if interrupted.name != nil { return 130 }
         if json {
-            var destination: [String: JSONValue] = ["url": .string(target)]
-            switch checked {
-            case .success(let node):
-                destination["ok"] = .bool(true)
-                destination["node"] = .string(node.kind)
-                destination["version"] = .string(node.version)
-            case .failure(let error):
-                destination["ok"] = .bool(false)
-                destination["error"] = .string(error.message)
-                destination["exit_status"] = .number(Double(ErrorMapping.exitStatus(for: error.code)))
-            }
+            let destination = destinationJSON(checked, url: options.url)
             let servers: [JSONValue] = plan.volumes.map {
                 .object([
                     "server": .string($0.server), "volume_bytes": .number(Double($0.bytes)),
@@ -207,7 +214,7 @@ extension SendCommand {
                 ])
             }
             let report: JSONValue = .object([
-                "dry_run": .bool(true), "destination": .object(destination), "servers": .array(servers),
+                "dry_run": .bool(true), "destination": destination, "servers": .array(servers),
                 "total_bytes": .number(Double(plan.bytes)), "skipped": skippedJSON(plan.skipped),
                 "warnings": .array(warnings.map { .string($0) }),
             ])
@@ -227,12 +234,68 @@ extension SendCommand {
         return 0
     }
 
+    /// `NodeCheck` on the destination with the node token (what `--dry-run` reports, and what a
+    /// real run requires before its first push). A signal ends it within about a second.
+    static func checkDestination(
+        _ options: Evacuation.Options, interrupted: SignalBox
+    ) -> Result<NodeCheck.Node, TransferError> {
+        do {
+            return .success(
+                try NodeCheck.check(
+                    url: options.url, secret: options.secret, insecureTLS: options.insecureTLS,
+                    caCertificate: options.caCertificate, cancelled: { interrupted.name != nil }))
+        } catch let error as TransferError {
+            return .failure(error)
+        } catch {
+            return .failure(TransferError(.internal, .transfer, "\(error)"))
+        }
+    }
+
+    /// The `destination` object of the JSON reports: `url`, `ok`, then `node` and `version`, or
+    /// `error` and `exit_status`.
+    static func destinationJSON(_ checked: Result<NodeCheck.Node, TransferError>, url: String) -> JSONValue {
+        var destination: [String: JSONValue] = ["url": .string(OutgoingTransfer.transfersURL(url))]
+        switch checked {
+        case .success(let node):
+            destination["ok"] = .bool(true)
+            destination["node"] = .string(node.kind)
+            destination["version"] = .string(node.version)
+        case .failure(let error):
+            destination["ok"] = .bool(false)
+            destination["error"] = .string(error.message)
+            destination["exit_status"] = .number(Double(ErrorMapping.exitStatus(for: error.code)))
+        }
+        return .object(destination)
+    }
+
+    /// SIGINT/SIGTERM while the destination was being checked: nothing was sent.
+    static func cancelledBeforeTheFirstPush(_ plan: Evacuation.Plan, json: Bool, warnings: [String]) -> Int32 {
+        if json {
+            let report = Self.json([], plan: plan, warnings: warnings, seconds: 0)
+            let error = TransferError(.cancelled, .cli, "cancelled before the first push, nothing was sent")
+            print(String(decoding: Self.failed(report, error).serialized(), as: UTF8.self))
+        } else {
+            print("evacuated 0 of \(plan.volumes.count) server(s): cancelled before the first push, nothing was sent")
+        }
+        return 130
+    }
+
+    /// A report of an evacuation that stopped before its first push, with the fields every
+    /// `--json` failure has (`ok`, `success`, `command`, `error`, `exit_status`: `FailureReport`).
+    static func failed(_ report: JSONValue, _ error: TransferError) -> JSONValue {
+        var object = report.objectValue ?? [:]
+        let failure = FailureReport(command: "evacuate", json: true).json(for: error)
+        for (key, value) in failure.objectValue ?? [:] { object[key] = value }
+        return .object(object)
+    }
+
     static func skippedJSON(_ skipped: [Evacuation.Skipped]) -> JSONValue {
         .array(skipped.map { .object(["name": .string($0.name), "reason": .string($0.reason)]) })
     }
 
     static func json(
-        _ outcomes: [Evacuation.Outcome], plan: Evacuation.Plan, warnings: [String], seconds: Double
+        _ outcomes: [Evacuation.Outcome], plan: Evacuation.Plan, warnings: [String], seconds: Double,
+        destination: Result<NodeCheck.Node, TransferError>? = nil, url: String = ""
     ) -> JSONValue {
         let servers: [JSONValue] = outcomes.map { outcome in
             var entry: [String: JSONValue] = [
@@ -253,11 +316,13 @@ extension SendCommand {
             return .object(entry)
         }
         let succeeded = outcomes.filter { $0.error == nil }.count
-        return .object([
+        var report: [String: JSONValue] = [
             "servers": .array(servers), "succeeded": .number(Double(succeeded)),
             "failed": .number(Double(outcomes.count - succeeded)), "seconds": .number(seconds),
             "skipped": skippedJSON(plan.skipped), "warnings": .array(warnings.map { .string($0) }),
-        ])
+        ]
+        if let destination { report["destination"] = destinationJSON(destination, url: url) }
+        return .object(report)
     }
 }
 

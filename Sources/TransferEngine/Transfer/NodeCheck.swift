@@ -1,5 +1,5 @@
 /// Checks, without sending any data, that a URL is a node and that it accepts a node token: what
-/// `evacuate --dry-run` rehearses before an unattended run.
+/// `evacuate --dry-run` rehearses, and what a real `evacuate` requires before its first push.
 ///
 /// ```
 ///  GET <base>/api/system  (Authorization: Bearer <node token>)
@@ -23,11 +23,15 @@ public enum NodeCheck {
 
     /// Asks the node at `url` who it is, with `secret` as its node token.
     ///
+    /// `cancelled` is polled about once a second while the request runs; when it returns true the
+    /// check ends with `.cancelled`.
+    ///
     /// - Throws: `TransferError` with `.forbidden` when the token is refused, `.network` or
     ///   `.timeout` when the node cannot be reached or is not a node, and otherwise the code a
     ///   push would give for the status.
     public static func check(
-        url: String, secret: [UInt8], insecureTLS: Bool = false, caCertificate: String? = nil, timeoutSeconds: Int = 10
+        url: String, secret: [UInt8], insecureTLS: Bool = false, caCertificate: String? = nil, timeoutSeconds: Int = 10,
+        cancelled: (@Sendable () -> Bool)? = nil
     ) throws -> Node {
         // The token goes into a header: a control character would end it (or add another).
         guard !secret.isEmpty, !secret.contains(where: { $0 < 0x20 || $0 == 0x7f }) else {
@@ -39,6 +43,7 @@ public enum NodeCheck {
         easy.addHeader("Accept: application/json")
         TLSOptions(insecure: insecureTLS, caCertificate: caCertificate).apply(to: easy)
         easy.setTimeout(seconds: timeoutSeconds)
+        if let cancelled { easy.shouldCancel = cancelled }
         let status = try easy.perform()
         return try node(status: status, body: easy.responseBody, endpoint: endpoint)
     }
