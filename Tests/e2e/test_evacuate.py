@@ -546,3 +546,26 @@ def test_a_real_run_to_a_wings_node(transfer_send, tmp_path, sample_volume, othe
     assert sorted(server for server, _ in node.accepted) == sorted(servers)
     assert all(size > 0 for _, size in node.accepted)
     assert node.requests[:2] == ["GET /api/system HTTP/1.1"] * 2, node.requests
+
+
+# ---------------------------------------------------------------- log lines name their server
+
+
+def test_every_warning_names_its_server(daemon, transfer_send, tmp_path, other_volume):
+    """Pushes run side by side, so a warning about an entry left out must say whose volume it is in."""
+    data = tmp_path / "volumes"
+    data.mkdir()
+    servers = [new_server_id() for _ in range(3)]
+    for i, server in enumerate(servers):
+        shutil.copytree(other_volume, data / server, symlinks=True)
+        os.symlink("/etc/passwd", data / server / f"escape-{i}")
+        os.mkfifo(data / server / f"pipe-{i}")
+    r = evacuate(transfer_send, daemon, data, "--parallel", "3", "--quiet")
+    assert r.returncode == 0, r.stderr
+    warnings = [line for line in r.stderr.splitlines() if " WARN " in line]
+    assert len(warnings) == 2 * len(servers), r.stderr
+    for line in warnings:
+        entry = next(word for word in line.split() if word.startswith(("escape-", "pipe-")))
+        index = int(entry.split("-")[1].rstrip(":"))
+        assert f"server {servers[index]}" in line, line
+        assert not any(other in line for other in servers if other != servers[index]), line

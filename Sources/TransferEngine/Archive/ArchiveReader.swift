@@ -29,6 +29,8 @@ public final class ArchiveReader {
     private var current: [UInt8] = []
     private var sourceError: (any Error)?
     private var opened = false
+    /// How log lines name the archive (`transfer <uuid>: archive` on a node receiving several).
+    var logLabel = "archive"
 
     public init(source: @escaping () throws -> [UInt8]?) throws {
         _ = LibArchiveLocale.configured
@@ -77,7 +79,7 @@ public final class ArchiveReader {
         let status = archive_read_next_header(handle, &raw)
         if status == ARCHIVE_EOF { return nil }
         if status == ARCHIVE_WARN {
-            Log.warning("archive: \(LibArchiveError.from(handle, status: status))")
+            Log.warning("\(logLabel): \(LibArchiveError.from(handle, status: status))")
         } else {
             try check(status)
         }
@@ -120,7 +122,7 @@ public final class ArchiveReader {
             let status = archive_read_data_block(handle, &block, &size, &offset)
             if status == ARCHIVE_EOF { return total }
             if status == ARCHIVE_WARN {
-                Log.warning("archive: \(LibArchiveError.from(handle, status: status))")
+                Log.warning("\(logLabel): \(LibArchiveError.from(handle, status: status))")
             } else {
                 try check(status)
             }

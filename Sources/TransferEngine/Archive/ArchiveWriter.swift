@@ -26,8 +26,12 @@ public final class ArchiveWriter {
     public private(set) var bytesOut: Int64 = 0
     /// Entries whose names are not UTF-8 (kept as raw bytes).
     private(set) var rawNames = 0
-    /// Whether `finish` logs how many names were not UTF-8 (off for the negotiation's sample).
-    var reportsRawNames = true
+    /// Whether entry warnings are logged, and `finish` logs how many names were not UTF-8 (off
+    /// for the negotiation's sample: the push itself reports them).
+    var reportsWarnings = true
+    /// How log lines name this archive: `archive of server <uuid>` in a push, so that lines of
+    /// pushes running side by side (an evacuation, a node's transfers) say which server they are about.
+    var logLabel = "archive"
     /// Small writes (headers, padding, small files' data) gathered into one sink call.
     private let gathered: UnsafeMutableRawBufferPointer
     private var gatheredCount = 0
@@ -128,9 +132,9 @@ public final class ArchiveWriter {
                 // A name that is not UTF-8: stored as its raw bytes (hdrcharset=BINARY) and
                 // restored byte for byte; one summary line at the end instead of one per file.
                 rawNames += 1
-                Log.debug("archive: \(path): \(warning)")
-            } else {
-                Log.warning("archive: \(path): \(warning)")
+                Log.debug("\(logLabel): \(path): \(warning)")
+            } else if reportsWarnings {
+                Log.warning("\(logLabel): \(path): \(warning)")
             }
         } else {
             try check(status, path: path)
@@ -164,8 +168,8 @@ public final class ArchiveWriter {
     public func finish() throws {
         precondition(!finished, "finish called twice")
         finished = true
-        if rawNames > 0 && reportsRawNames {
-            Log.info("archive: \(rawNames) name(s) are not UTF-8; sent as their raw bytes (they arrive unchanged)")
+        if rawNames > 0 && reportsWarnings {
+            Log.info("\(logLabel): \(rawNames) name(s) are not UTF-8; sent as their raw bytes (they arrive unchanged)")
         }
         try check(archive_write_close(handle))
         do {

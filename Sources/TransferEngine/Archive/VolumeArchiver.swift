@@ -16,8 +16,12 @@ public struct VolumeArchiver: Sendable {
     public var progress: (@Sendable (Int64) -> Void)?
     /// Chunk size for reading files.
     public var readSize = 256 * 1024
-    /// Log a warning for each socket, FIFO or device left out.
+    /// Log a warning for each entry left out (socket, FIFO, device, a link out of the volume, a
+    /// file replaced while being read) and for libarchive's warnings.
     public var reportsSkipped = true
+    /// How its log lines name the archive: `archive of server <uuid>` for a push, so that each
+    /// line says which server it is about when several run at once.
+    public var logLabel = "archive"
     /// Leave out symlinks that point out of the volume (a transfer: the destination refuses
     /// them). A backup keeps every link as it is.
     public var skipsLinksOutOfVolume = false
@@ -69,7 +73,8 @@ public struct VolumeArchiver: Sendable {
                 }
             }
         }
-        writer.reportsRawNames = reportsSkipped
+        writer.reportsWarnings = reportsSkipped
+        writer.logLabel = logLabel
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: readSize, alignment: 64)
         defer { buffer.deallocate() }
         // The root's own entry ("./", as GNU tar writes it) carries the volume root's mode and time.
@@ -92,7 +97,9 @@ public struct VolumeArchiver: Sendable {
                     guard !skipsLinksOutOfVolume || Self.staysInside(link: entry.path, target: target) else {
                         summary.skipped += 1
                         if reportsSkipped {
-                            Log.warning("archive: skipping symlink \(entry.path) -> \(PathBytes(target)): it points outside the volume")
+                            Log.warning(
+                                "\(logLabel): skipping symlink \(entry.path) -> \(PathBytes(target)): "
+                                    + "it points outside the volume")
                         }
                         return
                     }
@@ -103,13 +110,15 @@ public struct VolumeArchiver: Sendable {
                         summary.files += 1
                     } else {
                         summary.skipped += 1
-                        Log.warning("archive: skipping \(entry.path): no longer a regular file")
+                        if reportsSkipped {
+                            Log.warning("\(logLabel): skipping \(entry.path): no longer a regular file")
+                        }
                     }
                 }
             },
             skipped: { path, kind in
                 summary.skipped += 1
-                if reportsSkipped { Log.warning("archive: skipping \(kind) \(path)") }
+                if reportsSkipped { Log.warning("\(logLabel): skipping \(kind) \(path)") }
             })
         try writer.finish()
         try codec?.finish { out in

@@ -59,6 +59,7 @@ extension TransferDaemon {
             defer { if !released { store.release(server) } }
             do {
                 var options = OutgoingTransfer.Options(volume: store.volumePath(server), url: url, token: token)
+                options.server = server
                 // Negotiated here, after the 202: a destination that does not answer must not hold up the panel.
                 // Wings destinations do not answer the probe and get gzip; our own nodes negotiate.
                 if let choice = try? CompressionNegotiator.choose(

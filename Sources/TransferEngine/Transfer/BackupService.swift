@@ -91,7 +91,9 @@ public final class BackupService: Sendable {
         }
         do {
             let hasher = SHA256Hasher()
-            let summary = try VolumeArchiver(root: store.volumePath(server)).run { bytes in
+            var archiver = VolumeArchiver(root: store.volumePath(server))
+            archiver.logLabel = "archive for backup \(backup) of server \(server)"
+            let summary = try archiver.run { bytes in
                 hasher.update(bytes)
                 try FileIO.writeAll(fd, bytes, path: partial)
             }

@@ -203,6 +203,7 @@ public final class Evacuation: @unchecked Sendable {
         let token = TokenMinter(secret: options.secret, audience: options.url)
             .mint(scope: .transfer, claims: ["sub": .string(volume.server)])
         var transferOptions = OutgoingTransfer.Options(volume: volume.path, url: options.url, token: token)
+        transferOptions.server = volume.server
         transferOptions.insecureTLS = options.insecureTLS
         transferOptions.caCertificate = options.caCertificate
         do {

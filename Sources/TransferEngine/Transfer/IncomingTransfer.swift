@@ -137,6 +137,7 @@ public final class IncomingTransfer: RequestBodyHandler, @unchecked Sendable {
         extractor = StageThread(name: "extract-\(server.prefix(8))") { [buffer, staging] in
             do {
                 let reader = try ArchiveReader(source: { try tarBuffer.receive() })
+                reader.logLabel = "transfer \(self.server): archive"
                 let extractor = try SafeExtractor(root: staging)
                 try extractor.extractAll(from: reader)
                 // Bytes after the tar end marker must still be read, or the stages before would block.

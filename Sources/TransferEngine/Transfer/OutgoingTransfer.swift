@@ -28,11 +28,26 @@ public final class OutgoingTransfer: @unchecked Sendable {
         public var preservesHardlinks = false
         public var insecureTLS = false
         public var caCertificate: String?
+        /// The server this push is for, as log lines name it; nil: the token's `sub` (the
+        /// server whose volume the destination replaces), or else the volume directory.
+        public var server: String?
 
         public init(volume: String, url: String, token: String) {
             self.volume = volume
             self.url = url
             self.token = token
+        }
+
+        /// How log lines about this push name it: `server <uuid>`, or the volume directory when
+        /// neither `server` nor the token names a server.
+        public var subject: String {
+            let bare = token.prefix(7).lowercased() == "bearer " ? String(token.dropFirst(7)) : token
+            if let server = server ?? JWT.unverifiedClaims(bare)?["sub"]?.stringValue,
+                VolumeStore.isValidServerID(server)
+            {
+                return "server \(server)"
+            }
+            return volume
         }
 
         /// Takes what the negotiation chose for this destination.
@@ -116,6 +131,7 @@ public final class OutgoingTransfer: @unchecked Sendable {
         var archiver = VolumeArchiver(root: options.volume, compression: .none)
         archiver.skipsLinksOutOfVolume = true
         archiver.preservesHardlinks = options.preservesHardlinks
+        archiver.logLabel = "archive of \(options.subject)"
         let throttle = Throttle(interval: 0.25)  // also bounds websocket progress events to 4 per second
         archiver.progress = { [onProgress] bytes in
             guard throttle.ready() else { return }
