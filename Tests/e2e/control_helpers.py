@@ -572,7 +572,7 @@ def entries_for(daemon, server, direction=None):
             if t.get("server") == server and (direction is None or t.get("direction") == direction)]
 
 
-FINAL_STATES = ("completed", "failed", "cancelled")
+FINAL_STATES = ("completed", "failed", "cancelled", "stalled")
 
 
 def wait_finished(daemon, server, direction, timeout=30.0, entry_id=None):

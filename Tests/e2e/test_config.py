@@ -251,7 +251,8 @@ def test_help_and_version_exit_0(transferd):
     assert r.returncode == 0 and r.stdout.startswith("transferd ")
 
 
-@pytest.mark.parametrize("args", [["--bogus"], ["--listen", "localhost"], ["--log-level", "loud"], ["extra"]])
+@pytest.mark.parametrize("args", [["--bogus"], ["--listen", "localhost"], ["--log-level", "loud"], ["extra"],
+                                  ["--idle-timeout", "0"], ["--idle-timeout", "2m"], ["--idle-timeout", "86401"]])
 def test_usage_errors_exit_64(transferd, tmp_path, args):
     r = run_cli(transferd, "--state", tmp_path / "state", *args, timeout=10)
     assert r.returncode == 64, (r.returncode, r.stderr)

@@ -406,6 +406,97 @@ def test_cancel_an_incoming_transfer_whose_source_stalled(daemon_factory, tmp_pa
     assert set(paths[:-1]) <= {callback_path(server, "failure")}, paths
 
 
+def test_a_source_that_stalls_is_listed_and_logged_as_stalled_not_cancelled(daemon_factory, sample_tgz,
+                                                                            sample_volume):
+    """The source sent half the archive and then nothing for the idle timeout (here 2 s): the
+    daemon closes the connection, discards staging, and the transfer ends as "stalled" in the list
+    and the log, not as a cancel (nobody cancelled it)."""
+    node = daemon_factory("--idle-timeout", "2")
+    server = new_server_id()
+    boundary = go_boundary()
+    opening = next(multipart_stream(transfer_parts(sample_tgz), boundary)) + sample_tgz[:len(sample_tgz) // 2]
+    head = (f"POST /api/transfers HTTP/1.1\r\nHost: 127.0.0.1:{node.port}\r\n"
+            f"Authorization: Bearer {mint(node.token, sub=server)}\r\n"
+            f"Content-Type: multipart/form-data; boundary={boundary}\r\nTransfer-Encoding: chunked\r\n\r\n").encode()
+    sock = socket.create_connection(("127.0.0.1", node.port), timeout=15)
+    try:
+        sock.sendall(head + f"{len(opening):x}\r\n".encode() + opening + b"\r\n")
+        assert wait_until(lambda: entries_for(node, server, "incoming"), 10), "the transfer never started"
+        entry = wait_finished(node, server, "incoming", timeout=15)
+        assert entry["state"] == "stalled", entry
+        assert entry["error"] == "the source sent nothing for 2 s, so the connection was closed", entry
+        try:
+            assert sock.recv(65536) == b"", "the stalled connection was left open"
+        except ConnectionResetError:
+            pass
+    finally:
+        sock.close()
+    assert wait_staging_empty(node) == [] and not node.volume(server).exists()
+    lines = [line for line in node.log().splitlines() if f"transfer {server}: " in line and "committed" in line]
+    assert len(lines) == 1, lines
+    assert " ERROR transfer " in lines[0] and "stalled, nothing committed: the source sent nothing for 2 s" in lines[0], lines
+    assert "cancel" not in lines[0], lines
+    # The server is free again.
+    r = push_archive(node, server, sample_tgz)
+    assert r.status_code == 200, (r.status_code, r.text)
+    assert compare_trees(sample_volume, node.volume(server)) == []
+
+
+def test_shutdown_tells_a_pushing_cli_that_the_node_is_shutting_down(daemon_factory, big_volume, transfer_send):
+    """SIGTERM on the destination while `transfer-send push` sends: the CLI is answered 503 "the
+    destination node is shutting down" (it used to be "cancelled on this node", as for a DELETE) and
+    exits 75, try again later; the daemon's log says why the transfer stopped."""
+    node = daemon_factory()
+    volume, _ = big_volume
+    server = new_server_id()
+    push = subprocess.Popen([str(transfer_send), "push", "--quiet", "--volume", str(volume), "--url", node.url,
+                             "--secret", node.token, "--server", server, "--compression", "gzip"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+    try:
+        wait_running(node, server, min_bytes=4 << 20)
+        assert node.stop() == 0, node.log()
+        _, stderr = push.communicate(timeout=30)
+    finally:
+        if push.poll() is None:
+            push.kill()
+            push.wait()
+    lines = error_lines(stderr)
+    assert push.returncode == 75, (push.returncode, stderr)
+    assert len(lines) == 1 and "503" in lines[0] and "the destination node is shutting down" in lines[0], lines
+    assert "cancelled" not in lines[0], lines
+    log = [line for line in node.log().splitlines() if f"transfer {server}: " in line and "committed" in line]
+    assert len(log) == 1 and " WARN  " in log[0], log
+    assert log[0].endswith("interrupted, nothing committed: this node is shutting down"), log
+    assert not node.volume(server).exists()
+
+
+def test_shutdown_is_a_503_for_a_source_that_stalled(daemon_factory, sample_tgz):
+    """A source waiting mid-body when the node stops gets the 503 JSON answer and a closed
+    connection, not a cut one."""
+    node = daemon_factory()
+    server = new_server_id()
+    boundary = go_boundary()
+    opening = next(multipart_stream(transfer_parts(sample_tgz), boundary)) + sample_tgz[:len(sample_tgz) // 2]
+    head = (f"POST /api/transfers HTTP/1.1\r\nHost: 127.0.0.1:{node.port}\r\n"
+            f"Authorization: Bearer {mint(node.token, sub=server)}\r\n"
+            f"Content-Type: multipart/form-data; boundary={boundary}\r\nTransfer-Encoding: chunked\r\n\r\n").encode()
+    sock = socket.create_connection(("127.0.0.1", node.port), timeout=10)
+    try:
+        sock.sendall(head + f"{len(opening):x}\r\n".encode() + opening + b"\r\n")
+        assert wait_until(lambda: entries_for(node, server, "incoming"), 10), "the transfer never started"
+        assert node.stop() == 0, node.log()
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    finally:
+        sock.close()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 503 "), answer
+    assert b"content-type: application/json" in head.lower(), head
+    error = json.loads(body)["error"]
+    assert error.startswith("the destination node is shutting down"), error
+
+
 # ---------------------------------------------------------------- panel callbacks
 
 

@@ -11,7 +11,7 @@ public enum DaemonCommand {
 
         usage: transferd [--config FILE] [--listen HOST:PORT] [--data DIR] [--backups DIR]
                          [--volume-owner UID:GID] [--state DIR] [--allow-unscoped-tokens]
-                         [--log-level LEVEL]
+                         [--idle-timeout SECONDS] [--log-level LEVEL]
 
         With no --config, runs on the embedded default: 127.0.0.1:8080, state in ./transferd-data
         (volumes/, backups/, and node-token, generated once with mode 0600).
@@ -27,6 +27,8 @@ public enum DaemonCommand {
                                    (system.user.uid/gid; default: the daemon's own user)
           --state DIR              embedded default's state directory (default ./transferd-data)
           --allow-unscoped-tokens  accept panel tokens without a scope claim (panels before 2026)
+          --idle-timeout SECONDS   close a connection that sends nothing this long (default 120);
+                                   a transfer whose source stalls so is listed as stalled
           --log-level LEVEL        debug | info (default) | warning | error
           --version                print the version
 
@@ -35,14 +37,15 @@ public enum DaemonCommand {
         POST|DELETE /api/servers/:uuid/transfer, GET /api/transfers, DELETE /api/transfers/:uuid,
         POST /api/servers/:uuid/backup, GET|DELETE /api/servers/:uuid/backup/:backup,
         POST /api/servers/:uuid/ws/deny, GET /api/system. Logs go to stderr; tokens are never logged.
-        SIGTERM or SIGINT stops it: running transfers are abandoned and nothing partial is committed.
+        SIGTERM or SIGINT stops it: running transfers are abandoned and nothing partial is committed
+        (a source still sending is answered 503, the node is shutting down: try again later).
         SIGHUP is logged and ignored (nothing is reloaded; restart to read the configuration again).
         """
 
     /// Parses flags into a configuration (nil when the command only printed help/version).
     public static func configuration(_ argv: [String]) throws -> DaemonConfiguration? {
         let args = try Arguments(
-            argv, valued: ["config", "listen", "data", "backups", "volume-owner", "state", "log-level"],
+            argv, valued: ["config", "listen", "data", "backups", "volume-owner", "state", "log-level", "idle-timeout"],
             booleans: ["allow-unscoped-tokens", "help", "version"])
         if args.has("help") {
             print(help)
@@ -64,6 +67,12 @@ public enum DaemonCommand {
         }
         // Every flag is checked before anything is created on disk.
         let listen = try args["listen"].map(parseListen)
+        let idleTimeout = try args["idle-timeout"].map { text -> UInt32 in
+            guard let seconds = UInt32(text), (1...86_400).contains(seconds) else {
+                throw Arguments.usage("--idle-timeout must be a number of seconds from 1 to 86400")
+            }
+            return seconds
+        }
         var config =
             try args["config"].map(DaemonConfiguration.load(file:))
             ?? DaemonConfiguration.embeddedDefault(stateDirectory: args["state"] ?? "transferd-data")
@@ -81,6 +90,7 @@ public enum DaemonCommand {
             config.volumeOwner = parsed
         }
         if args.has("allow-unscoped-tokens") { config.allowUnscopedTokens = true }
+        if let seconds = idleTimeout { config.idleTimeoutSeconds = seconds }
         return config
     }
 

@@ -100,7 +100,8 @@ public enum SendCommand {
         the destination already exists and is not replaced (an upload onto a directory's name: a
         409 saying so), 74 I/O error (here, or the node's: a 500 such as a full disk; or standard
         output could not be written), 75 busy, try again later (another 409: the server is
-        transferring), 77 token refused, 130 cancelled, 1 other.
+        transferring; or a 503 "unavailable": the node is shutting down), 77 token refused, 130
+        cancelled, 1 other.
         """
 
     /// Runs the command line and returns the exit status.

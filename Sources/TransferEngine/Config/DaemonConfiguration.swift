@@ -33,6 +33,9 @@ public struct DaemonConfiguration: Sendable {
     public var backupDirectoryIsImplicit = false
     /// The file holding the token when it was generated here (printed for operators).
     public var tokenFile: String?
+    /// Seconds a connection may send nothing before it is closed (`--idle-timeout`): a transfer
+    /// whose source stalls that long fails as stalled. 120, as the sender's own stall limit.
+    public var idleTimeoutSeconds: UInt32 = 120
 
     public init(token: String, dataDirectory: String, backupDirectory: String) {
         self.token = token

@@ -49,7 +49,7 @@ extension TransferDaemon {
     func pushInBackground(server: String, url: String, token: String) throws -> String {
         guard store.reserve(server) else { throw TransferError(.conflict, .transfer, "server \(server) is already transferring") }
         let handle = PushHandle()
-        let id = registry.begin(direction: .outgoing, server: server) { handle.cancel() }
+        let id = registry.begin(direction: .outgoing, server: server) { handle.cancel($0) }
         events.log(server, "sending transfer to \(url)")
         Log.info("transfer \(server): pushing to \(url)")
         spawnThread(name: "push-\(server.prefix(8))") { [self] in
@@ -87,7 +87,9 @@ extension TransferDaemon {
                 released = true
                 registry.finish(id, error: nil)
             } catch {
-                let failure = error as? TransferError ?? TransferError(.internal, .transfer, "\(error)")
+                var failure = error as? TransferError ?? TransferError(.internal, .transfer, "\(error)")
+                // curl's abort says only "cancelled": say by whom.
+                if failure.code == .cancelled, let cancellation = handle.cancellation { failure = cancellation }
                 Log.error("transfer \(server): push failed, source volume untouched: \(failure.message)")
                 store.release(server)
                 released = true
@@ -211,23 +213,32 @@ extension TransferDaemon {
 final class PushHandle: @unchecked Sendable {
     private let lock = Condition()
     private var transfer: OutgoingTransfer?
-    private var cancelled = false
+    private var reason: TransferRegistry.CancelReason?
 
-    func cancel() {
+    func cancel(_ reason: TransferRegistry.CancelReason) {
         let running = lock.withLock { () -> OutgoingTransfer? in
-            cancelled = true
+            if self.reason == nil { self.reason = reason }
             return transfer
         }
         running?.cancel()
     }
 
-    var isCancelled: Bool { lock.withLock { cancelled } }
+    var isCancelled: Bool { lock.withLock { reason != nil } }
+
+    /// Why the push was cancelled, as its log line and the transfer list say it (nil: it was not).
+    var cancellation: TransferError? {
+        switch lock.withLock({ reason }) {
+        case .request?: TransferError(.cancelled, .transfer, "cancelled by request")
+        case .shutdown?: TransferError(.cancelled, .transfer, "cancelled: this node is shutting down")
+        case nil: nil
+        }
+    }
 
     /// Registers the transfer; false if it was cancelled already.
     func attach(_ transfer: OutgoingTransfer) -> Bool {
         lock.withLock {
             self.transfer = transfer
-            return !cancelled
+            return reason == nil
         }
     }
 }

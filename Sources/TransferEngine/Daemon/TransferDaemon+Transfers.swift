@@ -32,7 +32,7 @@ extension TransferDaemon {
             let early = request.earlyAnswer
             transfer.answerNow = { early?.send($0, cutOtherwise: true) }
             let total = request.header("content-length").flatMap { Int64($0) } ?? 0
-            let id = registry.begin(direction: .incoming, server: server, total: total) { transfer.cancel() }
+            let id = registry.begin(direction: .incoming, server: server, total: total) { transfer.cancel($0) }
             events.log(server, "receiving transfer from \(request.clientAddress)")
             transfer.onProgress = { [registry] bytes in registry.progress(id, bytes: bytes) }
             transfer.onFinish = { [registry, panel, events] result in

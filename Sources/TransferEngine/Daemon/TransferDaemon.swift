@@ -56,6 +56,7 @@ public final class TransferDaemon: Sendable {
         var options = HTTPServer.Options()
         options.host = configuration.host
         options.port = configuration.port
+        options.idleTimeout = configuration.idleTimeoutSeconds
         if configuration.tlsEnabled {
             guard let certPath = configuration.tlsCertificatePath, let keyPath = configuration.tlsKeyPath,
                 let cert = FileManager.default.contents(atPath: certPath),

@@ -43,6 +43,8 @@ public final class IncomingTransfer: RequestBodyHandler, @unchecked Sendable {
     /// Guards `finished`: the outcome is decided once, by the connection thread or by `cancel()`.
     private let outcome = Condition()
     private var finished = false
+    /// Why `cancel` stopped the transfer (under `outcome`), so every path answers the source alike.
+    private var cancelReason: TransferRegistry.CancelReason?
     /// Answers the source at once, before its body has ended (set by the daemon; the HTTP layer's
     /// `EarlyAnswer`): `cancel()` tells the source why, even if it has stalled.
     public var answerNow: (@Sendable (HTTPResponse) -> Void)?
@@ -167,7 +169,7 @@ public final class IncomingTransfer: RequestBodyHandler, @unchecked Sendable {
             }
             try backups?.verify()
             guard claimOutcome() else {
-                throw TransferError(.cancelled, .transfer, "the transfer was cancelled on this node")
+                throw Self.cancellation(outcome.withLock { cancelReason } ?? .request)
             }
             try store.commit(staging: staging, server: server)
             if let stored = backups?.commit(), !stored.isEmpty {
@@ -187,7 +189,7 @@ public final class IncomingTransfer: RequestBodyHandler, @unchecked Sendable {
             ])
         } catch {
             let failure = fail(error)
-            return .error(failure)
+            return Self.answer(for: failure, cancelled: outcome.withLock { cancelReason })
         }
     }
 
@@ -196,19 +198,60 @@ public final class IncomingTransfer: RequestBodyHandler, @unchecked Sendable {
 
     /// Stops the transfer from another thread (`DELETE /api/transfers/:uuid`, shutdown): the
     /// connection thread's next step fails with `.cancelled`, staging is discarded, the server is
-    /// freed, and then the source is answered 409 with the reason (under TLS, where the answer
-    /// cannot be written before the body ends, the connection is cut instead).
-    public func cancel() {
-        let error = TransferError(.cancelled, .transfer, "the transfer was cancelled on this node")
+    /// freed, and then the source is answered with the reason (under TLS, where the answer cannot
+    /// be written before the body ends, the connection is cut instead): 409 "the transfer was
+    /// cancelled on this node" for a request, 503 "the destination node is shutting down" for a
+    /// shutdown, which the source may take as temporary (`transfer-send` exits 75 for both).
+    public func cancel(_ reason: TransferRegistry.CancelReason = .request) {
+        let error = Self.cancellation(reason)
+        outcome.withLock { if cancelReason == nil { cancelReason = reason } }
         buffer.fail(error)
         // Decide the outcome here, so the server is free and staging gone even if the source has
         // stalled and the connection thread is waiting on the socket; then answer the source.
         _ = fail(error)
-        answerNow?(.error(error))
+        answerNow?(Self.answer(for: error, cancelled: reason))
     }
 
     public func abort() {
-        _ = fail(TransferError(.cancelled, .transfer, "the connection closed before the transfer body ended"))
+        abort(.connectionClosed)
+    }
+
+    /// The connection ended before the body did: closed by the source, dropped by the server after
+    /// the source sent nothing for its idle timeout (a stall: `.timeout`, listed as "stalled", not
+    /// as a cancel), or cut by the shutdown.
+    public func abort(_ reason: BodyAbortReason) {
+        switch reason {
+        case .connectionClosed:
+            _ = fail(TransferError(.cancelled, .transfer, "the connection closed before the transfer body ended"))
+        case .idleTimeout(let seconds):
+            _ = fail(
+                TransferError(
+                    .timeout, .transfer,
+                    "the source sent nothing for \(seconds) s, so the connection was closed"))
+        case .shutdown:
+            outcome.withLock { if cancelReason == nil { cancelReason = .shutdown } }
+            _ = fail(Self.cancellation(.shutdown))
+        }
+    }
+
+    /// The error a cancelled transfer ends with (in the log, the transfer list and, for a request,
+    /// the source's answer).
+    static func cancellation(_ reason: TransferRegistry.CancelReason) -> TransferError {
+        switch reason {
+        case .request: TransferError(.cancelled, .transfer, "the transfer was cancelled on this node")
+        case .shutdown: TransferError(.cancelled, .transfer, "this node is shutting down")
+        }
+    }
+
+    /// What the source is answered for `failure`: the JSON error, except after a shutdown, which
+    /// is 503 (the node is going away, not refusing this transfer: try again once it is back).
+    static func answer(for failure: TransferError, cancelled: TransferRegistry.CancelReason?) -> HTTPResponse {
+        guard cancelled == .shutdown, failure.code == .cancelled else { return .error(failure) }
+        return .json(
+            503, [
+                "error": "the destination node is shutting down: nothing was committed; push again once it is back",
+                "code": "unavailable",
+            ])
     }
 
     /// Stops the extractor, discards staging, frees the server. Returns the error as a TransferError.
@@ -222,7 +265,13 @@ public final class IncomingTransfer: RequestBodyHandler, @unchecked Sendable {
         _ = try? waitForExtractor()
         store.discard(staging: staging)
         close()
-        Log.error("transfer \(server): failed, nothing committed: \(failure.message)")
+        if failure.code == .cancelled, outcome.withLock({ cancelReason }) == .shutdown {
+            Log.warning("transfer \(server): interrupted, nothing committed: \(failure.message)")
+        } else if failure.code == .timeout {
+            Log.error("transfer \(server): stalled, nothing committed: \(failure.message)")
+        } else {
+            Log.error("transfer \(server): failed, nothing committed: \(failure.message)")
+        }
         onFinish?(.failure(failure))
         return failure
     }

@@ -283,8 +283,11 @@ public final class OutgoingTransfer: @unchecked Sendable {
             case 413: .tooLarge
             case 422: .integrity
             case 400..<500: .invalidInput
+            // A node saying in its JSON error that it is only unavailable for now (`"code":
+            // "unavailable"`: ours shutting down): busy, try again later, as a 409 is (exit 75).
+            case 503 where json?["code"]?.stringValue == "unavailable": .conflict
             // The node could not serve this at all (not implemented there, a gateway that did not
-            // reach it, unavailable): "unreachable" in effect.
+            // reach it, a proxy's unavailable page): "unreachable" in effect.
             case 501, 502, 503, 504, 505: .network
             // The node answered and failed while doing it (500 "No space left on device", 507
             // Insufficient Storage): an I/O failure at the other end, not an unreachable node.

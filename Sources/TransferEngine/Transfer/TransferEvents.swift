@@ -55,6 +55,9 @@ public final class TransferEvents: Sendable {
 public final class TransferRegistry: Sendable {
     public enum Direction: String, Sendable { case incoming, outgoing }
 
+    /// Why a running transfer is stopped: a `DELETE` asked for it, or the daemon is shutting down.
+    public enum CancelReason: Sendable, Equatable { case request, shutdown }
+
     /// A running or finished transfer as listed by the API.
     public struct Entry: Sendable {
         public let id: String
@@ -69,13 +72,15 @@ public final class TransferRegistry: Sendable {
     }
 
     private let entries = Mutex<[String: Entry]>([:])
-    private let cancellers = Mutex<[String: @Sendable () -> Void]>([:])
+    private let cancellers = Mutex<[String: @Sendable (CancelReason) -> Void]>([:])
     private let events: TransferEvents
 
     public init(events: TransferEvents) { self.events = events }
 
-    /// Registers a transfer; `cancel` is how a DELETE stops it.
-    public func begin(direction: Direction, server: String, total: Int64 = 0, cancel: @escaping @Sendable () -> Void) -> String {
+    /// Registers a transfer; `cancel` is how a DELETE (or the shutdown) stops it.
+    public func begin(
+        direction: Direction, server: String, total: Int64 = 0, cancel: @escaping @Sendable (CancelReason) -> Void
+    ) -> String {
         let id = SecureRandom.uuid()
         entries.withLock { table in
             // Keep the finished list short: drop the oldest finished entries beyond 50.
@@ -110,10 +115,22 @@ public final class TransferRegistry: Sendable {
             ])
     }
 
-    /// Marks the end; publishes the final statuses (`completed`+`success`, or `failed`/`cancelled`+`failure`).
+    /// The state a transfer that ended with `error` is listed in: `completed`, `cancelled`,
+    /// `stalled` (nothing moved for the idle timeout: `.timeout`) or `failed`.
+    static func finalState(_ error: TransferError?) -> String {
+        guard let error else { return "completed" }
+        switch error.code {
+        case .cancelled: return "cancelled"
+        case .timeout: return "stalled"
+        default: return "failed"
+        }
+    }
+
+    /// Marks the end; publishes the final statuses (`completed`+`success`, or `failed`/`cancelled`+`failure`;
+    /// a stalled transfer is `failed` there, the panels' word for it).
     public func finish(_ id: String, error: TransferError?) {
         guard let entry = entries.withLock({ table -> Entry? in
-            let state = error == nil ? "completed" : (error!.code == .cancelled ? "cancelled" : "failed")
+            let state = Self.finalState(error)
             table[id]?.state = state
             table[id]?.finished = MonotonicClock.now()
             table[id]?.error = error?.message
@@ -121,8 +138,8 @@ public final class TransferRegistry: Sendable {
         }) else { return }
         _ = cancellers.withLock { $0.removeValue(forKey: id) }
         if let error {
-            events.log(entry.server, "transfer failed: \(error.message)")
-            events.status(entry.server, entry.state)
+            events.log(entry.server, "transfer \(entry.state == "stalled" ? "stalled" : "failed"): \(error.message)")
+            events.status(entry.server, entry.state == "stalled" ? "failed" : entry.state)
             events.status(entry.server, "failure")
         } else {
             events.status(entry.server, "completed")
@@ -136,7 +153,7 @@ public final class TransferRegistry: Sendable {
         guard let running, let cancel = cancellers.withLock({ $0[running.id] }) else { return false }
         entries.withLock { $0[running.id]?.state = "cancelling" }
         events.status(server, "cancelling")
-        cancel()
+        cancel(.request)
         return true
     }
 
@@ -155,7 +172,7 @@ public final class TransferRegistry: Sendable {
     /// Cancels every running transfer (daemon shutdown).
     public func cancelAll() {
         let all = cancellers.withLock { Array($0.values) }
-        for cancel in all { cancel() }
+        for cancel in all { cancel(.shutdown) }
     }
 
     public var all: [Entry] { entries.withLock { Array($0.values) }.sorted { $0.started < $1.started } }

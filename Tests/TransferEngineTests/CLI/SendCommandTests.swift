@@ -76,7 +76,8 @@ struct SendCommandTests {
     /// Every status a node can answer: failures it had while doing the work (500 "No space left
     /// on device", 507) are I/O errors (74); only "cannot serve this here" (501–505) and answers
     /// that are no node's are unavailable (69); the 4xx codes keep their meaning (404: not found,
-    /// 66; a 409 that does not say something already exists: busy, 75).
+    /// 66; a 409 that does not say something already exists: busy, 75). A 503 whose JSON
+    /// error has `"code": "unavailable"` (our node shutting down) is temporary, as a 409 is (75).
     @Test func everyStatusMapsToTheDocumentedExitCode() {
         for status in 100..<600 where status != 200 {
             let code = ErrorMapping.exitStatus(for: OutgoingTransfer.remoteError(status: status, body: Array("{\"error\":\"x\"}".utf8)).code)
@@ -95,6 +96,15 @@ struct SendCommandTests {
         let full = OutgoingTransfer.remoteError(status: 500, body: Array("{\"error\":\"No space left on device\"}".utf8))
         #expect(ErrorMapping.exitStatus(for: full.code) == 74 && full.message.contains("No space left on device"))
         #expect((full.cause as? NodeAnswer)?.status == 500)
+        // Only a node's own "unavailable for now" is temporary; any other 503 (a proxy with no node
+        // behind it) is unavailable.
+        let shuttingDown = #"{"error":"the destination node is shutting down","code":"unavailable"}"#
+        let temporary = OutgoingTransfer.remoteError(status: 503, body: Array(shuttingDown.utf8))
+        #expect(ErrorMapping.exitStatus(for: temporary.code) == 75 && temporary.message.contains("shutting down"))
+        for body in ["", "<html>Service Unavailable</html>", #"{"error":"down"}"#, #"{"error":"x","code":"io"}"#] {
+            let code = OutgoingTransfer.remoteError(status: 503, body: Array(body.utf8)).code
+            #expect(ErrorMapping.exitStatus(for: code) == 69, "\(body)")
+        }
     }
 
     /// A 409 saying the destination is already there is not worth retrying (73); one saying the

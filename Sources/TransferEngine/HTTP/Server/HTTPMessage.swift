@@ -81,11 +81,27 @@ public struct HTTPResponse: Sendable {
 ///
 /// `receive` may block (that is the backpressure on the client); if it throws, the rest of the
 /// body is discarded and `finish` is still called, and must answer with the error. `abort` is
-/// called instead of `finish` when the connection ends before the body did.
+/// called instead of `finish` when the connection ends before the body did; `abort(_:)` says
+/// why (a handler that does not care implements only `abort()`).
 public protocol RequestBodyHandler: AnyObject, Sendable {
     func receive(_ bytes: UnsafeRawBufferPointer) throws
     func finish(error: (any Error)?) -> HTTPResponse
     func abort()
+    func abort(_ reason: BodyAbortReason)
+}
+
+extension RequestBodyHandler {
+    public func abort(_ reason: BodyAbortReason) { abort() }
+}
+
+/// Why a connection ended before its request body did.
+public enum BodyAbortReason: Sendable, Equatable {
+    /// The client closed the connection (or it broke).
+    case connectionClosed
+    /// Nothing arrived for the server's idle timeout (the client stalled); the connection was closed.
+    case idleTimeout(seconds: Int)
+    /// The server is shutting down.
+    case shutdown
 }
 
 /// What a route does with a request: answer at once, or stream the body into a handler.

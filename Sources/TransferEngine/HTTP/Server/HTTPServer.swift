@@ -214,7 +214,14 @@ public final class HTTPServer: @unchecked Sendable {
         let exchange = Unmanaged<Exchange>.fromOpaque(raw).takeRetainedValue()
         exchangePointer!.pointee = nil
         if let handler = exchange.handler, !exchange.responded, !exchange.answeredEarly {
-            handler.abort()
+            switch code {
+            case .REQUEST_TERMINATED_TIMEOUT_REACHED:  // nothing arrived for the idle timeout: a stall
+                handler.abort(.idleTimeout(seconds: Int(server.options.idleTimeout)))
+            case .REQUEST_TERMINATED_DAEMON_SHUTDOWN:
+                handler.abort(.shutdown)
+            default:
+                handler.abort(.connectionClosed)
+            }
         }
         let seconds = MonotonicClock.now() - exchange.started
         let outcome =
