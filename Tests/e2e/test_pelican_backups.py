@@ -3,6 +3,9 @@
 commits and every checksum matched; otherwise nothing is kept (no volume, no backup, no temp file).
 """
 import os
+import shutil
+
+import pytest
 
 from e2elib import (Part, archive_part, compare_trees, field, go_boundary, mint, multipart_stream, new_server_id,
                     post_transfer, rechunk, sha256_hex)
@@ -107,3 +110,32 @@ def test_backup_names_are_plain(daemon, sample_tgz):
         assert not daemon.volume(server).exists()
     assert leftovers(daemon) == []
     assert not any(n.startswith("-") or " " in n for n in os.listdir(backups_dir(daemon))) if backups_dir(daemon).exists() else True
+
+
+@pytest.mark.parametrize("how", ["removed", "replaced"])
+def test_backup_parts_into_a_backup_directory_that_is_gone_are_a_named_500(daemon, sample_tgz, sample_volume, how):
+    """The backup directory the daemon started with disappears (removed, or another directory at
+    its path: its disk unmounted): a transfer with backup parts fails with 500 naming the directory
+    and an ERROR line, commits nothing, and does not make the directory again (that would write
+    the backups to the disk under the lost mount). A transfer without backup parts still commits."""
+    directory = backups_dir(daemon)
+    assert directory.is_dir()
+    if how == "removed":
+        shutil.rmtree(directory)
+    else:
+        os.rename(directory, directory.with_name("backups.away"))
+        directory.mkdir()
+    server = new_server_id()
+    r = post(daemon, server, pelican_body(sample_tgz, {f"{new_server_id()}.tar.gz": b"backup bytes"}))
+    assert r.status_code == 500, (r.status_code, r.text)
+    assert f"backup directory {directory} " in r.json()["error"], r.text
+    assert not daemon.volume(server).exists() and daemon.staging_entries() == []
+    if how == "removed":
+        assert not directory.exists(), "the backup directory was made again"
+    else:
+        assert os.listdir(directory) == [], "a backup was written into the directory now at that path"
+    assert any(" ERROR backups: " in line and str(directory) in line for line in daemon.log().splitlines())
+    plain = new_server_id()
+    r = post(daemon, plain, [archive_part(sample_tgz), field("checksum", sha256_hex(sample_tgz))])
+    assert r.status_code == 200, r.text
+    assert compare_trees(sample_volume, daemon.volume(plain)) == []

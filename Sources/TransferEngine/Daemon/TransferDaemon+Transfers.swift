@@ -28,7 +28,7 @@ extension TransferDaemon {
             }
             let transfer = IncomingTransfer(
                 server: server, boundary: boundary, store: store, staging: staging, client: request.clientAddress,
-                backupDirectory: configuration.backupDirectory)
+                backups: backups)
             let early = request.earlyAnswer
             transfer.answerNow = { early?.send($0, cutOtherwise: true) }
             let total = request.header("content-length").flatMap { Int64($0) } ?? 0

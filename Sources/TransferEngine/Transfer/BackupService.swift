@@ -25,21 +25,47 @@ public final class BackupService: Sendable {
     /// false when it was made at start, so its absence later is a node fault (disk unmounted).
     public let createdOnUse: Bool
     private let states = Mutex<[String: State]>([:])
+    /// Device and inode of the directory once it exists (at start, or made by the first backup
+    /// or backup part): its path may later name another directory (the disk unmounted under it)
+    /// or nothing (removed). Nil while Wings' implicit default has not been made yet.
+    private let identity: Mutex<FileIdentity?>
 
     public init(store: VolumeStore, directory: String, createdOnUse: Bool = true) {
         self.store = store
         self.directory = directory
         self.createdOnUse = createdOnUse
+        self.identity = Mutex(FileIdentity(path: directory))
         removePartials()
     }
 
-    /// A `.internal` error (500) naming the directory, logged, when a backup directory made at
-    /// start has gone; nil otherwise (a missing backup is then really not there).
+    /// A `.internal` error (500) naming the directory, logged, when the backup directory this
+    /// daemon knew (made at start, there at start, or made since) has gone or been replaced; nil
+    /// otherwise (a missing backup is then really not there).
     public func directoryFault() -> TransferError? {
-        guard !createdOnUse, !FileTree.isDirectory(directory) else { return nil }
-        let problem = "the node's backup directory \(directory) is missing: was its disk unmounted or the directory removed?"
+        guard let known = identity.withLock({ $0 }) else { return nil }
+        let problem: String
+        if let now = FileIdentity(path: directory) {
+            guard now != known else { return nil }
+            problem = "the node's backup directory \(directory) is not the one transferd opened "
+                + "(was its disk unmounted or the directory replaced?): restart transferd once it is back"
+        } else {
+            problem = "the node's backup directory \(directory) is missing: "
+                + "was its disk unmounted or the directory removed?"
+        }
         Log.error("backups: \(problem)")
         return TransferError(.internal, .volumes, problem)
+    }
+
+    /// Makes sure a backup can be written into the directory: the `directoryFault` error when the
+    /// directory it knew is gone (it is not made again: that would put backups on the disk under a
+    /// lost mount); Wings' implicit default is made by its first use.
+    func prepareDirectory() throws {
+        if let fault = directoryFault() { throw fault }
+        try identity.withLock { known in
+            guard known == nil else { return }
+            try FileTree.makeDirectories(directory, mode: 0o700)
+            known = FileIdentity(path: directory)
+        }
     }
 
     private func removePartials() {
@@ -80,8 +106,7 @@ public final class BackupService: Sendable {
     private func write(server: String, backup: String) throws -> (Int64, String) {
         // Created on first use, so a node that never makes backups leaves no directory behind. One
         // made at start is not made again: that would put backups on the disk under a lost mount.
-        if let fault = directoryFault() { throw fault }
-        try FileTree.makeDirectories(directory, mode: 0o700)
+        try prepareDirectory()
         let partial = "\(directory)/.\(backup).tar.gz.partial"
         let fd = open(partial, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw TransferError.system("open", path: partial) }
@@ -127,5 +152,20 @@ public final class BackupService: Sendable {
         guard unlink(archivePath(backup)) == 0 else { throw TransferError(.notFound, .volumes, "backup \(backup) not found") }
         unlink(archivePath(backup) + ".sha256")
         _ = states.withLock { $0.removeValue(forKey: backup) }
+    }
+}
+
+/// A directory's device and inode: the same path naming another directory (a disk unmounted
+/// under it, a directory replaced) has another identity.
+struct FileIdentity: Sendable, Equatable {
+    let device: UInt64
+    let inode: UInt64
+
+    /// The identity of the directory at `path`, or nil when there is none (missing, not a directory).
+    init?(path: String) {
+        var st = stat()
+        guard stat(path, &st) == 0, st.st_mode & S_IFMT == S_IFDIR else { return nil }
+        device = UInt64(st.st_dev)
+        inode = UInt64(st.st_ino)
     }
 }

@@ -23,12 +23,19 @@ final class IncomingBackups: @unchecked Sendable {
     }
 
     let directory: String
+    private let service: BackupService
+    private let server: String
     private var current: (name: String, fd: Int32, temporary: String, hasher: SHA256Hasher)?
     private var currentChecksum: (name: String, bytes: [UInt8])?
     private var received: [String: Received] = [:]
     private var checksums: [String: String] = [:]
 
-    init(directory: String) { self.directory = directory }
+    /// Backups arriving with `server`'s transfer, into `service`'s directory.
+    init(service: BackupService, server: String) {
+        self.service = service
+        self.directory = service.directory
+        self.server = server
+    }
 
     /// Starts a part if it is one of ours; false for any other part name.
     func begin(_ partName: String) throws -> Bool {
@@ -42,7 +49,8 @@ final class IncomingBackups: @unchecked Sendable {
         guard partName.hasPrefix("backup_") else { return false }
         let name = try Self.fileName(partName.dropFirst("backup_".count))
         guard received[name] == nil else { throw Self.invalid("the body has two backup_\(name) parts") }
-        try FileTree.makeDirectories(directory, mode: 0o700)
+        // A backup directory that was there and is gone (a disk unmounted) is not made again: 500.
+        try service.prepareDirectory()
         let temporary = "\(directory)/.incoming-\(SecureRandom.alphanumeric(12)).partial"
         let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw TransferError.system("open", path: temporary) }
@@ -79,11 +87,13 @@ final class IncomingBackups: @unchecked Sendable {
         }
     }
 
-    /// Every backup has a checksum part and it matches (call before committing anything).
+    /// Every backup has a checksum part and it matches, and the backup directory is still the
+    /// one they were written into (call before committing anything).
     func verify() throws {
         lock.lock()
         defer { lock.unlock() }
         guard !discarded else { throw TransferError(.cancelled, .transfer, "the transfer was cancelled") }
+        if !received.isEmpty, let fault = service.directoryFault() { throw fault }
         for (name, backup) in received {
             guard let sent = checksums[name] else { throw Self.invalid("backup \(name) has no checksum_backup_\(name) part") }
             guard sent == backup.digest else {
@@ -109,7 +119,9 @@ final class IncomingBackups: @unchecked Sendable {
                 stored.append(name)
             } else {
                 // EEXIST: the same backup, checked by verify(), or one that raced in: kept either way.
-                if errno != EEXIST { Log.error("transfer: could not store backup \(name): \(String(cString: strerror(errno)))") }
+                if errno != EEXIST {
+                    Log.error("transfer \(server): could not store backup \(name): \(String(cString: strerror(errno)))")
+                }
                 unlink(backup.temporary)
             }
         }

@@ -57,10 +57,12 @@ public final class IncomingTransfer: RequestBodyHandler, @unchecked Sendable {
     /// Pelican's backup parts, kept only when the transfer commits.
     private let backups: IncomingBackups?
 
+    /// `backups`: where Pelican's backup parts go (nil: they are ignored like other unknown parts).
     public init(
-        server: String, boundary: String, store: VolumeStore, staging: String, client: String, backupDirectory: String? = nil
+        server: String, boundary: String, store: VolumeStore, staging: String, client: String,
+        backups: BackupService? = nil
     ) {
-        self.backups = backupDirectory.map(IncomingBackups.init(directory:))
+        self.backups = backups.map { IncomingBackups(service: $0, server: server) }
         self.server = server
         self.store = store
         self.staging = staging
