@@ -406,6 +406,24 @@ def test_cancel_an_incoming_transfer_whose_source_stalled(daemon_factory, tmp_pa
     assert set(paths[:-1]) <= {callback_path(server, "failure")}, paths
 
 
+def send_half_a_transfer(node, server, archive, timeout=15):
+    """A socket that has sent a chunked transfer's head and half its archive, then nothing more;
+    returns once the node lists the transfer."""
+    boundary = go_boundary()
+    opening = next(multipart_stream(transfer_parts(archive), boundary)) + archive[:len(archive) // 2]
+    head = (f"POST /api/transfers HTTP/1.1\r\nHost: 127.0.0.1:{node.port}\r\n"
+            f"Authorization: Bearer {mint(node.token, sub=server)}\r\n"
+            f"Content-Type: multipart/form-data; boundary={boundary}\r\nTransfer-Encoding: chunked\r\n\r\n").encode()
+    sock = socket.create_connection(("127.0.0.1", node.port), timeout=timeout)
+    try:
+        sock.sendall(head + f"{len(opening):x}\r\n".encode() + opening + b"\r\n")
+        assert wait_until(lambda: entries_for(node, server, "incoming"), 10), "the transfer never started"
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
 def test_a_source_that_stalls_is_listed_and_logged_as_stalled_not_cancelled(daemon_factory, sample_tgz,
                                                                             sample_volume):
     """The source sent half the archive and then nothing for the idle timeout (here 2 s): the
@@ -413,15 +431,8 @@ def test_a_source_that_stalls_is_listed_and_logged_as_stalled_not_cancelled(daem
     and the log, not as a cancel (nobody cancelled it)."""
     node = daemon_factory("--idle-timeout", "2")
     server = new_server_id()
-    boundary = go_boundary()
-    opening = next(multipart_stream(transfer_parts(sample_tgz), boundary)) + sample_tgz[:len(sample_tgz) // 2]
-    head = (f"POST /api/transfers HTTP/1.1\r\nHost: 127.0.0.1:{node.port}\r\n"
-            f"Authorization: Bearer {mint(node.token, sub=server)}\r\n"
-            f"Content-Type: multipart/form-data; boundary={boundary}\r\nTransfer-Encoding: chunked\r\n\r\n").encode()
-    sock = socket.create_connection(("127.0.0.1", node.port), timeout=15)
+    sock = send_half_a_transfer(node, server, sample_tgz)
     try:
-        sock.sendall(head + f"{len(opening):x}\r\n".encode() + opening + b"\r\n")
-        assert wait_until(lambda: entries_for(node, server, "incoming"), 10), "the transfer never started"
         entry = wait_finished(node, server, "incoming", timeout=15)
         assert entry["state"] == "stalled", entry
         assert entry["error"] == "the source sent nothing for 2 s, so the connection was closed", entry
@@ -475,15 +486,8 @@ def test_shutdown_is_a_503_for_a_source_that_stalled(daemon_factory, sample_tgz)
     connection, not a cut one."""
     node = daemon_factory()
     server = new_server_id()
-    boundary = go_boundary()
-    opening = next(multipart_stream(transfer_parts(sample_tgz), boundary)) + sample_tgz[:len(sample_tgz) // 2]
-    head = (f"POST /api/transfers HTTP/1.1\r\nHost: 127.0.0.1:{node.port}\r\n"
-            f"Authorization: Bearer {mint(node.token, sub=server)}\r\n"
-            f"Content-Type: multipart/form-data; boundary={boundary}\r\nTransfer-Encoding: chunked\r\n\r\n").encode()
-    sock = socket.create_connection(("127.0.0.1", node.port), timeout=10)
+    sock = send_half_a_transfer(node, server, sample_tgz)
     try:
-        sock.sendall(head + f"{len(opening):x}\r\n".encode() + opening + b"\r\n")
-        assert wait_until(lambda: entries_for(node, server, "incoming"), 10), "the transfer never started"
         assert node.stop() == 0, node.log()
         answer = b""
         while chunk := sock.recv(65536):
