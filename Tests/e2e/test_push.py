@@ -562,10 +562,13 @@ def test_a_token_without_a_server_is_left_to_the_node(daemon, transfer_send, tmp
 class Answer200:
     """An HTTP server on 127.0.0.1 that reads each request whole and answers every one 200 with
     `body` (a web server, a maintenance page, a stub, or a Wings node when `body` is empty).
-    With `system`, `GET /api/system` is answered with that JSON instead, as a node answers it."""
+    With `system`, `GET /api/system` is answered with that JSON instead, as a node answers it.
+    With `delay`, a POST is answered that many seconds after its body was read (`received` is set
+    then): a node verifying and committing what it got."""
 
-    def __init__(self, body, content_type="text/html", system=None):
+    def __init__(self, body, content_type="text/html", system=None, delay=0):
         self.posts = []
+        self.received = threading.Event()
         stub = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -583,6 +586,8 @@ class Answer200:
                     self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 if self.command == "POST":
                     stub.posts.append(self.path)
+                    stub.received.set()
+                    time.sleep(delay)
                 reply, kind = body, content_type
                 if system is not None and self.command == "GET" and self.path == "/api/system":
                     reply, kind = json.dumps(system).encode(), "application/json"
@@ -606,6 +611,56 @@ class Answer200:
 
 
 WRONG_SHA = "0" * 64
+
+
+@pytest.mark.parametrize("signals", [1, 2])
+def test_a_signal_after_the_whole_archive_was_sent_waits_for_the_answer(transfer_send, tmp_path, signals):
+    """Once the whole archive is out the destination may commit it, so "cancelled: nothing was
+    committed" would be a lie (a trial saw it while the node had committed). One Ctrl-C waits for
+    the answer and reports it; a second stops waiting and says the outcome is unknown."""
+    volume = tmp_path / "volume"
+    volume.mkdir()
+    (volume / "world.dat").write_bytes(os.urandom(1 << 20))
+    node = Answer200(b"", delay=3)  # a Wings node: an empty 200 once it has committed
+    try:
+        child = subprocess.Popen([str(transfer_send), "push", "--volume", str(volume), "--url", node.url,
+                                  "--token", "x.y.z", "--server", new_server_id(), "--compression", "gzip"],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+        assert node.received.wait(20), "the node never got the whole body"
+        for _ in range(signals):
+            child.send_signal(signal.SIGINT)
+            time.sleep(0.3)
+        stdout, stderr = child.communicate(timeout=20)
+    finally:
+        node.stop()
+    assert "nothing was committed" not in stderr, stderr
+    assert "the whole archive has been sent" in stderr and "waiting for its answer" in stderr, stderr
+    if signals == 1:
+        assert child.returncode == 0, stderr
+        assert "pushed" in stdout, stdout
+    else:
+        assert child.returncode == 130, stderr
+        assert "it may have committed the volume" in error_lines(stderr)[-1], stderr
+
+
+def test_a_signal_before_the_archive_is_out_still_cancels(transfer_send, tmp_path):
+    """The other side of the same line: while the archive is still going out, Ctrl-C cancels and
+    nothing can have been committed (the node never saw the checksum part)."""
+    volume = tmp_path / "volume"
+    volume.mkdir()
+    (volume / "random.bin").write_bytes(os.urandom(16 << 20))
+    node = FakeNode()  # accepts, never reads: the archive cannot all go out
+    try:
+        child = subprocess.Popen([str(transfer_send), "push", "--volume", str(volume), "--url", node.url, "--token",
+                                  "x.y.z", "--server", new_server_id(), "--compression", "gzip", "--quiet"],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+        time.sleep(1.5)
+        child.send_signal(signal.SIGINT)
+        _, stderr = child.communicate(timeout=20)
+    finally:
+        node.stop()
+    assert child.returncode == 130, stderr
+    assert "nothing was committed at the destination" in stderr and "waiting for its answer" not in stderr, stderr
 FAKE_200 = {
     # body, exit status, what the one error line says
     "html": (b"<html><body>OK</body></html>", 69, "not a transfer confirmation"),

@@ -308,9 +308,9 @@ public enum SendCommand {
             }
         }
         let interrupted = SignalBox()
-        SignalWaiter.onSignal(program: "transfer-send") { name in
+        SignalWaiter.onSignal(program: "transfer-send", again: { transfer.wholeArchiveSent ? Self.outcomeUnknown : nil }) { name in
             interrupted.name = name
-            transfer.cancel()
+            if !transfer.cancel() { StandardError.write(Self.waitingForTheAnswer(name)) }
         }
         let result: OutgoingTransfer.Result
         do {
@@ -446,6 +446,19 @@ public enum SendCommand {
 }
 
 /// The signal that cancelled a command, set on the signal thread, read after the work returned.
+extension SendCommand {
+    /// Said on the first signal once the whole archive is out: the destination may be committing.
+    static func waitingForTheAnswer(_ signal: String) -> String {
+        let again = signal == "SIGINT" ? "Ctrl-C" : signal
+        return "transfer-send: \(signal): the whole archive has been sent and the destination is verifying it; "
+            + "waiting for its answer (\(again) again stops waiting, and the outcome is then unknown)\n"
+    }
+
+    static let outcomeUnknown =
+        "stopped waiting for the destination's answer: the whole archive was sent, so it may have committed the "
+        + "volume; check the server there before acting on either copy"
+}
+
 final class SignalBox: @unchecked Sendable {
     private let lock = Condition()
     private var stored: String?

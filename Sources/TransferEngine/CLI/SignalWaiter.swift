@@ -41,18 +41,22 @@ public enum SignalWaiter {
 
     /// Calls `handler` on a background thread when SIGINT or SIGTERM arrives. A second signal
     /// ends the process at once, in case what the first one asked for is stuck.
-    public static func onSignal(program: String, _ handler: @escaping @Sendable (String) -> Void) {
+    /// `again` may say what the second signal leaves behind (default: the cleanup not waited for).
+    public static func onSignal(
+        program: String, again: (@Sendable () -> String?)? = nil, _ handler: @escaping @Sendable (String) -> Void
+    ) {
         spawnThread(name: "signals") {
             handler(wait())
-            exitOnNextSignal(program: program)
+            exitOnNextSignal(program: program, note: again)
         }
     }
 
     /// Waits (on the calling thread) for one more SIGINT or SIGTERM, then exits 130 or 143 without
     /// cleaning up: the operator asked twice.
-    public static func exitOnNextSignal(program: String) {
+    public static func exitOnNextSignal(program: String, note: (@Sendable () -> String?)? = nil) {
         let name = wait()
-        StandardError.write("\(program): \(name) again: exiting without waiting for the cleanup\n")
+        let what = note?() ?? "exiting without waiting for the cleanup"
+        StandardError.write("\(program): \(name) again: \(what)\n")
         _exit(name == "SIGINT" ? 130 : 143)
     }
 }

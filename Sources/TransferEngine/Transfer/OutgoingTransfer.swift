@@ -95,14 +95,31 @@ public final class OutgoingTransfer: @unchecked Sendable {
     public var onProgress: (@Sendable (Progress) -> Void)?
     private let cancelled = Condition()
     private var isCancelled = false
+    /// The whole archive has been handed to the connection and the checksum part is going out:
+    /// the destination may commit from here on, so a cancel no longer stops the push (see `cancel`).
+    private var bodySent = false
 
     public init(options: Options) {
         self.options = options
     }
 
-    /// Aborts a running push from any thread; `run` then throws `.cancelled`.
-    public func cancel() {
-        cancelled.withLock { isCancelled = true }
+    /// Aborts a running push from any thread; `run` then throws `.cancelled`. Returns false when
+    /// the whole archive has already been sent: the destination may be committing it, so the push
+    /// waits for its answer instead (aborting then would leave the outcome unknown).
+    @discardableResult
+    public func cancel() -> Bool {
+        cancelled.withLock {
+            if bodySent { return false }
+            isCancelled = true
+            return true
+        }
+    }
+
+    /// True once the whole archive has been sent (a cancel no longer stops the push).
+    public var wholeArchiveSent: Bool { cancelled.withLock { bodySent } }
+
+    private func markBodySent() {
+        cancelled.withLock { if !isCancelled { bodySent = true } }
     }
 
     private var wasCancelled: Bool { cancelled.withLock { isCancelled } }
@@ -164,7 +181,12 @@ public final class OutgoingTransfer: @unchecked Sendable {
         if options.insecureTLS { easy.allowInsecureTLS() }
         if let ca = options.caCertificate { easy.setCACertificate(ca) }
         easy.shouldCancel = { [weak self] in self?.wasCancelled ?? true }
-        easy.setStreamingPOST { out in try body.read(into: out) }
+        easy.setStreamingPOST { [self] out in
+            let count = try body.read(into: out)
+            // From the checksum part on the destination may complete the form and commit.
+            if body.checksum != nil { markBodySent() }
+            return count
+        }
 
         let status: Int
         do {
