@@ -101,7 +101,8 @@ public enum SendCommand {
         409 saying so), 74 I/O error (here, or the node's: a 500 such as a full disk; or standard
         output could not be written), 75 busy, try again later (another 409: the server is
         transferring; or a 503 "unavailable": the node is shutting down), 77 token refused, 130
-        cancelled, 1 other.
+        cancelled, 1 other. Ctrl-C once the whole archive is sent waits for the destination's answer
+        (it may be committing); a second Ctrl-C stops waiting, outcome unknown.
         """
 
     /// Runs the command line and returns the exit status.
