@@ -27,8 +27,9 @@ public enum DaemonCommand {
                                    (system.user.uid/gid; default: the daemon's own user)
           --state DIR              embedded default's state directory (default ./transferd-data)
           --allow-unscoped-tokens  accept panel tokens without a scope claim (panels before 2026)
-          --idle-timeout SECONDS   close a connection that sends nothing this long (default 120);
-                                   a transfer whose source stalls so is listed as stalled
+          --idle-timeout SECONDS   close a connection on which nothing moves this long, either
+                                   way (default 120): a client that stops sending, or stops
+                                   reading a download; a stalled transfer is listed as stalled
           --log-level LEVEL        debug | info (default) | warning | error
           --version                print the version
 
