@@ -528,3 +528,15 @@ def test_the_hint_on_a_wildcard_address_is_a_url_another_node_can_use(transferd,
     assert "listening on http://0.0.0.0:" in lines[0], lines
     hint = next(l for l in lines if "push a volume here" in l)
     assert "--url http://<this node's address>:" in hint and "0.0.0.0" not in hint, hint
+
+
+@pytest.mark.parametrize("token,warned", [("x", True), ("s3cret-but-short-0123456789abcd", True), (NODE_TOKEN, False)])
+def test_a_short_node_token_is_warned_about(daemon_factory, tmp_path, token, warned):
+    """The node token is the HMAC key of every transfer token: a short one can be found offline."""
+    root = tmp_path / "node"
+    config = write_config(tmp_path / "config.yml", root, token=token, host="127.0.0.1", port=0)
+    daemon = daemon_factory(config=config, volumes=root / "volumes", token=token)
+    warnings = [l for l in daemon.log().splitlines() if "WARN" in l and "node token is only" in l]
+    assert len(warnings) == (1 if warned else 0), daemon.log()
+    if warned:
+        assert f"only {len(token)} characters" in warnings[0] and token not in warnings[0].split("config.yml")[-1]

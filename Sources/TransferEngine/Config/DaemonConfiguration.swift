@@ -102,6 +102,11 @@ public struct DaemonConfiguration: Sendable {
             config.volumeOwner = owner
         }
         NodeTokenFile.warnIfReadableByOthers(path, holding: "the node token")
+        if token.utf8.count < NodeTokenFile.shortestUnguessable {
+            // It is the HMAC key of every transfer token: a short one falls to an offline search
+            // from a single token seen on the wire.
+            Log.warning("config: \(path.escapingControlCharacters): the node token is only \(token.utf8.count) characters (panels generate 64); anyone who sees one signed token can search for a short one offline")
+        }
         return config
     }
 
@@ -120,6 +125,9 @@ public struct DaemonConfiguration: Sendable {
 
 /// A node token kept in a file readable by its owner only.
 public enum NodeTokenFile {
+    /// Below this many characters a node token is warned about (panels generate 64).
+    static let shortestUnguessable = 32
+
     /// Reads the token in `path`, creating it (64 random characters, mode 0600) if missing.
     public static func loadOrCreate(_ path: String) throws -> String {
         if let existing = FileManager.default.contents(atPath: path) {
