@@ -140,3 +140,20 @@ def test_a_token_for_the_same_file_is_accepted_however_spelled(served, transfer_
                 "--output", tmp_path / "out")
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "out").read_bytes() == (vol / REL).read_bytes()
+
+
+def test_an_output_directory_that_does_not_exist_is_named(served, transfer_send, tmp_path):
+    """`--output DIR/` means a directory: if it is missing, the error names it (it used to name
+    "DIR/.part"), exit 66, and nothing is created."""
+    daemon, server, vol = served
+    missing = tmp_path / "missing"
+    r = download(transfer_send, daemon, server, f"{missing}/")
+    assert r.returncode == 66, (r.returncode, r.stderr)
+    lines = error_lines(r.stderr)
+    assert len(lines) == 1 and f"--output {missing}/: no such directory" in lines[0], r.stderr
+    assert not missing.exists()
+    # An existing directory gets the file under its own name.
+    (tmp_path / "present").mkdir()
+    r = download(transfer_send, daemon, server, f"{tmp_path / 'present'}/")
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "present" / REL).read_bytes() == (vol / REL).read_bytes()

@@ -38,7 +38,12 @@ extension SendCommand {
         // Checked before anything is fetched: a directory here would only fail at the end, with
         // the partial file left beside it.
         var output = args["output"] ?? defaultName
-        if FileTree.isDirectory(output) { output += "/" + defaultName }
+        if FileTree.isDirectory(output) {
+            output += "/" + defaultName
+        } else if output.hasSuffix("/") {
+            // Meant as a directory; without this the error would name "DIR/.part".
+            throw TransferError(.notFound, .cli, "--output \(output.escapingControlCharacters): no such directory")
+        }
         let client = DownloadClient(url: "\(node)\(endpoint)?token=\(percentEncodeQuery(token))", output: output)
         client.resume = args.has("resume")
         client.insecureTLS = args.has("insecure")
