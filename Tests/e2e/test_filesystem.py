@@ -146,3 +146,24 @@ def test_backups_directory_gone_is_a_named_500(daemon_factory, sample_volume):
         assert f"backup directory {d.state / 'backups'} is missing" in error_of(r), (name, r.text)
     assert not (d.state / "backups").exists(), "a backup was written into a directory made again"
     assert "ERROR backups: the node's backup directory" in d.log()
+
+
+def test_a_volume_that_was_a_symlink_is_replaced_with_a_warning(daemon_factory, transfer_send, sample_volume,
+                                                                  other_volume, tmp_path):
+    """An operator's `volumes/<uuid> -> /other/disk/vol`: a transfer commits a real directory in the
+    volumes directory (the daemon never writes through a link), leaves the link's target as it was,
+    and says so in the log instead of silently moving the server to the data disk."""
+    daemon = daemon_factory()
+    server = new_server_id()
+    elsewhere = tmp_path / "other-disk" / "vol"
+    shutil.copytree(other_volume, elsewhere, symlinks=True)
+    daemon.volumes.mkdir(parents=True, exist_ok=True)
+    (daemon.volumes / server).symlink_to(elsewhere)
+    p = run_cli(transfer_send, "push", "--volume", sample_volume, "--url", daemon.url, "--secret", daemon.token, "--server", server,
+                "--quiet")
+    assert p.returncode == 0, p.stderr
+    volume = daemon.volume(server)
+    assert not volume.is_symlink() and compare_trees(sample_volume, volume) == []
+    assert compare_trees(other_volume, elsewhere) == [], "the link's target was touched"
+    warnings = [l for l in daemon.log().splitlines() if "WARN" in l and "was a symlink" in l]
+    assert len(warnings) == 1 and server in warnings[0] and str(elsewhere) in warnings[0], daemon.log()

@@ -95,6 +95,14 @@ public enum FileTree {
         return lstat(path, &st) == 0
     }
 
+    /// Where `path` points when it is a symlink; nil for anything else.
+    public static func symlinkTarget(_ path: String) -> String? {
+        var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+        let count = readlink(path, &buffer, buffer.count - 1)
+        guard count > 0 else { return nil }
+        return String(decoding: buffer[..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
     /// Whether `path` is a directory (following symlinks).
     public static func isDirectory(_ path: String) -> Bool {
         var st = stat()

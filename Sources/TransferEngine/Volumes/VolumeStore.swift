@@ -255,10 +255,16 @@ public final class VolumeStore: Sendable {
         if tx_rename_noreplace(AT_FDCWD, staging, AT_FDCWD, volume) != 0 {
             guard errno == EEXIST || errno == ENOTEMPTY else { throw TransferError.system("rename", path: volume) }
             // The volume exists: swap both names in one step, then remove the old tree (now at `staging`).
+            let linkedTo = FileTree.symlinkTarget(volume)
             guard tx_rename_exchange(AT_FDCWD, staging, AT_FDCWD, volume) == 0 else {
                 throw TransferError.system("renameat2", path: volume)
             }
             try FileTree.remove(staging)
+            if let linkedTo {
+                // An operator's symlink to another disk: the new volume is a directory here now, and
+                // what the link pointed at is neither followed nor removed.
+                Log.warning("volumes: server \(server): its volume was a symlink to \(linkedTo.escapingControlCharacters); the new volume is a directory in \(dataDirectory.escapingControlCharacters), the old files at the link's target were left as they were")
+            }
         }
         let dataFd = open(dataDirectory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         if dataFd >= 0 {
