@@ -354,3 +354,16 @@ def test_repeated_identical_content_lengths_are_accepted(seeded, other_tgz, othe
     reply = _push_with_lengths(daemon, server, other_tgz, ["body", "body"])
     assert reply.startswith(b"HTTP/1.1 200 OK\r\n"), reply[:300]
     assert compare_trees(other_volume, daemon.volume(server)) == []
+
+
+@pytest.mark.parametrize("length", [20_000, 100_000])
+def test_a_huge_url_is_not_echoed_whole(daemon, length):
+    """A client-chosen path goes into the 404 answer and the log clipped, not 100 KB at a time."""
+    path = "/" + "a" * length
+    r = requests.get(daemon.url + path, timeout=10)
+    assert r.status_code in (404, 414, 431), r.status_code
+    assert len(r.content) < 2000, len(r.content)
+    if r.status_code == 404:
+        assert "no route for GET /aaa" in r.json()["error"] and f"({length + 5} bytes)" in r.json()["error"], r.text
+    assert wait_until(lambda: "http " in daemon.log(), 5)
+    assert max(len(line) for line in daemon.log().splitlines()) < 2000

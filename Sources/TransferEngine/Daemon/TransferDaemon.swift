@@ -149,7 +149,7 @@ public final class TransferDaemon: Sendable {
             guard ["GET", "DELETE"].contains(method) else { return .respond(methodNotAllowed(request, allowed: "GET, DELETE")) }
             return .respond(backupStatus(request, server: s[2], backup: s[4]))
         default:
-            return .respond(.error(TransferError(.notFound, .http, "no route for \(request.method) \(request.path)")))
+            return .respond(.error(TransferError(.notFound, .http, "no route for \(HTTPRequest.clipped("\(request.method) \(request.path)"))")))
         }
     }
 

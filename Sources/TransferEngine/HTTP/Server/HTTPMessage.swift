@@ -32,7 +32,15 @@ public struct HTTPRequest: Sendable {
     /// The request line for logs, with credentials in the query masked.
     public var loggable: String {
         let shown = query.keys.sorted().map { key in "\(key)=\(key == "token" ? "***" : query[key]!)" }
-        return shown.isEmpty ? "\(method) \(path)" : "\(method) \(path)?\(shown.joined(separator: "&"))"
+        let line = shown.isEmpty ? "\(method) \(path)" : "\(method) \(path)?\(shown.joined(separator: "&"))"
+        return Self.clipped(line)
+    }
+
+    /// A client-chosen string as it goes into a log line or an error answer: at most `limit`
+    /// characters (a 100 KB URL must not become a 100 KB log line), the cut marked.
+    public static func clipped(_ text: String, limit: Int = 512) -> String {
+        guard text.count > limit else { return text }
+        return String(text.prefix(limit)) + "… (\(text.utf8.count) bytes)"
     }
 }
 
