@@ -367,3 +367,15 @@ def test_a_huge_url_is_not_echoed_whole(daemon, length):
         assert "no route for GET /aaa" in r.json()["error"] and f"({length + 5} bytes)" in r.json()["error"], r.text
     assert wait_until(lambda: "http " in daemon.log(), 5)
     assert max(len(line) for line in daemon.log().splitlines()) < 2000
+
+
+@pytest.mark.parametrize("target", ["http://127.0.0.1/api/system", "HTTP://node.example:8080/api/system"])
+def test_an_absolute_form_target_is_served(daemon, target):
+    """RFC 9112 §3.2.2: a server accepts the absolute form (what a client sends to a proxy)."""
+    with socket.create_connection(("127.0.0.1", daemon.port), timeout=10) as sock:
+        sock.sendall(f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {daemon.token}\r\n"
+                     f"Connection: close\r\n\r\n".encode())
+        reply = read_until_closed(sock)
+    head, _, body = reply.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 "), reply[:300]
+    assert "version" in json.loads(body)

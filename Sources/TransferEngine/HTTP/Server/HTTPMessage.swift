@@ -26,6 +26,18 @@ public struct HTTPRequest: Sendable {
 
     public func header(_ name: String) -> String? { headers[name.lowercased()] }
 
+    /// The path of a request target: an absolute-form target (`GET http://node:8080/api/system`,
+    /// what a client speaking to a proxy sends) is reduced to its path, as RFC 9112 §3.2.2 asks
+    /// of a server.
+    public static func originForm(_ target: String) -> String {
+        for scheme in ["http://", "https://"] where target.count > scheme.count && target.lowercased().hasPrefix(scheme) {
+            let afterScheme = target.dropFirst(scheme.count)
+            guard let slash = afterScheme.firstIndex(of: "/") else { return "/" }
+            return String(afterScheme[slash...])
+        }
+        return target
+    }
+
     /// The path split on `/`, without empty segments.
     public var pathSegments: [Substring] { path.split(separator: "/") }
 

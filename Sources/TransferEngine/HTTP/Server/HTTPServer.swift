@@ -417,7 +417,7 @@ public final class HTTPServer: @unchecked Sendable {
         var address = [CChar](repeating: 0, count: 64)
         tx_mhd_client_address(connection, &address, address.count)
         var request = HTTPRequest(
-            method: String(cString: method), path: String(cString: url), query: collect(.GET_ARGUMENT_KIND, lowercase: false),
+            method: String(cString: method), path: HTTPRequest.originForm(String(cString: url)), query: collect(.GET_ARGUMENT_KIND, lowercase: false),
             headers: collect(.HEADER_KIND, lowercase: true),
             clientAddress: String(decoding: address.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
         request.contentLengthValues = contentLengths
