@@ -11,6 +11,7 @@ Bodies are a sparse file (curl) or generated 1 MiB blocks (requests, raw): never
 import concurrent.futures
 import http.client
 import json
+import re
 import socket
 import subprocess
 import threading
@@ -301,8 +302,7 @@ def test_a_slow_or_stalled_client_is_cut_after_the_linger_time(daemon, pause):
 
 
 def test_keep_alive_is_kept_for_requests_read_to_the_end(daemon):
-    """Requests whose body a route read to its end still share one connection (libmicrohttpd
-    closes after any answer given on the headers alone, even to a GET: that is not changed here)."""
+    """Requests whose body a route read to its end still share one connection."""
     headers = {"Authorization": f"Bearer {mint(daemon.token, sub=new_server_id())}"}
     conn = http.client.HTTPConnection("127.0.0.1", daemon.port, timeout=10)
     sockets = []
@@ -315,3 +315,33 @@ def test_keep_alive_is_kept_for_requests_read_to_the_end(daemon):
     finally:
         conn.close()
     assert sockets[0] is not None and all(s is sockets[0] for s in sockets), "the connection was not kept"
+
+
+def test_requests_without_a_body_keep_the_connection_and_pipeline(daemon):
+    """GETs (answers, refusals, 404s) share one connection, and pipelined requests each get their
+    answer in order. libmicrohttpd closes the connection after an answer queued on its first call,
+    so answers to bodiless requests are queued on the next one."""
+    node = {"Authorization": f"Bearer {daemon.token}"}
+    conn = http.client.HTTPConnection("127.0.0.1", daemon.port, timeout=10)
+    sockets = []
+    try:
+        for path, headers, status in [("/api/system", node, 200), ("/nope", {}, 404), ("/api/system", {}, 401),
+                                      ("/api/system", node, 200)]:
+            conn.request("GET", path, headers=headers)
+            reply = conn.getresponse()
+            body = reply.read()
+            assert reply.status == status, (path, reply.status, body)
+            assert reply.getheader("Connection") != "close", (path, reply.getheaders())
+            sockets.append(conn.sock)
+    finally:
+        conn.close()
+    assert sockets[0] is not None and all(s is sockets[0] for s in sockets), "the connection was not kept"
+    # Three requests in one write: three answers, in order, then the close the last one asked for.
+    with socket.create_connection(("127.0.0.1", daemon.port), timeout=10) as sock:
+        one = f"GET /api/system HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {daemon.token}\r\n"
+        sock.sendall((one + "\r\n" + "GET /nope HTTP/1.1\r\nHost: x\r\n\r\n" + one + "Connection: close\r\n\r\n").encode())
+        reply = b""
+        while chunk := sock.recv(65536):
+            reply += chunk
+    statuses = re.findall(rb"HTTP/1\.1 (\d{3}) ", reply)
+    assert statuses == [b"200", b"404", b"200"], reply[:600]

@@ -72,6 +72,12 @@ public struct HTTPResponse: Sendable {
     public var headers: [(String, String)]
     public var body: Body
 
+    /// A switch of protocols (answered at once, never deferred).
+    public var isUpgrade: Bool {
+        if case .upgrade = body { return true }
+        return false
+    }
+
     public init(status: Int, headers: [(String, String)] = [], body: Body = .bytes([])) {
         self.status = status
         self.headers = headers

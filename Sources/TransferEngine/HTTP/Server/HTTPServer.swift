@@ -159,6 +159,9 @@ public final class HTTPServer: @unchecked Sendable {
         var bodyEnded = false
         /// What may still be read once an answer went out before the body ended (`LingeringClose`).
         var linger: LingeringClose.Budget?
+        /// The answer to a request without a body, queued at libmicrohttpd's next call: queued on
+        /// the first call, libmicrohttpd 0.9.75 closes the connection after it (no keep-alive).
+        var deferred: HTTPResponse?
         /// Answered on the socket before the body ended (by this thread or a canceller).
         var answeredEarly: Bool { request.earlyAnswer?.isSettled ?? false }
 
@@ -167,6 +170,11 @@ public final class HTTPServer: @unchecked Sendable {
             self.descriptor = descriptor
             let length = request.header("content-length").map { Int64($0.trimmingSpaces()) ?? 1 } ?? 0
             bodyAnnounced = length != 0 || request.header("transfer-encoding") != nil
+        }
+
+        deinit {
+            // A connection gone before the deferred answer was queued: its file is ours to close.
+            if case .file(let fd, _, _) = deferred?.body { close(fd) }
         }
 
         /// The linger budget, started now if it was not yet.
@@ -267,6 +275,10 @@ public final class HTTPServer: @unchecked Sendable {
             }
             switch router(request) {
             case .respond(let response):
+                if !exchange.bodyAnnounced, !response.isUpgrade {
+                    exchange.deferred = response
+                    return .YES
+                }
                 return queue(response, on: connection, exchange: exchange)
             case .consumeBody(let handler):
                 exchange.handler = handler
@@ -306,6 +318,10 @@ public final class HTTPServer: @unchecked Sendable {
             return .YES
         }
         exchange.bodyEnded = true
+        if let deferred = exchange.deferred {
+            exchange.deferred = nil
+            return queue(deferred, on: connection, exchange: exchange)
+        }
         if exchange.answeredEarly { return .NO }  // already answered on the socket: just close
         if let handler = exchange.handler, !exchange.responded {
             // A canceller may answer at the same moment: one of us wins.
