@@ -1147,8 +1147,11 @@ def test_replayed_token_never_gets_the_whole_file_again(served, if_range):
     value = {"stale-etag": '"1-2-3"', "old-date": http_date(1_000_000), "garbage": "x"}[if_range]
     r = requests.get(url, headers={"Range": "bytes=100-", "If-Range": value}, timeout=30)
     assert r.status_code == 404 and "already used" in r.json()["error"], (r.status_code, r.content[:200])
-    for current in (first.headers["ETag"], first.headers["Last-Modified"]):
-        r = requests.get(url, headers={"Range": "bytes=100-", "If-Range": current}, timeout=30)
+    for validator in ("ETag", "Last-Modified"):
+        # A resume to the end spends the link, so each validator gets its own.
+        used = file_url(daemon, server, "logs/latest.log")
+        current = requests.get(used, headers={"Range": "bytes=0-99"}, timeout=30).headers[validator]
+        r = requests.get(used, headers={"Range": "bytes=100-", "If-Range": current}, timeout=30)
         assert r.status_code == 206 and r.content == data[100:]
     # A fresh token with a stale If-Range is an ordinary first download: the whole file.
     r = requests.get(file_url(daemon, server, "logs/latest.log"), headers={"Range": "bytes=100-", "If-Range": value},
@@ -1311,3 +1314,105 @@ def test_upload_log_line_names_the_server(served):
     r = requests.post(upload_url(daemon, server, directory="/plugins"), files={"files": ("p.jar", b"jar")}, timeout=30)
     assert r.status_code == 200, r.text
     assert wait_until(lambda: f"upload: server {server}: 1 files, 3 B into /plugins" in daemon.log(), 10), daemon.log()[-1000:]
+
+
+# ---------------------------------------------------------------- spent links stay spent
+
+
+@pytest.mark.parametrize("replay", ["1-", "-99999", "50000-", "1-99998", "-1", "1-10,20-"])
+def test_a_link_downloaded_to_the_end_is_never_replayed(served, replay):
+    """Once a download delivered the file through its last byte, no range gets any of it again
+    (found by a hostile trial: `bytes=1-` or `bytes=-N` replayed a used link without limit)."""
+    daemon, server, vol = served
+    (vol / "world" / "replay.bin").write_bytes(secrets.token_bytes(100000))
+    url = file_url(daemon, server, "world/replay.bin")
+    whole = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code} %{size_download}", url],
+                           capture_output=True, text=True, timeout=30)
+    assert whole.stdout == "200 100000", whole
+    for _ in range(3):
+        again = subprocess.run(["curl", "-sS", "-H", f"Range: bytes={replay}", "-o", "/dev/null", "-w", "%{http_code}",
+                                url], capture_output=True, text=True, timeout=30)
+        assert again.stdout == "404", (replay, again)
+        r = requests.get(url, headers={"Range": f"bytes={replay}"}, timeout=30)
+        assert r.status_code == 404 and "already used" in r.json()["error"], (replay, r.status_code)
+    assert requests.head(url, headers={"Range": "bytes=1-"}, timeout=30).status_code == 404
+
+
+def test_a_resume_to_the_end_spends_the_link(served):
+    daemon, server, vol = served
+    data = secrets.token_bytes(100000)
+    (vol / "world" / "replay.bin").write_bytes(data)
+    url = file_url(daemon, server, "world/replay.bin")
+    assert requests.get(url, headers={"Range": "bytes=0-999"}, timeout=30).content == data[:1000]
+    r = requests.get(url, headers={"Range": "bytes=1000-"}, timeout=30)
+    assert r.status_code == 206 and r.content == data[1000:]
+    for replay in ("1000-", "1-", "-5"):
+        assert requests.get(url, headers={"Range": f"bytes={replay}"}, timeout=30).status_code == 404, replay
+
+
+def test_a_used_link_resumes_only_to_the_end_and_never_by_suffix(served):
+    daemon, server, vol = served
+    data = secrets.token_bytes(100000)
+    (vol / "world" / "replay.bin").write_bytes(data)
+    url = file_url(daemon, server, "world/replay.bin")
+    assert requests.get(url, headers={"Range": "bytes=0-999"}, timeout=30).status_code == 206
+    # Pieces that stop short of the end, a suffix or several ranges never complete a download.
+    for replay in ("1000-1999", "-99000", "1000-1999,5000-"):
+        assert requests.get(url, headers={"Range": f"bytes={replay}"}, timeout=30).status_code == 404, replay
+    r = requests.get(url, headers={"Range": "bytes=1000-99999"}, timeout=30)
+    assert r.status_code == 206 and r.content == data[1000:]
+
+
+def test_a_cut_download_resumes_once_to_the_end_then_the_link_is_spent(served, tmp_path):
+    daemon, server, vol = served
+    path = vol / "world" / "cut.bin"
+    gen = counter_blocks(64 * MiB, seed=5)
+    with open(path, "wb") as f:
+        for chunk in gen():
+            f.write(chunk)
+    url = file_url(daemon, server, "world/cut.bin")
+    with requests.get(url, stream=True, timeout=30) as r:
+        assert r.status_code == 200
+        got = r.raw.read(MiB)
+    assert len(got) == MiB  # and the connection is closed with most of the file unsent
+    out = tmp_path / "cut.bin"
+    out.write_bytes(got)
+    done = subprocess.run(["curl", "-sS", "-C", "-", "-o", str(out), "-w", "%{http_code}", url],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout == "206", done
+    assert sha256_path(out) == sha256_path(path)
+    for replay in (f"{MiB}-", "1-", "-100"):
+        r = requests.get(url, headers={"Range": f"bytes={replay}"}, stream=True, timeout=30)
+        assert r.status_code == 404, replay
+        r.close()
+
+
+def test_concurrent_uses_of_one_link_never_both_get_the_file(served):
+    """The first use and a resume racing it: at most one of them sends anything."""
+    daemon, server, vol = served
+    path = vol / "world" / "race.bin"
+    gen = counter_blocks(64 * MiB, seed=6)
+    with open(path, "wb") as f:
+        for chunk in gen():
+            f.write(chunk)
+    url = file_url(daemon, server, "world/race.bin")
+    with requests.get(url, stream=True, timeout=30) as first:
+        assert first.status_code == 200
+        first.raw.read(64 * 1024)  # the first download is under way, held open
+        others = [requests.get(url, headers={"Range": f"bytes={start}-"}, stream=True, timeout=30)
+                  for start in (1, 1000)]
+        statuses = [o.status_code for o in others]
+        for o in others:
+            o.close()
+        assert statuses == [409, 409], statuses
+        assert requests.get(url, timeout=30).status_code == 404
+    # Plain first uses racing each other: exactly one 200.
+    fresh = file_url(daemon, server, "world/race.bin")
+    from concurrent.futures import ThreadPoolExecutor
+
+    def grab(_):
+        with requests.get(fresh, stream=True, timeout=30) as r:
+            return r.status_code
+    with ThreadPoolExecutor(8) as pool:
+        got = sorted(pool.map(grab, range(8)))
+    assert got.count(200) == 1 and set(got) <= {200, 404}, got

@@ -12,7 +12,8 @@ extension TransferDaemon {
     }
 
     /// As `verifyQueryToken`, and says whether this was the token's first use or an allowed resume
-    /// (which may only get the rest of the file, see `FileResponse.make(resumeOnly:)`).
+    /// (which may only get the rest of the file, see `FileResponse.make(resumeOnly:)`). A GET's use
+    /// must be ended with `endingUse` on the response that answers it.
     func verifyQueryTokenUse(_ request: HTTPRequest, scope: TokenScope, resource: (TokenClaims) -> String) throws
         -> (claims: TokenClaims, use: OneTimeTokenStore.Claim)
     {
@@ -26,45 +27,101 @@ extension TransferDaemon {
         // Before the existence check: a server still arriving has no volume yet, and is busy, not missing.
         if scope == .fileUpload, store.isTransferring(server) { throw VolumeStore.transferring(server) }
         try store.requireVolume(server)
-        let isResume = FileResponse.parseRange(request.header("range") ?? "", size: Int64.max).isResumeRange
+        // Only downloads resume; a Range on an upload means nothing.
+        let downloads = scope == .fileDownload || scope == .backupDownload
+        let isResume = downloads && FileResponse.resumeStart(request.header("range") ?? "") != nil
+        let uniqueID = claims.uniqueID ?? ""
         // HEAD only looks (download managers ask before fetching): it does not spend the token.
         if request.method == "HEAD" {
-            guard oneTimeTokens.isUnused(uniqueID: claims.uniqueID ?? "") || isResume else {
-                throw TransferError(.notFound, .auth, "this link was already used (tokens are one-time)")
-            }
+            guard oneTimeTokens.isUnused(uniqueID: uniqueID) || (isResume && oneTimeTokens.isResumable(uniqueID: uniqueID))
+            else { throw Self.spentLink }
             return (claims, .first)
         }
-        guard
-            let use = oneTimeTokens.claimUse(
-                uniqueID: claims.uniqueID ?? "", expires: claims.expiresAt ?? 0, client: request.clientAddress,
+        // A resume may arrive before this node noticed that the download it continues was cut:
+        // wait a moment for that one to end.
+        let deadline = MonotonicClock.now() + 2
+        while true {
+            switch oneTimeTokens.attempt(
+                uniqueID: uniqueID, expires: claims.expiresAt ?? 0, client: request.clientAddress,
                 resource: resource(claims), isResume: isResume)
-        else {
-            throw TransferError(.notFound, .auth, "this link was already used (tokens are one-time)")
+            {
+            case .success(let use):
+                return (claims, use)
+            case .failure(.spent):
+                throw Self.spentLink
+            case .failure(.busy):
+                guard MonotonicClock.now() < deadline else {
+                    throw TransferError(
+                        .conflict, .auth, "a download with this link is still in progress; resume once it has ended")
+                }
+                usleep(50_000)
+            }
         }
-        return (claims, use)
+    }
+
+    static var spentLink: TransferError {
+        TransferError(.notFound, .auth, "this link was already used (tokens are one-time)")
+    }
+
+    /// Ends the token use `response` answers once it has been sent: a file sent through its last
+    /// byte spends the token for good (no resume after a complete download).
+    func endingUse(of claims: TokenClaims, with response: HTTPResponse, fileSize: Int64?) -> HTTPResponse {
+        var response = response
+        let reachesEnd: Bool
+        if case .file(_, let offset, let length) = response.body, let fileSize {
+            reachesEnd = offset + length == fileSize
+        } else {
+            reachesEnd = false
+        }
+        let tokens = oneTimeTokens
+        let uniqueID = claims.uniqueID ?? ""
+        response.onCompletion = { sentWhole in tokens.end(uniqueID: uniqueID, deliveredToEnd: sentWhole && reachesEnd) }
+        return response
     }
 
     func downloadFile(_ request: HTTPRequest) -> HTTPResponse {
         do {
             let (claims, use) = try verifyQueryTokenUse(request, scope: .fileDownload) { "file:\($0.serverUUID ?? ""):\($0.filePath ?? "")" }
-            let filePath = claims.filePath!
-            let volume = try VolumeRoot(path: store.volumePath(claims.serverUUID!))
-            let (fd, st) = try volume.openRegularFile(requestPath: filePath)
-            let name = filePath.split(separator: "/").last.map(String.init) ?? "download"
-            return FileResponse.make(descriptor: fd, status: st, downloadName: name, request: request, resumeOnly: use == .resume)
+            var size: Int64?
+            let response: HTTPResponse
+            do {
+                let filePath = claims.filePath!
+                let volume = try VolumeRoot(path: store.volumePath(claims.serverUUID!))
+                let (fd, st) = try volume.openRegularFile(requestPath: filePath)
+                size = Int64(st.st_size)
+                let name = filePath.split(separator: "/").last.map(String.init) ?? "download"
+                response = FileResponse.make(descriptor: fd, status: st, downloadName: name, request: request, resumeOnly: use == .resume)
+            } catch {
+                response = .error(error)
+            }
+            return request.method == "HEAD" ? response : endingUse(of: claims, with: response, fileSize: size)
         } catch {
             return .error(error)
         }
     }
 
     func downloadBackup(_ request: HTTPRequest) -> HTTPResponse {
+        let claimed: (claims: TokenClaims, use: OneTimeTokenStore.Claim)
         do {
-            let (claims, use) = try verifyQueryTokenUse(request, scope: .backupDownload) { "backup:\($0.backupUUID ?? "")" }
+            claimed = try verifyQueryTokenUse(request, scope: .backupDownload) { "backup:\($0.backupUUID ?? "")" }
+        } catch {
+            return .error(error)
+        }
+        var size: Int64?
+        let response = backupResponse(request, claimed.claims, claimed.use, size: &size)
+        return request.method == "HEAD" ? response : endingUse(of: claimed.claims, with: response, fileSize: size)
+    }
+
+    private func backupResponse(
+        _ request: HTTPRequest, _ claims: TokenClaims, _ use: OneTimeTokenStore.Claim, size: inout Int64?
+    ) -> HTTPResponse {
+        do {
             guard let backup = claims.backupUUID, VolumeStore.isValidServerID(backup) else {
                 throw TransferError(.notFound, .volumes, "backup not found")
             }
             let backups = try VolumeRoot(path: configuration.backupDirectory)
             let (fd, st) = try backups.openRegularFile(requestPath: "\(backup).tar.gz")
+            size = Int64(st.st_size)
             return FileResponse.make(
                 descriptor: fd, status: st, downloadName: "\(backup).tar.gz", request: request, resumeOnly: use == .resume)
         } catch let error as TransferError where error.code == .notFound && error.stage == .volumes {
@@ -76,10 +133,3 @@ extension TransferDaemon {
     }
 }
 
-extension FileResponse.RangeResult {
-    /// A range starting past byte 0: the client already has the beginning (a resumed download).
-    var isResumeRange: Bool {
-        if case .range(let r) = self { return r.lowerBound > 0 }
-        return false
-    }
-}

@@ -11,7 +11,8 @@ public enum FileResponse {
     ///   - downloadName: the file name offered to the client.
     ///   - resumeOnly: the request rides on a one-time token that was already used, allowed only to
     ///     continue a download. When its range does not apply (an `If-Range` naming another version
-    ///     of the file), it is refused with 404 instead of getting the whole file again.
+    ///     of the file), it is refused with 404 instead of getting the whole file again; so is a
+    ///     range that stops before the end of the file.
     public static func make(
         descriptor: Int32, status st: stat, downloadName: String, request: HTTPRequest, resumeOnly: Bool = false
     ) -> HTTPResponse {
@@ -26,6 +27,17 @@ public enum FileResponse {
         ]
         var range: ClosedRange<Int64>?
         let rangeApplies = ifRangeMatches(request.header("if-range"), etag: etag, lastModified: lastModified)
+        if resumeOnly, rangeApplies, let header = request.header("range"), case .range(let r) = parseRange(header, size: size),
+            r.upperBound != size - 1
+        {
+            // A resume fetches the rest of the file: ranges that stop short could be fetched
+            // piecewise, again and again, without any of them ever completing the download.
+            close(descriptor)
+            return .error(
+                TransferError(
+                    .notFound, .auth,
+                    "this link was already used (tokens are one-time); it can only resume a download to its end"))
+        }
         if resumeOnly && !(rangeApplies && request.header("range").map({ parseRange($0, size: size) != .none }) == true) {
             close(descriptor)
             return .error(
@@ -81,6 +93,16 @@ public enum FileResponse {
         }
         guard start < size else { return .unsatisfiable }
         return .range(start...end)
+    }
+
+    /// The first byte of a range that continues a download (`bytes=a-` or `bytes=a-b`, a > 0), or nil:
+    /// no range, a range from byte 0, a suffix range (`bytes=-n`: the client says nothing of what it
+    /// has) or several ranges.
+    static func resumeStart(_ header: String) -> Int64? {
+        guard case .range(let r) = parseRange(header, size: Int64.max),
+            !header.trimmingSpaces().dropFirst(6).trimmingSpaces().hasPrefix("-"), r.lowerBound > 0
+        else { return nil }
+        return r.lowerBound
     }
 
     /// `If-Range` with an ETag or a date: the range applies only if the file is unchanged.

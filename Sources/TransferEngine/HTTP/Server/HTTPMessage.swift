@@ -71,6 +71,9 @@ public struct HTTPResponse: Sendable {
     public var status: Int
     public var headers: [(String, String)]
     public var body: Body
+    /// Called once the exchange ends: true when the whole response was sent (libmicrohttpd's
+    /// `REQUEST_TERMINATED_COMPLETED_OK`), false when the connection ended before that.
+    public var onCompletion: (@Sendable (_ sentWhole: Bool) -> Void)?
 
     /// A switch of protocols (answered at once, never deferred).
     public var isUpgrade: Bool {

@@ -153,6 +153,8 @@ public final class HTTPServer: @unchecked Sendable {
         var bodyBytes: Int64 = 0
         var responded = false
         var status = 0
+        /// The queued response's `onCompletion`.
+        var onCompletion: (@Sendable (Bool) -> Void)?
         /// The request announced a body (a non-zero Content-Length, or Transfer-Encoding).
         let bodyAnnounced: Bool
         /// libmicrohttpd's last call came: the body was read to its end.
@@ -221,6 +223,7 @@ public final class HTTPServer: @unchecked Sendable {
         let server = Unmanaged<HTTPServer>.fromOpaque(context!).takeUnretainedValue()
         let exchange = Unmanaged<Exchange>.fromOpaque(raw).takeRetainedValue()
         exchangePointer!.pointee = nil
+        exchange.onCompletion?(code == .REQUEST_TERMINATED_COMPLETED_OK)
         if let handler = exchange.handler, !exchange.responded, !exchange.answeredEarly {
             switch code {
             case .REQUEST_TERMINATED_TIMEOUT_REACHED:  // nothing arrived for the idle timeout: a stall
@@ -381,6 +384,7 @@ public final class HTTPServer: @unchecked Sendable {
     private func queue(_ response: HTTPResponse, on connection: OpaquePointer, exchange: Exchange) -> MHD_Result {
         exchange.responded = true
         exchange.status = response.status
+        exchange.onCompletion = response.onCompletion
         let created: OpaquePointer?
         switch response.body {
         case .bytes(let bytes):
