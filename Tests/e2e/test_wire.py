@@ -164,6 +164,33 @@ def test_bad_bodies_commit_nothing(seeded, other_tgz, other_volume, untouched, c
     assert daemon.staging_entries() == []
 
 
+@pytest.mark.parametrize("layout,message", [
+    ("upper-case-name", "no 'archive' part in the form (parts seen: ARCHIVE, checksum)"),
+    ("checksum-only", "no 'archive' part in the form (parts seen: checksum)"),
+    ("checksum-archive-only", "no 'archive' part in the form (parts seen: install_logs, checksum_archive)"),
+    ("no-parts", "no 'archive' part in the form (it has no parts)"),
+    ("checksum-then-archive", "the checksum part came before the archive part"),
+])
+def test_a_missing_or_late_archive_part_is_named_precisely(seeded, other_tgz, untouched, layout, message):
+    """A form without an `archive` part says so and lists the parts it had (it used to say the
+    checksum came before the archive); a checksum that does precede an archive is still that."""
+    daemon, server = seeded
+    checksum = sha256_hex(other_tgz)
+    parts = {
+        "upper-case-name": [archive_part(other_tgz, name="ARCHIVE"), field("checksum", checksum)],
+        "checksum-only": [field("checksum", checksum)],
+        "checksum-archive-only": [field("install_logs", "log"), field("checksum_archive", checksum)],
+        "no-parts": [],
+        "checksum-then-archive": [field("checksum", checksum), archive_part(other_tgz)],
+    }[layout]
+    boundary = go_boundary()
+    body = multipart_bytes(parts, boundary) if parts else b"--" + boundary.encode() + b"--\r\n"
+    r = post_transfer(daemon.url, mint(daemon.token, sub=server), body, boundary)
+    assert r.status_code == 400, (r.status_code, r.text)
+    assert error_of(r) == message
+    untouched(daemon, server)
+
+
 def _request_head(daemon, token, boundary, framing):
     return (f"POST /api/transfers HTTP/1.1\r\nHost: 127.0.0.1:{daemon.port}\r\n"
             f"Authorization: Bearer {token}\r\nContent-Type: multipart/form-data; boundary={boundary}\r\n"
