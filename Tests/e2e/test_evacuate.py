@@ -569,3 +569,23 @@ def test_every_warning_names_its_server(daemon, transfer_send, tmp_path, other_v
         index = int(entry.split("-")[1].rstrip(":"))
         assert f"server {servers[index]}" in line, line
         assert not any(other in line for other in servers if other != servers[index]), line
+
+
+def test_json_per_server_warnings_list_the_entries_left_out(daemon, transfer_send, tmp_path, other_volume):
+    data = tmp_path / "volumes"
+    data.mkdir()
+    servers = [new_server_id() for _ in range(2)]
+    for server in servers:
+        shutil.copytree(other_volume, data / server, symlinks=True)
+    os.symlink("/etc/passwd", data / servers[0] / "escape")
+    os.mkfifo(data / servers[0] / "pipe")
+    r = evacuate(transfer_send, daemon, data, "--parallel", "2", "--json", "--quiet")
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    entries = {s["server"]: s for s in report["servers"]}
+    first, second = entries[servers[0]], entries[servers[1]]
+    assert first["success"] is True and first["skipped"]["count"] == 2, first
+    assert sorted(e["path"] for e in first["skipped"]["entries"]) == ["escape", "pipe"]
+    assert sorted(first["warnings"]) == sorted(f"skipped {e['path']}: {e['reason']}" for e in first["skipped"]["entries"])
+    assert any("outside the volume" in w for w in first["warnings"]) and any("FIFO" in w for w in first["warnings"])
+    assert second["skipped"] == {"count": 0, "entries": []} and second["warnings"] == []

@@ -710,6 +710,36 @@ def test_upload_cut_mid_body_leaves_nothing(served):
     assert r.status_code == 200 and existing.read_bytes() == b"new"
 
 
+@pytest.mark.parametrize("failure", ["bad-name", "cut", "over-limit"])
+def test_a_failed_upload_removes_the_directories_it_made(daemon_factory, sample_volume, tmp_path, failure):
+    """All or nothing covers the target directory too: the directories a failed upload made
+    (here multi/level/deep below an existing, empty `kept`) go again; those it found stay."""
+    daemon = config_daemon(daemon_factory, tmp_path, upload_limit=1)
+    server, vol = place_volume(daemon, sample_volume)
+    (vol / "kept").mkdir()
+    before = volume_entries(vol)
+    directory = "kept/multi/level/deep"
+    if failure == "bad-name":
+        files = [("files", ("fine.txt", b"fine")), ("files", ("..", b"x"))]
+        r = upload_files(daemon, server, files, directory=directory)
+        assert r.status_code == 400, r.text
+    elif failure == "over-limit":
+        files = [("files", ("small.txt", b"fine")), ("files", ("too-big.bin", b"\0" * (MiB + 1)))]
+        r = upload_files(daemon, server, files, directory=directory)
+        assert r.status_code == 400, r.text
+    else:
+        sock, _ = start_half_upload(daemon, server, "half.bin", 512 * 1024, directory=directory)
+        assert wait_until(lambda: (vol / directory).is_dir(), timeout=10), "the upload never began its file"
+        sock.close()
+        assert wait_until(lambda: "connection closed mid-upload" in daemon.log(), timeout=10), daemon.log()
+    assert wait_until(lambda: volume_entries(vol) == before, timeout=5), sorted(volume_entries(vol) - before)
+    assert leftovers(vol / "kept") == []
+    # A directory that got a file meanwhile stays: only empty ones this upload made are removed.
+    r = upload_files(daemon, server, [("files", ("ok.txt", b"ok"))], directory=directory)
+    assert r.status_code == 200, r.text
+    assert (vol / directory / "ok.txt").read_bytes() == b"ok"
+
+
 # ------------------------------------------------ uploads while the server is transferring
 # A transfer holds its server in both directions: on the destination the volume is about to be
 # replaced (an upload would be lost when it commits), on the source it is being sent (a file

@@ -408,6 +408,45 @@ def test_symlinks_out_of_the_volume_are_left_out_with_a_warning(daemon, transfer
     assert (daemon.volume(server) / "sub" / "file.txt").read_text() == "inside\n"
 
 
+def test_json_reports_the_entries_left_out(daemon, transfer_send, tmp_path):
+    """--json said ok with nothing about what was left out (only stderr had WARN lines): the
+    success object now counts them and lists the first 20 with why, plus one warning each."""
+    vol = tmp_path / "vol"
+    vol.mkdir()
+    (vol / "keep.txt").write_text("kept\n")
+    os.mkfifo(vol / "pipe")
+    os.symlink("/etc/passwd", vol / "escape")
+    for i in range(25):
+        os.symlink(f"../../out-{i}", vol / f"up-{i:02d}")
+    server = new_server_id()
+    r = run_cli(transfer_send, "push", "--volume", vol, "--url", daemon.url, "--secret-file",
+                daemon.state / "node-token", "--server", server, "--json", "--quiet")
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    assert report["ok"] is True and report["files"] == 1
+    skipped = report["skipped"]
+    assert skipped["count"] == 27, skipped
+    assert len(skipped["entries"]) == 20
+    by_path = {e["path"]: e["reason"] for e in skipped["entries"]}
+    assert "FIFO" in by_path["pipe"], by_path
+    assert "outside the volume" in by_path["escape"] and "/etc/passwd" in by_path["escape"], by_path
+    assert len(report["warnings"]) == 21, report["warnings"]
+    assert report["warnings"][-1] == "skipped 7 more entries (see the log)"
+    assert any(w.startswith("skipped pipe: FIFO") for w in report["warnings"]), report["warnings"]
+    assert not os.path.lexists(daemon.volume(server) / "pipe")
+
+
+def test_json_of_a_whole_volume_has_no_warnings(daemon, transfer_send, tmp_path):
+    vol = tmp_path / "vol"
+    vol.mkdir()
+    (vol / "a.txt").write_text("a\n")
+    r = run_cli(transfer_send, "push", "--volume", vol, "--url", daemon.url, "--secret-file",
+                daemon.state / "node-token", "--server", new_server_id(), "--json", "--quiet")
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    assert report["skipped"] == {"count": 0, "entries": []} and report["warnings"] == []
+
+
 def make_deep_tree(root, levels):
     """`levels` directories named "d" (past PATH_MAX, as mkdirat allows), a file at the bottom."""
     fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)

@@ -164,6 +164,33 @@ def test_bad_bodies_commit_nothing(seeded, other_tgz, other_volume, untouched, c
     assert daemon.staging_entries() == []
 
 
+@pytest.mark.parametrize("layout,message", [
+    ("upper-case-name", "no 'archive' part in the form (parts seen: ARCHIVE, checksum)"),
+    ("checksum-only", "no 'archive' part in the form (parts seen: checksum)"),
+    ("checksum-archive-only", "no 'archive' part in the form (parts seen: install_logs, checksum_archive)"),
+    ("no-parts", "no 'archive' part in the form (it has no parts)"),
+    ("checksum-then-archive", "the checksum part came before the archive part"),
+])
+def test_a_missing_or_late_archive_part_is_named_precisely(seeded, other_tgz, untouched, layout, message):
+    """A form without an `archive` part says so and lists the parts it had (it used to say the
+    checksum came before the archive); a checksum that does precede an archive is still that."""
+    daemon, server = seeded
+    checksum = sha256_hex(other_tgz)
+    parts = {
+        "upper-case-name": [archive_part(other_tgz, name="ARCHIVE"), field("checksum", checksum)],
+        "checksum-only": [field("checksum", checksum)],
+        "checksum-archive-only": [field("install_logs", "log"), field("checksum_archive", checksum)],
+        "no-parts": [],
+        "checksum-then-archive": [field("checksum", checksum), archive_part(other_tgz)],
+    }[layout]
+    boundary = go_boundary()
+    body = multipart_bytes(parts, boundary) if parts else b"--" + boundary.encode() + b"--\r\n"
+    r = post_transfer(daemon.url, mint(daemon.token, sub=server), body, boundary)
+    assert r.status_code == 400, (r.status_code, r.text)
+    assert error_of(r) == message
+    untouched(daemon, server)
+
+
 def _request_head(daemon, token, boundary, framing):
     return (f"POST /api/transfers HTTP/1.1\r\nHost: 127.0.0.1:{daemon.port}\r\n"
             f"Authorization: Bearer {token}\r\nContent-Type: multipart/form-data; boundary={boundary}\r\n"
@@ -379,3 +406,62 @@ def test_an_absolute_form_target_is_served(daemon, target):
     head, _, body = reply.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200 "), reply[:300]
     assert "version" in json.loads(body)
+
+
+# ------------------------------------------------ transfer codings other than chunked
+
+
+def _push_with_codings(daemon, server, archive, codings):
+    """A chunked push whose head carries one `Transfer-Encoding: …` field per item of `codings`;
+    returns the raw reply, read until the server closes."""
+    boundary = go_boundary()
+    body = b"".join(multipart_stream(transfer_parts(archive), boundary))
+    chunked = b"".join(chunk_encode(body[i:i + 8192]) for i in range(0, len(body), 8192)) + b"0\r\n\r\n"
+    fields = "".join(f"Transfer-Encoding: {v}\r\n" for v in codings)
+    head = (f"POST /api/transfers HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {mint(daemon.token, sub=server)}\r\n"
+            f"Content-Type: multipart/form-data; boundary={boundary}\r\n{fields}Connection: close\r\n\r\n").encode()
+    with socket.create_connection(("127.0.0.1", daemon.port), timeout=10) as sock:
+        sock.sendall(head)
+        try:
+            sock.sendall(chunked)
+        except OSError:
+            pass  # the server may already have answered and closed
+        return read_until_closed(sock)
+
+
+@pytest.mark.parametrize("codings,named", [
+    (["gzip, chunked"], "gzip"), (["GZIP,chunked"], "GZIP"), (["deflate, chunked"], "deflate"),
+    (["x-custom;q=1, chunked"], "x-custom"), (["gzip", "chunked"], "gzip"), (["chunked", "chunked"], "chunked, chunked"),
+])
+def test_transfer_codings_other_than_chunked_are_not_implemented(seeded, other_tgz, untouched, codings, named):
+    """RFC 9112 §6.1: a transfer coding the server does not understand gets 501, before the body
+    is read (libmicrohttpd read such a body to the close and handed the chunk framing on as
+    multipart: 400 "malformed part header line"). JSON, connection closed, nothing committed."""
+    daemon, server = seeded
+    reply = _push_with_codings(daemon, server, other_tgz, codings)
+    status_line, _, rest = reply.partition(b"\r\n")
+    assert status_line == b"HTTP/1.1 501 Not Implemented", reply[:300]
+    headers, _, payload = rest.partition(b"\r\n\r\n")
+    assert b"connection: close" in headers.lower() and b"application/json" in headers.lower(), headers
+    assert json.loads(payload)["error"] == f"transfer coding '{named}' is not supported"
+    assert reply.count(b"HTTP/1.1") == 1
+    untouched(daemon, server)
+
+
+@pytest.mark.parametrize("coding", ["chunked", "CHUNKED", "Chunked"])
+def test_a_lone_chunked_coding_in_any_case_is_accepted(seeded, other_tgz, other_volume, coding):
+    daemon, server = seeded
+    reply = _push_with_codings(daemon, server, other_tgz, [coding])
+    assert reply.startswith(b"HTTP/1.1 200 OK\r\n"), reply[:300]
+    assert compare_trees(other_volume, daemon.volume(server)) == []
+
+
+def test_chunked_with_trailing_blanks_is_refused_not_misframed(seeded, other_tgz, untouched):
+    """libmicrohttpd compares the whole value with `chunked`: with a blank after it, it would read
+    the body to the close (and the client would wait for ever). 400 JSON and close instead."""
+    daemon, server = seeded
+    reply = _push_with_codings(daemon, server, other_tgz, ["chunked "])
+    status_line, _, rest = reply.partition(b"\r\n")
+    assert status_line == b"HTTP/1.1 400 Bad Request", reply[:300]
+    assert "blanks around 'chunked'" in json.loads(rest.partition(b"\r\n\r\n")[2])["error"]
+    untouched(daemon, server)

@@ -36,6 +36,15 @@ public struct VolumeArchiver: Sendable {
         self.compression = compression
     }
 
+    /// How many left-out entries a `Summary` lists by name.
+    public static let skippedListLimit = 20
+
+    /// An entry left out of the archive: its path in the volume and why.
+    public struct Skipped: Sendable, Equatable {
+        public var path: String
+        public var reason: String
+    }
+
     /// Summary of what went into the archive.
     public struct Summary: Sendable {
         public var files = 0
@@ -44,6 +53,13 @@ public struct VolumeArchiver: Sendable {
         /// Files sent as hardlinks to one sent before (counted in `files` too).
         public var hardlinks = 0
         public var skipped = 0
+        /// The first `skippedListLimit` entries left out, with why (for reports; `skipped` counts all).
+        public var skippedEntries: [Skipped] = []
+
+        mutating func skip(_ path: String, _ reason: String) {
+            skipped += 1
+            if skippedEntries.count < VolumeArchiver.skippedListLimit { skippedEntries.append(Skipped(path: path, reason: reason)) }
+        }
         /// File data read and sent (holes in sparse files are not read).
         public var volumeBytes: Int64 = 0
         /// The files' sizes as `ls -l` shows them, holes included.
@@ -95,7 +111,7 @@ public struct VolumeArchiver: Sendable {
                     // A link out of the volume (absolute, or up past its root) is refused by the
                     // destination, which would fail the whole transfer at that entry: leave it out.
                     guard !skipsLinksOutOfVolume || Self.staysInside(link: entry.path, target: target) else {
-                        summary.skipped += 1
+                        summary.skip("\(entry.path)", "symlink pointing outside the volume (-> \(PathBytes(target)))")
                         if reportsSkipped {
                             Log.warning(
                                 "\(logLabel): skipping symlink \(entry.path) -> \(PathBytes(target)): "
@@ -109,7 +125,7 @@ public struct VolumeArchiver: Sendable {
                     if try archiveFile(entry, writer: writer, buffer: buffer, linked: &linked, summary: &summary) {
                         summary.files += 1
                     } else {
-                        summary.skipped += 1
+                        summary.skip("\(entry.path)", "no longer a regular file")
                         if reportsSkipped {
                             Log.warning("\(logLabel): skipping \(entry.path): no longer a regular file")
                         }
@@ -117,7 +133,7 @@ public struct VolumeArchiver: Sendable {
                 }
             },
             skipped: { path, kind in
-                summary.skipped += 1
+                summary.skip("\(path)", "\(kind) (not archived)")
                 if reportsSkipped { Log.warning("\(logLabel): skipping \(kind) \(path)") }
             })
         try writer.finish()

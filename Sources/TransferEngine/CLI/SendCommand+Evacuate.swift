@@ -308,6 +308,8 @@ extension SendCommand {
                 entry["confirmed_checksum"] = .bool(result.confirmation == .checksumEchoed)
                 entry["seconds"] = .number(result.seconds)
                 entry["compression"] = .string(outcome.compression?.rawValue ?? "")
+                entry["skipped"] = result.skippedJSON
+                entry["warnings"] = .array(result.skipWarnings.map { .string($0) })
             }
             if let error = outcome.error {
                 entry["error"] = .string(error.message)

@@ -60,7 +60,9 @@ public enum SendCommand {
           --compression MODE  auto (default) | gzip | zstd | none. gzip is what Wings speaks; auto
                               asks the destination and, when it is one of ours, measures the link
                               and picks zstd or none; a node that does not answer gets gzip
-          --json              print the result as one JSON object on stdout; a failure too:
+          --json              print the result as one JSON object on stdout (entries left out,
+                              a FIFO or a link out of the volume: "skipped" {"count", "entries":
+                              [{"path", "reason"}] (the first 20)} and "warnings"); a failure too:
                               {"ok": false, "success": false, "error", "exit_status", "http_status"
                               (when a node answered), and what was known: "url", "server", ...}
           --quiet             no progress bar
@@ -338,6 +340,8 @@ public enum SendCommand {
                 "mb_per_second": .number(result.seconds > 0 ? Double(result.volumeBytes) / result.seconds / 1e6 : 0),
                 // This process's own high-water mark (a parent's wait4 ru_maxrss can report the parent's).
                 "peak_rss_kib": .number(Double(ChildProcess.peakRSSKiB(of: getpid()))),
+                // Entries left out (each also a WARN line on stderr): ok, but not the whole volume.
+                "skipped": result.skippedJSON, "warnings": .array(result.skipWarnings.map { .string($0) }),
             ]
             print(String(decoding: json.serialized(), as: UTF8.self))
         } else {

@@ -34,6 +34,12 @@ public final class IncomingTransfer: RequestBodyHandler, @unchecked Sendable {
     private var archiveStarted = false
     private var archiveEnded = false
     private var checksum: [UInt8]?
+    /// A checksum part came while no archive part had: an ordering error if an archive follows,
+    /// else the missing archive is the error to report.
+    private var checksumBeforeArchive = false
+    /// The names of the parts seen, in order (the first few, for the missing-archive error).
+    private var partNames: [String] = []
+    private var partCount = 0
     private var decompressor: StageThread?
     private var extractor: StageThread?
     /// Written by the extractor thread before it ends; read after `join()`.
@@ -106,14 +112,22 @@ public final class IncomingTransfer: RequestBodyHandler, @unchecked Sendable {
     }
 
     private func begin(_ headers: PartHeaders) throws {
+        partCount += 1
+        if partNames.count < 8 { partNames.append(headers.name ?? "(unnamed)") }
         switch headers.name {
         case "archive":
             guard !archiveStarted else { throw invalid("the body has two archive parts") }
+            guard !checksumBeforeArchive else { throw invalid("the checksum part came before the archive part") }
             archiveStarted = true
             part = .archive
             startExtractor()
         case "checksum", "checksum_archive":
-            guard archiveEnded else { throw invalid("the checksum part came before the archive part") }
+            guard archiveEnded else {
+                // Judged when the archive part comes (or the body ends without one).
+                checksumBeforeArchive = true
+                part = .ignored
+                return
+            }
             guard checksum == nil else { throw invalid("the body has two checksum parts") }
             checksum = []
             part = .checksum
@@ -161,7 +175,7 @@ public final class IncomingTransfer: RequestBodyHandler, @unchecked Sendable {
         do {
             if let error { throw error }
             try decoder.finish()
-            guard archiveStarted else { throw invalid("the body has no archive part") }
+            guard archiveStarted else { throw invalid(missingArchive) }
             guard let checksum else { throw invalid("the body has no checksum part (checksum or checksum_archive)") }
             let (files, volumeBytes) = try waitForExtractor()
             let sent = String(decoding: checksum, as: UTF8.self).trimmingWhitespace().lowercased()
@@ -301,6 +315,14 @@ public final class IncomingTransfer: RequestBodyHandler, @unchecked Sendable {
         closed = true
         store.release(server)
         if store.busyServers.isEmpty { ProcessSetup.releaseFreeMemory() }
+    }
+
+    /// The error for a form without an `archive` part, naming the parts it had instead.
+    private var missingArchive: String {
+        guard partCount > 0 else { return "no 'archive' part in the form (it has no parts)" }
+        var seen = partNames.map { $0.escapingControlCharacters.prefix(64) }.joined(separator: ", ")
+        if partCount > partNames.count { seen += ", and \(partCount - partNames.count) more" }
+        return "no 'archive' part in the form (parts seen: \(seen))"
     }
 
     private func invalid(_ message: String) -> TransferError {

@@ -80,6 +80,25 @@ public final class OutgoingTransfer: @unchecked Sendable {
         public var archiveBytes: Int64
         public var files: Int
         public var seconds: Double
+        /// Entries of the volume left out of the archive (a FIFO, a link out of the volume): how
+        /// many, and the first `VolumeArchiver.skippedListLimit` with why.
+        public var skipped = 0
+        public var skippedEntries: [VolumeArchiver.Skipped] = []
+
+        /// One line per listed skipped entry, and one for those beyond the list.
+        public var skipWarnings: [String] {
+            var lines = skippedEntries.map { "skipped \($0.path): \($0.reason)" }
+            if skipped > skippedEntries.count { lines.append("skipped \(skipped - skippedEntries.count) more entries (see the log)") }
+            return lines
+        }
+
+        /// `{"count": N, "entries": [{"path", "reason"}, …]}` for `--json` reports.
+        public var skippedJSON: JSONValue {
+            .object([
+                "count": .number(Double(skipped)),
+                "entries": .array(skippedEntries.map { .object(["path": .string($0.path), "reason": .string($0.reason)]) }),
+            ])
+        }
     }
 
     /// Progress as the archive is produced.
@@ -221,7 +240,7 @@ public final class OutgoingTransfer: @unchecked Sendable {
             checksum: checksum, confirmation: confirmation, server: server,
             volumeBytes: summary.volumeBytes, apparentBytes: summary.apparentBytes,
             archiveBytes: hasher.byteCount, files: summary.files,
-            seconds: MonotonicClock.now() - started)
+            seconds: MonotonicClock.now() - started, skipped: summary.skipped, skippedEntries: summary.skippedEntries)
     }
 
     /// What a 200 answer to a complete push confirms.

@@ -10,7 +10,9 @@ import Glibc
 ///  finish: every part complete ─▶ no transfer held the server meanwhile ─▶ rename each temp file over its final name
 /// ```
 /// All or nothing: until the whole body has arrived nothing visible changes, so a failed or cut
-/// upload leaves no partial file and never touches an existing file of the same name. The
+/// upload leaves no partial file and never touches an existing file of the same name; the
+/// directories it had to make for the target (when its first file began) go again, if still
+/// empty. The
 /// unfinished files wait outside the volume, so a push that starts meanwhile never archives
 /// them and a daemon killed mid-upload leaves nothing in the volume (its next start empties
 /// staging). Only when staging is on another file system (a volume mounted on its own) do they
@@ -31,6 +33,9 @@ public final class UploadReceiver: RequestBodyHandler, @unchecked Sendable {
     private let limitBytes: Int64
     private var decoder: MultipartDecoder
     private var directoryDescriptor: Int32 = -1
+    /// The index in `directory` of the first directory this upload made (nil: none): all or
+    /// nothing covers them too, so a failed upload removes them again (those still empty).
+    private var createdFrom: Int?
     /// Where unfinished files wait: `temporaryDirectory` when it is on the volume's file system
     /// (a rename must not cross file systems), else the target directory itself.
     private var waitingDescriptor: Int32 = -1
@@ -108,7 +113,8 @@ public final class UploadReceiver: RequestBodyHandler, @unchecked Sendable {
             throw TransferError(.invalidInput, .http, "invalid file name '\(raw)'")
         }
         if directoryDescriptor < 0 {
-            directoryDescriptor = try volume.openDirectory(directory, create: true, display: directoryDisplay)
+            directoryDescriptor = try volume.openDirectory(
+                directory, create: true, display: directoryDisplay, createdFrom: &createdFrom)
             waitingDescriptor = openWaitingDirectory()
         }
         let prefix = waitingDescriptor == directoryDescriptor ? ".upload-" : "upload."
@@ -160,6 +166,7 @@ public final class UploadReceiver: RequestBodyHandler, @unchecked Sendable {
             Log.info("upload: \(server.map { "server \($0): " } ?? "")\(completed.count) files, \(ByteCount.format(total)) into /\(directoryDisplay)")
             let names = completed.map { JSONValue.string($0.name) }
             completed.removeAll()
+            createdFrom = nil
             return .json(200, ["files": .array(names), "bytes": .number(Double(total))])
         } catch {
             cleanUp()
@@ -180,5 +187,9 @@ public final class UploadReceiver: RequestBodyHandler, @unchecked Sendable {
         }
         for file in completed { unlinkat(waitingDescriptor, file.temporary, 0) }
         completed.removeAll()
+        if let createdFrom {
+            volume.removeCreatedDirectories(directory, from: createdFrom)
+            self.createdFrom = nil
+        }
     }
 }

@@ -112,12 +112,22 @@ public final class VolumeRoot: @unchecked Sendable {
     /// Opens the directory at `components` (symlink-free) with O_NOFOLLOW at every step.
     /// With `create`, missing directories are made (mode 0755). The caller closes the result.
     public func openDirectory(_ components: [[UInt8]], create: Bool, display: String) throws -> Int32 {
+        var created: Int?
+        return try openDirectory(components, create: create, display: display, createdFrom: &created)
+    }
+
+    /// `openDirectory`, telling in `createdFrom` the index of the first component this call made
+    /// (nil: it made none), so that a caller that fails can take them away again
+    /// (`removeCreatedDirectories`). Set as soon as one is made, even if a later step throws.
+    public func openDirectory(_ components: [[UInt8]], create: Bool, display: String, createdFrom: inout Int?) throws -> Int32 {
         var fd = dup(descriptor)
-        for part in components {
+        for (index, part) in components.enumerated() {
             let cPart = CString.terminated(part)
             var next = openat(fd, cPart, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
             if next < 0 && errno == ENOENT && create {
-                if mkdirat(fd, cPart, 0o755) != 0 && errno != EEXIST {
+                if mkdirat(fd, cPart, 0o755) == 0 {
+                    if createdFrom == nil { createdFrom = index }
+                } else if errno != EEXIST {
                     let code = errno
                     close(fd)
                     throw TransferError.system("mkdirat", path: display, errno: code)
@@ -133,6 +143,19 @@ public final class VolumeRoot: @unchecked Sendable {
             fd = next
         }
         return fd
+    }
+
+    /// Removes the directories `components[from...]`, deepest first, each only while it is empty
+    /// (a file that landed meanwhile keeps it and the ones above it). Best effort: stops at the
+    /// first that cannot go.
+    public func removeCreatedDirectories(_ components: [[UInt8]], from: Int) {
+        guard from >= 0 else { return }
+        for index in stride(from: components.count - 1, through: from, by: -1) {
+            guard let parent = try? openDirectory(Array(components[..<index]), create: false, display: "") else { return }
+            let removed = unlinkat(parent, CString.terminated(components[index]), AT_REMOVEDIR) == 0
+            close(parent)
+            guard removed else { return }
+        }
     }
 
     /// Opens a regular file for reading, following in-volume symlinks only. Throws `.notFound`

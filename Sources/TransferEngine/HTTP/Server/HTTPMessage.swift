@@ -10,6 +10,9 @@ public struct HTTPRequest: Sendable {
     /// Every `Content-Length` field value as received, in order (`headers` keeps only the last;
     /// libmicrohttpd frames the body by the first): for the RFC 9112 §6.3 check.
     public var contentLengthValues: [String] = []
+    /// Every `Transfer-Encoding` field value as received, in order: the codings of all of them
+    /// together are the message's (RFC 9110 §5.3), and libmicrohttpd looks only at the first.
+    public var transferEncodingValues: [String] = []
     public var clientAddress: String
     /// Answers the request before its body has ended, from any thread (nil outside the server).
     public var earlyAnswer: EarlyAnswer?

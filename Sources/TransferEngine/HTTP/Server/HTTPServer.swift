@@ -358,12 +358,39 @@ public final class HTTPServer: @unchecked Sendable {
             // `headers` holds the last: a smuggling gap. Identical repeats frame the same body.
             let shown = request.contentLengthValues.map { "'\($0)'" }.joined(separator: ", ")
             reason = "request has differing Content-Length values (\(shown)) (RFC 9112 §6.3)"
+        } else if request.transferEncodingValues.count == 1, request.transferEncodingValues[0].lowercased() != "chunked",
+            unsupportedTransferCoding(request.transferEncodingValues) == nil
+        {
+            // `chunked` with blanks around it: libmicrohttpd compares the whole value, so it would
+            // not read the body as chunked but to the close. Refuse rather than misframe.
+            reason = "Transfer-Encoding '\(request.transferEncodingValues[0])' has blanks around 'chunked'"
+        } else if let coding = unsupportedTransferCoding(request.transferEncodingValues) {
+            // RFC 9112 §6.1: a server that does not understand a transfer coding answers 501.
+            // libmicrohttpd knows only a lone `chunked`; any other list it would read as a body
+            // running to the close, handing the chunk framing on as if it were content.
+            var response = HTTPResponse.error(
+                TransferError(.unsupported, .http, "transfer coding '\(coding)' is not supported".escapingControlCharacters))
+            response.status = 501
+            response.headers.append(("Connection", "close"))
+            return response
         } else {
             return nil
         }
         var response = HTTPResponse.error(TransferError(.invalidInput, .http, reason.escapingControlCharacters))
         response.headers.append(("Connection", "close"))
         return response
+    }
+
+    /// The first transfer coding in the request's `Transfer-Encoding` fields other than the one
+    /// we read (a single `chunked`, any case), or nil when there are none or only that one.
+    static func unsupportedTransferCoding(_ values: [String]) -> String? {
+        guard !values.isEmpty else { return nil }
+        // Empty list elements do not count (RFC 9110 §5.6.1).
+        let codings = values.flatMap { $0.split(separator: ",") }.map { $0.trimmingSpaces() }.filter { !$0.isEmpty }
+        if codings.count == 1, codings[0].lowercased() == "chunked" { return nil }
+        // A coding may carry parameters (`gzip;q=1`): name it without them.
+        let named = codings.first { $0.lowercased() != "chunked" }.map { String($0.prefix { $0 != ";" }).trimmingSpaces() }
+        return (named?.isEmpty == false ? named : nil) ?? codings.joined(separator: ", ")
     }
 
     static func reason(_ status: Int) -> String {
@@ -377,6 +404,7 @@ public final class HTTPServer: @unchecked Sendable {
         case 415: "Unsupported Media Type"
         case 422: "Unprocessable Content"
         case 500: "Internal Server Error"
+        case 501: "Not Implemented"
         default: "Error"
         }
     }
@@ -411,9 +439,11 @@ public final class HTTPServer: @unchecked Sendable {
         final class Collector {
             var values: [String: String] = [:]
             var contentLengths: [String] = []
+            var transferEncodings: [String] = []
             var lowercaseKeys = false
         }
         var contentLengths: [String] = []
+        var transferEncodings: [String] = []
         func collect(_ kind: MHD_ValueKind, lowercase: Bool) -> [String: String] {
             let collector = Collector()
             collector.lowercaseKeys = lowercase
@@ -428,10 +458,19 @@ public final class HTTPServer: @unchecked Sendable {
                     let name = String(decoding: UnsafeRawBufferPointer(start: key, count: keySize), as: UTF8.self)
                     let text = value.map { String(decoding: UnsafeRawBufferPointer(start: $0, count: valueSize), as: UTF8.self) } ?? ""
                     collector.values[collector.lowercaseKeys ? name.lowercased() : name] = text
-                    if collector.lowercaseKeys, name.lowercased() == "content-length" { collector.contentLengths.append(text) }
+                    if collector.lowercaseKeys {
+                        switch name.lowercased() {
+                        case "content-length": collector.contentLengths.append(text)
+                        case "transfer-encoding": collector.transferEncodings.append(text)
+                        default: break
+                        }
+                    }
                     return .YES
                 }, pointer)
-            if lowercase { contentLengths = collector.contentLengths }
+            if lowercase {
+                contentLengths = collector.contentLengths
+                transferEncodings = collector.transferEncodings
+            }
             return collector.values
         }
         var address = [CChar](repeating: 0, count: 64)
@@ -441,6 +480,7 @@ public final class HTTPServer: @unchecked Sendable {
             headers: collect(.HEADER_KIND, lowercase: true),
             clientAddress: String(decoding: address.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
         request.contentLengthValues = contentLengths
+        request.transferEncodingValues = transferEncodings
         request.earlyAnswer = EarlyAnswer(descriptor: tx_mhd_connection_fd(connection), tls: tls)
         return request
     }
