@@ -224,6 +224,7 @@ public final class HTTPServer: @unchecked Sendable {
         let exchange = Unmanaged<Exchange>.fromOpaque(raw).takeRetainedValue()
         exchangePointer!.pointee = nil
         exchange.onCompletion?(code == .REQUEST_TERMINATED_COMPLETED_OK)
+        exchange.deferred?.onCompletion?(false)  // never queued: the connection ended first
         if let handler = exchange.handler, !exchange.responded, !exchange.answeredEarly {
             switch code {
             case .REQUEST_TERMINATED_TIMEOUT_REACHED:  // nothing arrived for the idle timeout: a stall
