@@ -349,10 +349,7 @@ def test_curl_resume_with_same_token(served, tmp_path):
 def test_curl_resume_after_killed_download(served, tmp_path):
     daemon, server, vol = served
     path = vol / "world" / "big-region.bin"
-    gen = counter_blocks(24 * MiB, seed=11)
-    with open(path, "wb") as f:
-        for chunk in gen():
-            f.write(chunk)
+    write_counter_file(path, 24 * MiB, seed=11)
     url = file_url(daemon, server, "world/big-region.bin")
     out = tmp_path / "big-region.bin"
     proc = subprocess.Popen(["curl", "-sS", "--limit-rate", "2M", "-o", str(out), url],
@@ -396,6 +393,13 @@ def test_resume_rules(served):
 
 def upload_files(daemon, server, files, directory=None, token=None, method="POST"):
     return requests.request(method, upload_url(daemon, server, directory, token), files=files, timeout=60)
+
+
+def write_counter_file(path, size, seed):
+    """`size` bytes of `counter_blocks` (distinct, checkable) written to `path` a block at a time."""
+    with open(path, "wb") as f:
+        for chunk in counter_blocks(size, seed=seed)():
+            f.write(chunk)
 
 
 def leftovers(directory):
@@ -1396,10 +1400,7 @@ def test_a_used_link_resumes_only_to_the_end_and_never_by_suffix(served):
 def test_a_cut_download_resumes_once_to_the_end_then_the_link_is_spent(served, tmp_path):
     daemon, server, vol = served
     path = vol / "world" / "cut.bin"
-    gen = counter_blocks(64 * MiB, seed=5)
-    with open(path, "wb") as f:
-        for chunk in gen():
-            f.write(chunk)
+    write_counter_file(path, 64 * MiB, seed=5)
     url = file_url(daemon, server, "world/cut.bin")
     with requests.get(url, stream=True, timeout=30) as r:
         assert r.status_code == 200
@@ -1421,10 +1422,7 @@ def test_concurrent_uses_of_one_link_never_both_get_the_file(served):
     """The first use and a resume racing it: at most one of them sends anything."""
     daemon, server, vol = served
     path = vol / "world" / "race.bin"
-    gen = counter_blocks(64 * MiB, seed=6)
-    with open(path, "wb") as f:
-        for chunk in gen():
-            f.write(chunk)
+    write_counter_file(path, 64 * MiB, seed=6)
     url = file_url(daemon, server, "world/race.bin")
     with requests.get(url, stream=True, timeout=30) as first:
         assert first.status_code == 200
