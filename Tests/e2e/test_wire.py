@@ -338,6 +338,12 @@ def _push_with_lengths(daemon, server, archive, lengths):
     boundary = go_boundary()
     body = b"".join(multipart_stream(transfer_parts(archive), boundary))
     fields = "".join(f"Content-Length: {str(len(body)) if v == 'body' else v}\r\n" for v in lengths)
+    return _push_raw(daemon, server, boundary, fields, body)
+
+
+def _push_raw(daemon, server, boundary, fields, body):
+    """Sends a push's head with the framing `fields` given, then `body` as is; returns the raw
+    reply, read until the server closes."""
     head = (f"POST /api/transfers HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {mint(daemon.token, sub=server)}\r\n"
             f"Content-Type: multipart/form-data; boundary={boundary}\r\n{fields}Connection: close\r\n\r\n").encode()
     with socket.create_connection(("127.0.0.1", daemon.port), timeout=10) as sock:
@@ -418,15 +424,7 @@ def _push_with_codings(daemon, server, archive, codings):
     body = b"".join(multipart_stream(transfer_parts(archive), boundary))
     chunked = b"".join(chunk_encode(body[i:i + 8192]) for i in range(0, len(body), 8192)) + b"0\r\n\r\n"
     fields = "".join(f"Transfer-Encoding: {v}\r\n" for v in codings)
-    head = (f"POST /api/transfers HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {mint(daemon.token, sub=server)}\r\n"
-            f"Content-Type: multipart/form-data; boundary={boundary}\r\n{fields}Connection: close\r\n\r\n").encode()
-    with socket.create_connection(("127.0.0.1", daemon.port), timeout=10) as sock:
-        sock.sendall(head)
-        try:
-            sock.sendall(chunked)
-        except OSError:
-            pass  # the server may already have answered and closed
-        return read_until_closed(sock)
+    return _push_raw(daemon, server, boundary, fields, chunked)
 
 
 @pytest.mark.parametrize("codings,named", [
