@@ -304,20 +304,12 @@ def test_cancel_on_the_destination_is_answered_to_a_pushing_cli(pair, big_volume
     _, destination = pair
     volume, _ = big_volume
     server = new_server_id()
-    push = subprocess.Popen([str(transfer_send), "push", "--quiet", "--volume", str(volume), "--url", destination.url,
-                             "--secret", destination.token, "--server", server, "--compression", "gzip"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
-    try:
-        wait_running(destination, server, min_bytes=4 << 20)
+    def cancel():
         c = cancel_incoming(destination, server)
         assert c.status_code == 202, (c.status_code, c.text)
-        _, stderr = push.communicate(timeout=30)
-    finally:
-        if push.poll() is None:
-            push.kill()
-            push.wait()
-    lines = error_lines(stderr)
-    assert push.returncode == 75, (push.returncode, stderr)
+
+    returncode, lines = push_and_interrupt(transfer_send, volume, destination, server, cancel)
+    assert returncode == 75, (returncode, lines)
     assert len(lines) == 1 and "409" in lines[0] and "cancelled on this node" in lines[0], lines
     assert wait_staging_empty(destination) == [] and not destination.volume(server).exists()
 
@@ -406,6 +398,23 @@ def test_cancel_an_incoming_transfer_whose_source_stalled(daemon_factory, tmp_pa
     assert set(paths[:-1]) <= {callback_path(server, "failure")}, paths
 
 
+def push_and_interrupt(transfer_send, volume, node, server, interrupt):
+    """`transfer-send push` to `node`; once the transfer is well under way, `interrupt()` (a
+    cancel, a shutdown). Returns the CLI's exit status and its error lines."""
+    push = subprocess.Popen([str(transfer_send), "push", "--quiet", "--volume", str(volume), "--url", node.url,
+                             "--secret", node.token, "--server", server, "--compression", "gzip"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+    try:
+        wait_running(node, server, min_bytes=4 << 20)
+        interrupt()
+        _, stderr = push.communicate(timeout=30)
+    finally:
+        if push.poll() is None:
+            push.kill()
+            push.wait()
+    return push.returncode, error_lines(stderr)
+
+
 def send_half_a_transfer(node, server, archive, timeout=15):
     """A socket that has sent a chunked transfer's head and half its archive, then nothing more;
     returns once the node lists the transfer."""
@@ -460,19 +469,11 @@ def test_shutdown_tells_a_pushing_cli_that_the_node_is_shutting_down(daemon_fact
     node = daemon_factory()
     volume, _ = big_volume
     server = new_server_id()
-    push = subprocess.Popen([str(transfer_send), "push", "--quiet", "--volume", str(volume), "--url", node.url,
-                             "--secret", node.token, "--server", server, "--compression", "gzip"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
-    try:
-        wait_running(node, server, min_bytes=4 << 20)
+    def stop():
         assert node.stop() == 0, node.log()
-        _, stderr = push.communicate(timeout=30)
-    finally:
-        if push.poll() is None:
-            push.kill()
-            push.wait()
-    lines = error_lines(stderr)
-    assert push.returncode == 75, (push.returncode, stderr)
+
+    returncode, lines = push_and_interrupt(transfer_send, volume, node, server, stop)
+    assert returncode == 75, (returncode, lines)
     assert len(lines) == 1 and "503" in lines[0] and "the destination node is shutting down" in lines[0], lines
     assert "cancelled" not in lines[0], lines
     log = [line for line in node.log().splitlines() if f"transfer {server}: " in line and "committed" in line]
