@@ -352,7 +352,7 @@ public enum SendCommand {
                 """
                 pushed \(ByteCount.format(result.volumeBytes))\(holes) in \(result.files) files to \(target) \
                 in \(ByteCount.fixed(result.seconds, 2)) s (\(ByteCount.rate(bytes: result.volumeBytes, seconds: result.seconds)))
-                  archive \(ByteCount.format(result.archiveBytes)) (ratio \(ByteCount.fixed(ratio, 2))), sha256 \(result.checksum)
+                  archive \(ByteCount.format(result.archiveBytes)) (\(ByteCount.fixed(ratio, 2))× the volume), sha256 \(result.checksum)
                   \(Self.confirmationLine(result.confirmation))
                 """)
         }
