@@ -1444,3 +1444,20 @@ def test_concurrent_uses_of_one_link_never_both_get_the_file(served):
     with ThreadPoolExecutor(8) as pool:
         got = sorted(pool.map(grab, range(8)))
     assert got.count(200) == 1 and set(got) <= {200, 404}, got
+
+
+def test_the_log_says_whether_a_download_reached_its_end(served):
+    """A download's log line names the file's size, and says when the client left before the end
+    (it used to read "-> 200" either way)."""
+    daemon, server, vol = served
+    path = vol / "world" / "logged.bin"
+    write_counter_file(path, 64 * MiB, seed=8)
+    whole = requests.get(file_url(daemon, server, "world/logged.bin"), timeout=30)
+    assert whole.status_code == 200 and len(whole.content) == 64 * MiB
+    with requests.get(file_url(daemon, server, "world/logged.bin"), stream=True, timeout=30) as cut:
+        assert cut.status_code == 200
+        cut.raw.read(MiB)
+    assert wait_until(lambda: len([l for l in daemon.log().splitlines() if "GET /download/file" in l]) == 2, 10)
+    lines = [l for l in daemon.log().splitlines() if "GET /download/file" in l]
+    assert "-> 200 file=64.0 MiB " in lines[0] and "CUT SHORT" not in lines[0], lines
+    assert "-> 200 file=64.0 MiB CUT SHORT (the client went away)" in lines[1], lines

@@ -164,6 +164,8 @@ public final class HTTPServer: @unchecked Sendable {
         /// The answer to a request without a body, queued at libmicrohttpd's next call: queued on
         /// the first call, libmicrohttpd 0.9.75 closes the connection after it (no keep-alive).
         var deferred: HTTPResponse?
+        /// The length of a file answer (a download), for the log line.
+        var fileLength: Int64?
         /// Answered on the socket before the body ended (by this thread or a canceller).
         var answeredEarly: Bool { request.earlyAnswer?.isSettled ?? false }
 
@@ -240,10 +242,21 @@ public final class HTTPServer: @unchecked Sendable {
             exchange.request.earlyAnswer?.sentStatus.map { "\($0)" }
             ?? (exchange.responded ? "\(exchange.status)" : "connection closed before a response")
         let body = exchange.bodyBytes > 0 ? " body=\(ByteCount.format(exchange.bodyBytes))" : ""
+        let file = exchange.fileLength.map { " file=\(ByteCount.format($0))\(HTTPServer.cutShort(code))" } ?? ""
         Log.info(
-            "http \(exchange.request.clientAddress) \(exchange.request.loggable) -> \(outcome)\(body) "
+            "http \(exchange.request.clientAddress) \(exchange.request.loggable) -> \(outcome)\(body)\(file) "
                 + "\(ByteCount.fixed(seconds * 1000, 1)) ms")
         server.closeLingering(exchange, shuttingDown: code == .REQUEST_TERMINATED_DAEMON_SHUTDOWN)
+    }
+
+    /// For a download's log line: why it did not reach its end ("" when it did).
+    fileprivate static func cutShort(_ code: MHD_RequestTerminationCode) -> String {
+        switch code {
+        case .REQUEST_TERMINATED_COMPLETED_OK: ""
+        case .REQUEST_TERMINATED_TIMEOUT_REACHED: " CUT SHORT (the client read nothing for the idle timeout)"
+        case .REQUEST_TERMINATED_DAEMON_SHUTDOWN: " CUT SHORT (the node is shutting down)"
+        default: " CUT SHORT (the client went away)"
+        }
     }
 
     /// Called on the connection's thread before libmicrohttpd closes the socket: when the request
@@ -421,6 +434,7 @@ public final class HTTPServer: @unchecked Sendable {
                 MHD_create_response_from_buffer($0.count, UnsafeMutableRawPointer(mutating: $0.baseAddress), .RESPMEM_MUST_COPY)
             }
         case .file(let fd, let offset, let length):
+            exchange.fileLength = length
             created = MHD_create_response_from_fd_at_offset64(UInt64(length), fd, UInt64(offset))
         case .upgrade(let run):
             let context = Unmanaged.passRetained(UpgradeContext(run)).toOpaque()
