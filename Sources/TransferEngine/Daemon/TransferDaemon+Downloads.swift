@@ -80,56 +80,53 @@ extension TransferDaemon {
     }
 
     func downloadFile(_ request: HTTPRequest) -> HTTPResponse {
-        do {
-            let (claims, use) = try verifyQueryTokenUse(request, scope: .fileDownload) { "file:\($0.serverUUID ?? ""):\($0.filePath ?? "")" }
-            var size: Int64?
-            let response: HTTPResponse
-            do {
-                let filePath = claims.filePath!
-                let volume = try VolumeRoot(path: store.volumePath(claims.serverUUID!))
-                let (fd, st) = try volume.openRegularFile(requestPath: filePath)
-                size = Int64(st.st_size)
-                let name = filePath.split(separator: "/").last.map(String.init) ?? "download"
-                response = FileResponse.make(descriptor: fd, status: st, downloadName: name, request: request, resumeOnly: use == .resume)
-            } catch {
-                response = .error(error)
-            }
-            return request.method == "HEAD" ? response : endingUse(of: claims, with: response, fileSize: size)
-        } catch {
-            return .error(error)
+        download(request, scope: .fileDownload, resource: { "file:\($0.serverUUID ?? ""):\($0.filePath ?? "")" }) { claims in
+            let filePath = claims.filePath!
+            let volume = try VolumeRoot(path: store.volumePath(claims.serverUUID!))
+            let (fd, st) = try volume.openRegularFile(requestPath: filePath)
+            return (fd, st, filePath.split(separator: "/").last.map(String.init) ?? "download")
         }
     }
 
     func downloadBackup(_ request: HTTPRequest) -> HTTPResponse {
+        download(request, scope: .backupDownload, resource: { "backup:\($0.backupUUID ?? "")" }) { claims in
+            guard let backup = claims.backupUUID, VolumeStore.isValidServerID(backup) else {
+                throw TransferError(.notFound, .volumes, "backup not found")
+            }
+            do {
+                let directory = try VolumeRoot(path: configuration.backupDirectory)
+                let (fd, st) = try directory.openRegularFile(requestPath: "\(backup).tar.gz")
+                return (fd, st, "\(backup).tar.gz")
+            } catch let error as TransferError where error.code == .notFound && error.stage == .volumes {
+                throw backups.directoryFault() ?? TransferError(.notFound, .volumes, "backup not found")
+            }
+        }
+    }
+
+    /// One download through a one-time link: claim the use, open the file, answer with it, and end
+    /// the use once the answer has been sent (a HEAD only looks and claims nothing).
+    private func download(
+        _ request: HTTPRequest, scope: TokenScope, resource: (TokenClaims) -> String,
+        open: (TokenClaims) throws -> (descriptor: Int32, status: stat, name: String)
+    ) -> HTTPResponse {
         let claimed: (claims: TokenClaims, use: OneTimeTokenStore.Claim)
         do {
-            claimed = try verifyQueryTokenUse(request, scope: .backupDownload) { "backup:\($0.backupUUID ?? "")" }
+            claimed = try verifyQueryTokenUse(request, scope: scope, resource: resource)
         } catch {
             return .error(error)
         }
         var size: Int64?
-        let response = backupResponse(request, claimed.claims, claimed.use, size: &size)
-        return request.method == "HEAD" ? response : endingUse(of: claimed.claims, with: response, fileSize: size)
-    }
-
-    private func backupResponse(
-        _ request: HTTPRequest, _ claims: TokenClaims, _ use: OneTimeTokenStore.Claim, size: inout Int64?
-    ) -> HTTPResponse {
+        let response: HTTPResponse
         do {
-            guard let backup = claims.backupUUID, VolumeStore.isValidServerID(backup) else {
-                throw TransferError(.notFound, .volumes, "backup not found")
-            }
-            let backups = try VolumeRoot(path: configuration.backupDirectory)
-            let (fd, st) = try backups.openRegularFile(requestPath: "\(backup).tar.gz")
-            size = Int64(st.st_size)
-            return FileResponse.make(
-                descriptor: fd, status: st, downloadName: "\(backup).tar.gz", request: request, resumeOnly: use == .resume)
-        } catch let error as TransferError where error.code == .notFound && error.stage == .volumes {
-            if let fault = backups.directoryFault() { return .error(fault) }
-            return .error(TransferError(.notFound, .volumes, "backup not found"))
+            let file = try open(claimed.claims)
+            size = Int64(file.status.st_size)
+            response = FileResponse.make(
+                descriptor: file.descriptor, status: file.status, downloadName: file.name, request: request,
+                resumeOnly: claimed.use == .resume)
         } catch {
-            return .error(error)
+            response = .error(error)
         }
+        return request.method == "HEAD" ? response : endingUse(of: claimed.claims, with: response, fileSize: size)
     }
 }
 
