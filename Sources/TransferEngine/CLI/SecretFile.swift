@@ -30,16 +30,12 @@ public enum SecretFile {
         if fstat(fd, &st) == 0, st.st_mode & S_IFMT == S_IFDIR {
             throw TransferError(.invalidInput, .cli, "\(option): \(shown) is a directory, not a file with the secret")
         }
-        var bytes: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 4096)
-        while bytes.count <= limit {
-            let n = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
-            if n == 0 { break }
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw TransferError(.io, .cli, "\(option): cannot read \(shown): \(String(cString: strerror(errno)))")
-            }
-            bytes += buffer[0..<n]
+        let bytes: [UInt8]
+        do {
+            bytes = try FileIO.read(fd, upTo: limit, path: path)
+        } catch let error as TransferError {
+            let reason = (error.cause as? SystemCallError).map { String(cString: strerror($0.errno)) } ?? error.message
+            throw TransferError(.io, .cli, "\(option): cannot read \(shown): \(reason)")
         }
         guard bytes.count <= limit else {
             throw TransferError(

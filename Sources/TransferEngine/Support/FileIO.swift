@@ -2,7 +2,7 @@
 import Glibc
 #endif
 
-/// Small helpers for writing to descriptors.
+/// Small helpers for reading and writing descriptors.
 enum FileIO {
     /// Writes all of `bytes` to `fd`, retrying short writes and EINTR; errors name `path`.
     static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, path: String) throws {
@@ -32,15 +32,26 @@ enum FileIO {
 
     /// The whole (small) file as text, or nil if it cannot be read (`/proc` files, logs).
     static func readFile(_ path: String) -> String? {
-        guard let file = fopen(path, "r") else { return nil }
-        defer { fclose(file) }
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        return (try? read(fd, upTo: 16 << 20, path: path)).map { String(decoding: $0, as: UTF8.self) }
+    }
+
+    /// What `fd` holds up to its end, but no more than `limit` + 1 bytes (so a caller sees that
+    /// there was more); retries EINTR. Works on pipes and FIFOs, whose size is unknown.
+    static func read(_ fd: Int32, upTo limit: Int, path: String) throws -> [UInt8] {
         var bytes: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 4096)
-        while true {
-            let n = fread(&buffer, 1, buffer.count, file)
-            if n <= 0 { break }
+        while bytes.count <= limit {
+            let n = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+            if n == 0 { break }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw TransferError.system("read", path: path)
+            }
             bytes += buffer[0..<n]
         }
-        return String(decoding: bytes, as: UTF8.self)
+        return bytes
     }
 }

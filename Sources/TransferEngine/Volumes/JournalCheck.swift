@@ -39,10 +39,7 @@ public enum JournalCheck {
 
     /// The block device's kernel name ("vda", "nvme0n1p2", "dm-0") from its sysfs link.
     static func deviceName(major: UInt32, minor: UInt32, sysDevBlock: String) -> String? {
-        var buffer = [CChar](repeating: 0, count: 4096)
-        let count = readlink("\(sysDevBlock)/\(major):\(minor)", &buffer, buffer.count - 1)
-        guard count > 0 else { return nil }
-        let target = String(decoding: buffer[0..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        guard let target = FileTree.symlinkTarget("\(sysDevBlock)/\(major):\(minor)") else { return nil }
         let name = target.split(separator: "/").last.map(String.init) ?? ""
         return name.isEmpty ? nil : name
     }
