@@ -363,6 +363,8 @@ public final class HTTPServer: @unchecked Sendable {
     /// read it as chunked; its own framing errors (bad chunk sizes, `Content-Length: -1`) never
     /// reach us (it answers them with its own HTML page).
     static func framingRefusal(_ request: HTTPRequest) -> HTTPResponse? {
+        let codings = request.transferEncodingValues
+        var status = 400
         let reason: String
         if request.header("transfer-encoding") != nil, request.header("content-length") != nil {
             reason = "request has both Transfer-Encoding and Content-Length (RFC 9112 §6.3)"
@@ -372,25 +374,22 @@ public final class HTTPServer: @unchecked Sendable {
             // `headers` holds the last: a smuggling gap. Identical repeats frame the same body.
             let shown = request.contentLengthValues.map { "'\($0)'" }.joined(separator: ", ")
             reason = "request has differing Content-Length values (\(shown)) (RFC 9112 §6.3)"
-        } else if request.transferEncodingValues.count == 1, request.transferEncodingValues[0].lowercased() != "chunked",
-            unsupportedTransferCoding(request.transferEncodingValues) == nil
-        {
-            // `chunked` with blanks around it: libmicrohttpd compares the whole value, so it would
-            // not read the body as chunked but to the close. Refuse rather than misframe.
-            reason = "Transfer-Encoding '\(request.transferEncodingValues[0])' has blanks around 'chunked'"
-        } else if let coding = unsupportedTransferCoding(request.transferEncodingValues) {
+        } else if let coding = unsupportedTransferCoding(codings) {
             // RFC 9112 §6.1: a server that does not understand a transfer coding answers 501.
             // libmicrohttpd knows only a lone `chunked`; any other list it would read as a body
             // running to the close, handing the chunk framing on as if it were content.
-            var response = HTTPResponse.error(
-                TransferError(.unsupported, .http, "transfer coding '\(coding)' is not supported".escapingControlCharacters))
-            response.status = 501
-            response.headers.append(("Connection", "close"))
-            return response
+            status = 501
+            reason = "transfer coding '\(coding)' is not supported"
+        } else if codings.count == 1, codings[0].lowercased() != "chunked" {
+            // `chunked` with blanks around it: libmicrohttpd compares the whole value, so it would
+            // not read the body as chunked but to the close. Refuse rather than misframe.
+            reason = "Transfer-Encoding '\(codings[0])' has blanks around 'chunked'"
         } else {
             return nil
         }
-        var response = HTTPResponse.error(TransferError(.invalidInput, .http, reason.escapingControlCharacters))
+        let code: TransferError.Code = status == 501 ? .unsupported : .invalidInput
+        var response = HTTPResponse.error(TransferError(code, .http, reason.escapingControlCharacters))
+        response.status = status
         response.headers.append(("Connection", "close"))
         return response
     }
