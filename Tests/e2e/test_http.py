@@ -414,14 +414,20 @@ def leftovers(directory):
 
 
 def start_half_upload(daemon, server, name, size, directory=None):
-    """A socket that has sent the head and half of an upload's body; returns (sock, rest)."""
+    """A socket that has sent the head and half of an upload's body, once the daemon is writing
+    the file; returns (sock, rest)."""
     body = StreamedMultipart([("files", name, size, counter_blocks(size))])
     url = upload_url(daemon, server, directory)
     head = (f"POST {url[len(daemon.url):]} HTTP/1.1\r\nHost: 127.0.0.1:{daemon.port}\r\n"
             f"Content-Type: {body.content_type}\r\nContent-Length: {len(body)}\r\n\r\n").encode()
     payload = b"".join(body)
     sock = socket.create_connection(("127.0.0.1", daemon.port), timeout=30)
-    sock.sendall(head + payload[: len(payload) // 2])
+    try:
+        sock.sendall(head + payload[: len(payload) // 2])
+        assert wait_until(lambda: leftovers(daemon.volume(server)), 10), "the upload never started writing"
+    except BaseException:
+        sock.close()
+        raise
     return sock, payload[len(payload) // 2:]
 
 
@@ -434,7 +440,6 @@ def test_an_upload_in_flight_is_never_inside_the_volume(daemon_factory, sample_v
     before = volume_snapshot(vol)
     sock, rest = start_half_upload(source, server, "world.zip", 4 * MiB)
     try:
-        assert wait_until(lambda: leftovers(vol), 10), "the upload never started writing"
         assert all(name.startswith(".staging/") for name in leftovers(vol)), leftovers(vol)
         assert volume_snapshot(vol) == before
         p = subprocess.run([str(transfer_send), "push", "--volume", str(vol), "--url", destination.url,
@@ -459,7 +464,6 @@ def test_a_daemon_killed_mid_upload_leaves_nothing_in_the_volume(daemon_factory,
     before = volume_snapshot(vol)
     sock, _ = start_half_upload(daemon, server, "world.zip", 4 * MiB)
     try:
-        assert wait_until(lambda: leftovers(vol), 10), "the upload never started writing"
         daemon.stop(signal.SIGKILL)
     finally:
         sock.close()
@@ -803,21 +807,15 @@ def test_upload_whose_body_spans_a_transfer_lands_nothing(served, sample_tgz, ot
     after it has replaced the volume), gets 409 and writes nothing: not into the old volume that
     the commit throws away (it used to answer 200 and the file was gone), not into the new one."""
     daemon, server, vol = served
-    body = StreamedMultipart([("files", "late.bin", 4 * MiB, counter_blocks(4 * MiB))])
-    url = upload_url(daemon, server)
-    head = (f"POST {url[len(daemon.url):]} HTTP/1.1\r\nHost: 127.0.0.1:{daemon.port}\r\n"
-            f"Content-Type: {body.content_type}\r\nContent-Length: {len(body)}\r\n\r\n").encode()
-    payload = b"".join(body)
-    with socket.create_connection(("127.0.0.1", daemon.port), timeout=30) as sock:
-        sock.sendall(head + payload[: len(payload) // 2])
-        assert wait_until(lambda: leftovers(vol), 10), "the upload never started writing"
+    sock, second_half = start_half_upload(daemon, server, "late.bin", 4 * MiB)
+    with sock:
         if transfer == "running":
             with HeldTransfer(daemon, server, other_tgz):
-                sock.sendall(payload[len(payload) // 2:])
+                sock.sendall(second_half)
                 reply = read_response(sock)
         else:
             assert push_archive(daemon, server, other_tgz).status_code == 200
-            sock.sendall(payload[len(payload) // 2:])
+            sock.sendall(second_half)
             reply = read_response(sock)
     status_line, _, rest = reply.partition(b"\r\n")
     assert status_line == b"HTTP/1.1 409 Conflict", reply[:300]
