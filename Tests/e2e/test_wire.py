@@ -319,17 +319,24 @@ def test_transfer_encoding_with_content_length_is_refused(seeded, sample_tgz, un
         except OSError:
             pass  # the server may already have answered and closed
         reply = read_until_closed(sock)  # no shutdown from our side: the server must close
-    status_line, _, rest = reply.partition(b"\r\n")
-    assert status_line == b"HTTP/1.1 400 Bad Request", reply[:300]
-    headers, _, payload = rest.partition(b"\r\n\r\n")
-    assert b"connection: close" in headers.lower() and b"application/json" in headers.lower(), headers
-    assert "Transfer-Encoding and Content-Length" in json.loads(payload)["error"]
-    assert reply.count(b"HTTP/1.1") == 1
+    error = closing_json_refusal(reply, b"HTTP/1.1 400 Bad Request")
+    assert "Transfer-Encoding and Content-Length" in error
     untouched(daemon, server)
     assert push_archive(daemon, server, sample_tgz).status_code == 200  # the daemon serves on
 
 
 # ------------------------------------------------ more than one Content-Length
+
+
+def closing_json_refusal(reply, status_line):
+    """Checks that `reply` is one answer with `status_line`, a JSON body and `Connection: close`;
+    returns its error message."""
+    line, _, rest = reply.partition(b"\r\n")
+    assert line == status_line, reply[:300]
+    headers, _, payload = rest.partition(b"\r\n\r\n")
+    assert b"connection: close" in headers.lower() and b"application/json" in headers.lower(), headers
+    assert reply.count(b"HTTP/1.1") == 1
+    return json.loads(payload)["error"]
 
 
 def _push_with_lengths(daemon, server, archive, lengths):
@@ -362,12 +369,8 @@ def test_differing_content_lengths_are_refused(seeded, sample_tgz, other_tgz, un
     nothing committed, whatever the order."""
     daemon, server = seeded
     reply = _push_with_lengths(daemon, server, other_tgz, lengths)
-    status_line, _, rest = reply.partition(b"\r\n")
-    assert status_line == b"HTTP/1.1 400 Bad Request", reply[:300]
-    headers, _, payload = rest.partition(b"\r\n\r\n")
-    assert b"connection: close" in headers.lower() and b"application/json" in headers.lower(), headers
-    assert "differing Content-Length" in json.loads(payload)["error"]
-    assert reply.count(b"HTTP/1.1") == 1
+    error = closing_json_refusal(reply, b"HTTP/1.1 400 Bad Request")
+    assert "differing Content-Length" in error
     untouched(daemon, server)
     assert push_archive(daemon, server, sample_tgz).status_code == 200  # the daemon serves on
 
@@ -437,12 +440,8 @@ def test_transfer_codings_other_than_chunked_are_not_implemented(seeded, other_t
     multipart: 400 "malformed part header line"). JSON, connection closed, nothing committed."""
     daemon, server = seeded
     reply = _push_with_codings(daemon, server, other_tgz, codings)
-    status_line, _, rest = reply.partition(b"\r\n")
-    assert status_line == b"HTTP/1.1 501 Not Implemented", reply[:300]
-    headers, _, payload = rest.partition(b"\r\n\r\n")
-    assert b"connection: close" in headers.lower() and b"application/json" in headers.lower(), headers
-    assert json.loads(payload)["error"] == f"transfer coding '{named}' is not supported"
-    assert reply.count(b"HTTP/1.1") == 1
+    error = closing_json_refusal(reply, b"HTTP/1.1 501 Not Implemented")
+    assert error == f"transfer coding '{named}' is not supported"
     untouched(daemon, server)
 
 
