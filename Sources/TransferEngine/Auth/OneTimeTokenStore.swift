@@ -49,12 +49,6 @@ public final class OneTimeTokenStore: Sendable {
         case busy
     }
 
-    /// Records a use of `uniqueID`. Returns false if the token was used before (and this is not
-    /// an allowed resume of the same resource by the same client).
-    public func claim(uniqueID: String, expires: Int64, client: String, resource: String, isResume: Bool = false) -> Bool {
-        claimUse(uniqueID: uniqueID, expires: expires, client: client, resource: resource, isResume: isResume) != nil
-    }
-
     /// Records a use of `uniqueID` and says whether it was the first or an allowed resume; nil when
     /// it is refused (see `attempt`).
     public func claimUse(uniqueID: String, expires: Int64, client: String, resource: String, isResume: Bool = false) -> Claim? {
