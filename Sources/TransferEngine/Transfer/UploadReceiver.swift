@@ -12,12 +12,11 @@ import Glibc
 /// All or nothing: until the whole body has arrived nothing visible changes, so a failed or cut
 /// upload leaves no partial file and never touches an existing file of the same name; the
 /// directories it had to make for the target (when its first file began) go again, if still
-/// empty. The
-/// unfinished files wait outside the volume, so a push that starts meanwhile never archives
-/// them and a daemon killed mid-upload leaves nothing in the volume (its next start empties
-/// staging). Only when staging is on another file system (a volume mounted on its own) do they
-/// wait in the target directory as `.upload-<random>.part`. An upload
-/// during which a transfer held the server gets 409 and lands nothing (`VolumeWrite`).
+/// empty. The unfinished files wait outside the volume, so a push that starts meanwhile never
+/// archives them and a daemon killed mid-upload leaves nothing in the volume (its next start
+/// empties staging). Only when staging is on another file system (a volume mounted on its own)
+/// do they wait in the target directory as `.upload-<random>.part`. An upload during which a
+/// transfer held the server gets 409 and lands nothing (`VolumeWrite`).
 public final class UploadReceiver: RequestBodyHandler, @unchecked Sendable {
     private struct Pending {
         let temporary: [CChar]
