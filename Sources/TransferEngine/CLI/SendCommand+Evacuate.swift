@@ -109,7 +109,7 @@ extension SendCommand {
         guard !volumes.isEmpty else {
             if json {
                 let report = Self.json([], plan: plan, warnings: warnings, seconds: 0)
-                print(String(decoding: report.serialized(), as: UTF8.self))
+                print(report)
             } else {
                 print(Self.nothingToEvacuate(in: data))
             }
@@ -120,18 +120,19 @@ extension SendCommand {
         // another node's token would otherwise fail every server one by one, each after its
         // negotiation. Nothing is sent and no server touched when it fails.
         let checked = checkDestination(options, interrupted: interrupted)
-        if interrupted.name != nil { return cancelledBeforeTheFirstPush(plan, json: json, warnings: warnings) }
+        if interrupted.name != nil {
+            let error = TransferError(.cancelled, .cli, "cancelled before the first push, nothing was sent")
+            stoppedBeforeTheFirstPush(plan, json: json, warnings: warnings, error: error, why: error.message)
+            return 130
+        }
         let node: NodeCheck.Node
         switch checked {
         case .success(let answered):
             node = answered
         case .failure(let error):
-            if json {
-                let report = Self.json([], plan: plan, warnings: warnings, seconds: 0, destination: checked, url: url)
-                print(String(decoding: Self.failed(report, error).serialized(), as: UTF8.self))
-            } else {
-                print("evacuated 0 of \(volumes.count) server(s): the destination check failed, nothing was sent")
-            }
+            stoppedBeforeTheFirstPush(
+                plan, json: json, warnings: warnings, error: error,
+                why: "the destination check failed, nothing was sent", destination: checked, url: url)
             return report(error)
         }
 
@@ -158,7 +159,7 @@ extension SendCommand {
         if json {
             let report = Self.json(
                 outcomes, plan: plan, warnings: warnings, seconds: seconds, destination: checked, url: url)
-            print(String(decoding: report.serialized(), as: UTF8.self))
+            print(report)
         } else {
             var summary = "evacuated \(moved.count) of \(outcomes.count) server(s), \(ByteCount.format(movedBytes)) in "
                 + "\(ByteCount.fixed(seconds, 1)) s (\(ByteCount.rate(bytes: movedBytes, seconds: seconds)))"
@@ -218,7 +219,7 @@ extension SendCommand {
                 "total_bytes": .number(Double(plan.bytes)), "skipped": skippedJSON(plan.skipped),
                 "warnings": .array(warnings.map { .string($0) }),
             ])
-            print(String(decoding: report.serialized(), as: UTF8.self))
+            print(report)
         } else {
             if case .success(let node) = checked {
                 print("destination \(target): reachable, a \(node.kind) \(node.version) node, node token accepted")
@@ -268,16 +269,19 @@ extension SendCommand {
         return .object(destination)
     }
 
-    /// SIGINT/SIGTERM while the destination was being checked: nothing was sent.
-    static func cancelledBeforeTheFirstPush(_ plan: Evacuation.Plan, json: Bool, warnings: [String]) -> Int32 {
+    /// An evacuation that ends before its first push (a signal during the destination check, or
+    /// the check failed): nothing was sent. Prints the summary line, or the JSON report with the
+    /// fields every `--json` failure has.
+    static func stoppedBeforeTheFirstPush(
+        _ plan: Evacuation.Plan, json: Bool, warnings: [String], error: TransferError, why: String,
+        destination: Result<NodeCheck.Node, TransferError>? = nil, url: String = ""
+    ) {
         if json {
-            let report = Self.json([], plan: plan, warnings: warnings, seconds: 0)
-            let error = TransferError(.cancelled, .cli, "cancelled before the first push, nothing was sent")
-            print(String(decoding: Self.failed(report, error).serialized(), as: UTF8.self))
+            let report = Self.json([], plan: plan, warnings: warnings, seconds: 0, destination: destination, url: url)
+            print(Self.failed(report, error))
         } else {
-            print("evacuated 0 of \(plan.volumes.count) server(s): cancelled before the first push, nothing was sent")
+            print("evacuated 0 of \(plan.volumes.count) server(s): \(why)")
         }
-        return 130
     }
 
     /// A report of an evacuation that stopped before its first push, with the fields every

@@ -192,7 +192,7 @@ public enum SendCommand {
     /// `report`, and with `--json` the failure as one JSON object on standard output too
     /// (`FailureReport.json(for:)`), so a script reading the output always gets an object.
     static func report(_ error: TransferError, _ failure: FailureReport) -> Int32 {
-        if failure.json { print(String(decoding: failure.json(for: error).serialized(), as: UTF8.self)) }
+        if failure.json { print(failure.json(for: error)) }
         return report(error)
     }
 
@@ -343,7 +343,7 @@ public enum SendCommand {
                 // Entries left out (each also a WARN line on stderr): ok, but not the whole volume.
                 "skipped": result.skippedJSON, "warnings": .array(result.skipWarnings.map { .string($0) }),
             ]
-            print(String(decoding: json.serialized(), as: UTF8.self))
+            print(json)
         } else {
             // Holes in sparse files are not read or sent: say how big the files look, too.
             let holes = result.apparentBytes > result.volumeBytes ? " of data (\(ByteCount.format(result.apparentBytes)) with the holes of sparse files)" : ""

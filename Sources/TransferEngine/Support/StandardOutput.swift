@@ -13,6 +13,11 @@ func print(_ line: String) {
     Swift.print(line.redactingURLCredentials)
 }
 
+/// Prints a JSON value as one line (the `--json` outputs), through `print(_:)` above.
+func print(_ value: JSONValue) {
+    print(String(decoding: value.serialized(), as: UTF8.self))
+}
+
 /// Standard output as a command's result: whether what was printed was written.
 public enum StandardOutput {
     /// Flushes standard output; nil when everything printed was written, otherwise why not
